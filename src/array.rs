@@ -1,0 +1,167 @@
+//! Plain numeric buffers as they come out of a store, before any normalization.
+//!
+//! Stores hand back whatever dtype the file holds; the engine converts to its working
+//! dtype with [`NumVec::to_f32`] / [`NumVec::to_f64`], which round exactly like numpy's
+//! `astype` (round to nearest, ties to even).
+
+use std::fmt;
+
+/// Element type of a stored numeric array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    F32,
+    F64,
+}
+
+impl DType {
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    pub fn is_integer(self) -> bool {
+        !self.is_float()
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::I8 | DType::U8 => 1,
+            DType::I16 | DType::U16 => 2,
+            DType::I32 | DType::U32 | DType::F32 => 4,
+            DType::I64 | DType::U64 | DType::F64 => 8,
+        }
+    }
+
+    /// numpy's name for the type (`float32`, `int64`, ...), used in messages and `inspect`.
+    pub fn numpy_name(self) -> &'static str {
+        match self {
+            DType::I8 => "int8",
+            DType::I16 => "int16",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+            DType::U8 => "uint8",
+            DType::U16 => "uint16",
+            DType::U32 => "uint32",
+            DType::U64 => "uint64",
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.numpy_name())
+    }
+}
+
+/// A numeric buffer in one of the stored dtypes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NumVec {
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Applies one expression to the inner `Vec` of every variant.
+macro_rules! each_variant {
+    ($value:expr, $v:ident => $body:expr) => {
+        match $value {
+            NumVec::I8($v) => $body,
+            NumVec::I16($v) => $body,
+            NumVec::I32($v) => $body,
+            NumVec::I64($v) => $body,
+            NumVec::U8($v) => $body,
+            NumVec::U16($v) => $body,
+            NumVec::U32($v) => $body,
+            NumVec::U64($v) => $body,
+            NumVec::F32($v) => $body,
+            NumVec::F64($v) => $body,
+        }
+    };
+}
+
+impl NumVec {
+    pub fn dtype(&self) -> DType {
+        match self {
+            NumVec::I8(_) => DType::I8,
+            NumVec::I16(_) => DType::I16,
+            NumVec::I32(_) => DType::I32,
+            NumVec::I64(_) => DType::I64,
+            NumVec::U8(_) => DType::U8,
+            NumVec::U16(_) => DType::U16,
+            NumVec::U32(_) => DType::U32,
+            NumVec::U64(_) => DType::U64,
+            NumVec::F32(_) => DType::F32,
+            NumVec::F64(_) => DType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        each_variant!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values as float32, rounded like numpy's `astype(np.float32)`.
+    pub fn to_f32(self) -> Vec<f32> {
+        match self {
+            NumVec::F32(v) => v,
+            other => each_variant!(other, v => v.into_iter().map(|x| x as f32).collect()),
+        }
+    }
+
+    /// Values as float64 (exact for every stored type but 64-bit integers above 2^53).
+    pub fn to_f64(self) -> Vec<f64> {
+        match self {
+            NumVec::F64(v) => v,
+            other => each_variant!(other, v => v.into_iter().map(|x| x as f64).collect()),
+        }
+    }
+
+    /// Integer values as i64 (used for `indptr` and `indices`); `None` for float buffers
+    /// or a u64 value above `i64::MAX`.
+    pub fn to_i64(self) -> Option<Vec<i64>> {
+        match self {
+            NumVec::F32(_) | NumVec::F64(_) => None,
+            NumVec::U64(v) => v.into_iter().map(|x| i64::try_from(x).ok()).collect(),
+            NumVec::I64(v) => Some(v),
+            other => each_variant!(other, v => Some(v.into_iter().map(|x| x as i64).collect())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_to_f32_rounds_to_nearest_even_like_numpy() {
+        // 2^24 + 1 is halfway between 2^24 and 2^24 + 2: ties go to the even mantissa.
+        let v = NumVec::I64(vec![16_777_217, 16_777_219, -16_777_217]);
+        assert_eq!(v.to_f32(), vec![16_777_216.0, 16_777_220.0, -16_777_216.0]);
+    }
+
+    #[test]
+    fn u64_above_i64_max_is_not_an_index() {
+        assert_eq!(NumVec::U64(vec![u64::MAX]).to_i64(), None);
+        assert_eq!(NumVec::U16(vec![7]).to_i64(), Some(vec![7]));
+    }
+}

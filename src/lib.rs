@@ -1,0 +1,8 @@
+//! atlasnorm: scanpy's `normalize_total` + `log1p`, bit-identical, streamed out of core.
+
+pub mod array;
+pub mod error;
+pub mod kernel;
+pub mod store;
+
+pub use error::{Error, Result};
