@@ -121,6 +121,7 @@ impl NumVec {
     }
 
     /// Values as float32, rounded like numpy's `astype(np.float32)`.
+    #[allow(clippy::unnecessary_cast)] // the macro covers the identity case too
     pub fn to_f32(self) -> Vec<f32> {
         match self {
             NumVec::F32(v) => v,
@@ -128,6 +129,7 @@ impl NumVec {
         }
     }
 
+    #[allow(clippy::unnecessary_cast)]
     /// Values as float64 (exact for every stored type but 64-bit integers above 2^53).
     pub fn to_f64(self) -> Vec<f64> {
         match self {
@@ -136,6 +138,7 @@ impl NumVec {
         }
     }
 
+    #[allow(clippy::unnecessary_cast)]
     /// Integer values as i64 (used for `indptr` and `indices`); `None` for float buffers
     /// or a u64 value above `i64::MAX`.
     pub fn to_i64(self) -> Option<Vec<i64>> {

@@ -20,6 +20,9 @@ pub enum Error {
     /// The options contradict each other or are out of range.
     #[error("{0}")]
     Options(String),
+    /// A bug in atlasnorm (a worker thread panicked, ...); please report it.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {

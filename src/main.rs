@@ -1,1 +1,190 @@
-fn main() {}
+//! The `atlasnorm` command line: a thin layer over the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use atlasnorm::kernel::log1p::Log1pKernel;
+use atlasnorm::options::{parse_size, DEFAULT_MEMORY};
+use atlasnorm::{Error, Options, Progress};
+
+#[derive(Parser)]
+#[command(
+    name = "atlasnorm",
+    version,
+    about = "scanpy's normalize_total + log1p, bit-identical, out of core"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Normalize X (or a layer) of INPUT like sc.pp.normalize_total + sc.pp.log1p into OUTPUT.
+    Normalize(NormalizeArgs),
+    /// Show what is inside an AnnData file: elements, shapes, encodings, dtypes, chunks, codecs.
+    Inspect { input: PathBuf },
+    /// Write realistic synthetic UMI counts as an AnnData file.
+    Synth(atlasnorm::synth::SynthArgs),
+}
+
+#[derive(Args)]
+struct NormalizeArgs {
+    input: PathBuf,
+    output: PathBuf,
+    /// Fixed target sum; without it: the median of the non-zero cell totals.
+    #[arg(long)]
+    target_sum: Option<f64>,
+    /// Leave genes above --max-fraction of some cell's total out of the totals.
+    #[arg(long)]
+    exclude_highly_expressed: bool,
+    #[arg(long, default_value_t = 0.05)]
+    max_fraction: f64,
+    /// Store the per-cell factor (total / target) as obs[NAME].
+    #[arg(long, value_name = "NAME")]
+    key_added: Option<String>,
+    /// Normalize layers[NAME] instead of X.
+    #[arg(long, value_name = "NAME")]
+    layer: Option<String>,
+    /// Normalize only (default: normalize, then log1p).
+    #[arg(long)]
+    no_log1p: bool,
+    /// log1p base (default: natural).
+    #[arg(long, value_name = "B")]
+    log1p_base: Option<f64>,
+    /// log1p implementation: `numpy` picks what numpy picks on this CPU (SVML on x86-64-v4,
+    /// libm otherwise); `svml` and `libm` force one (bit-identical to numpy only where
+    /// numpy makes the same choice).
+    #[arg(long, value_enum, default_value_t = KernelChoice::Numpy)]
+    log1p_kernel: KernelChoice,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory budget for in-flight blocks, e.g. 512MiB, 2GiB (per-cell vectors, at most
+    /// 16 bytes a cell, come on top).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Replace an existing OUTPUT.
+    #[arg(long)]
+    force: bool,
+    /// At most N stored values per block (for testing and tuning; the budget sets the size
+    /// otherwise).
+    #[arg(long, value_name = "N")]
+    block_values: Option<u64>,
+    /// No progress bars and no summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KernelChoice {
+    Numpy,
+    Svml,
+    Libm,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Normalize(args) => normalize(args),
+        Command::Inspect { input } => {
+            atlasnorm::store::h5ad::inspect(&input).map(|text| print!("{text}"))
+        }
+        Command::Synth(args) => atlasnorm::synth::run(&args).map(|summary| eprintln!("{summary}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn normalize(args: NormalizeArgs) -> Result<(), Error> {
+    let opts = Options {
+        target_sum: args.target_sum,
+        exclude_highly_expressed: args.exclude_highly_expressed,
+        max_fraction: args.max_fraction,
+        key_added: args.key_added,
+        layer: args.layer,
+        log1p: !args.no_log1p,
+        log1p_base: args.log1p_base,
+        log1p_kernel: match args.log1p_kernel {
+            KernelChoice::Numpy => Log1pKernel::numpy_default(),
+            KernelChoice::Svml => Log1pKernel::NumpySvml,
+            KernelChoice::Libm => Log1pKernel::Libm,
+        },
+        threads: args.threads,
+        memory: args
+            .memory
+            .as_deref()
+            .map(parse_size)
+            .transpose()?
+            .unwrap_or(DEFAULT_MEMORY),
+        force: args.force,
+        max_block_values: args.block_values,
+    };
+    let progress = Bars::new(!args.quiet && std::io::stderr().is_terminal());
+    let report = atlasnorm::normalize(&args.input, &args.output, &opts, &progress)?;
+    if !args.quiet {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// Progress bars on a terminal; warnings always go to stderr.
+struct Bars {
+    enabled: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn new(enabled: bool) -> Self {
+        Bars {
+            enabled,
+            bar: Mutex::new(None),
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&self, pass: &str, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        let bar = ProgressBar::new(total).with_message(pass.to_string());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>24} [{bar:40}] {percent:>3}% {elapsed_precise} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        *self.bar.lock().unwrap() = Some(bar);
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = self.bar.lock().unwrap().as_ref() {
+            bar.inc(n);
+        }
+    }
+
+    fn end(&self) {
+        if let Some(bar) = self.bar.lock().unwrap().take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        match self.bar.lock().unwrap().as_ref() {
+            Some(bar) => bar.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! CSR matrices: totals from `data` row by row, then `data` scaled in place; `indices` and
+//! `indptr` are copied unchanged.
+
+use rayon::prelude::*;
+
+use super::pipeline::{consume, stream};
+use super::plan::{balanced_row_ranges, sparse_blocks, Block};
+use super::scale::{scale_sparse, split_rows_mut};
+use super::validate::{check_indptr_piece, indices_in_range};
+use super::{excluded_positions, into_factors, target_of, Job, Normalized};
+use crate::error::Result;
+use crate::kernel::mask::csr_mark_highly_expressed;
+use crate::kernel::scale::{factor, target_from_user};
+use crate::kernel::totals::{csr_row_totals, csr_row_totals_kept};
+use crate::kernel::Real;
+use crate::store::{MatrixSource, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
+
+/// indptr is read in pieces of this many entries.
+const INDPTR_PIECE: u64 = 1 << 20;
+
+pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result<Normalized<T>> {
+    let n_obs = job.meta.n_obs as usize;
+    let indptr = read_indptr(job, job.source, job.meta.n_obs)?;
+    let data_size = job.meta.data_dtype.size();
+    let index_size = job.meta.indices_dtype.map_or(8, |d| d.size());
+    // Pass 1 holds raw data + raw indices + converted values + u32 indices per value.
+    let pass1_blocks = sparse_blocks(
+        &indptr,
+        job.values_per_block(data_size + index_size + std::mem::size_of::<T>() + 4),
+    );
+    let spec = OutputMatrixSpec {
+        layout: OutputLayout::Csr,
+        n_obs: job.meta.n_obs,
+        n_vars: job.meta.n_vars,
+        nnz: job.meta.nnz,
+        data_dtype: T::DTYPE,
+        structure: SparseStructure::CopyFromInput,
+    };
+    let mut totals = vec![T::default(); n_obs];
+    let mut warnings = Vec::new();
+
+    if job.fused() {
+        // Fixed target, no gene mask: totals, factors and scaling in one pass.
+        let target: T = target_from_user(job.opts.target_sum.expect("fused implies a target"));
+        let mut sink = out.create_matrix(&job.element_path, &spec)?;
+        let mut nan_values = 0;
+        job.progress.begin("normalize", job.meta.n_obs);
+        stream(
+            pass1_blocks,
+            |b: &Block| read_block(job, b, true),
+            |b, (mut values, indices)| {
+                let _ = indices; // read to check the indices are in range
+                let offsets = block_offsets(&indptr, &b);
+                let rows = b.rows.start as usize..b.rows.end as usize;
+                row_totals(job, &values, &offsets, &mut totals[rows.clone()]);
+                for t in &mut totals[rows.clone()] {
+                    *t = factor(*t, target);
+                }
+                nan_values += scale(job, &b, &mut values, &offsets, &totals[rows])?;
+                job.progress.advance(b.n_rows() as u64);
+                Ok(T::into_numvec(values))
+            },
+            |values| sink.append_data(&values),
+        )?;
+        sink.finish()?;
+        job.progress.end();
+        note_nan(job, nan_values, &mut warnings);
+        return Ok(Normalized {
+            factors: totals,
+            target,
+            excluded: Vec::new(),
+            passes: 1,
+            warnings,
+        });
+    }
+
+    // Pass 1: totals (and the gene mask, from the first totals).
+    let mut excluded = job
+        .opts
+        .exclude_highly_expressed
+        .then(|| vec![false; job.meta.n_vars as usize]);
+    job.progress.begin("totals", job.meta.n_obs);
+    consume(
+        pass1_blocks.clone(),
+        |b: &Block| read_block(job, b, true),
+        |b, (values, indices)| {
+            let offsets = block_offsets(&indptr, &b);
+            let rows = b.rows.start as usize..b.rows.end as usize;
+            row_totals(job, &values, &offsets, &mut totals[rows.clone()]);
+            if let Some(mask) = excluded.as_mut() {
+                csr_mark_highly_expressed(
+                    &values,
+                    &indices,
+                    &offsets,
+                    &totals[rows],
+                    job.opts.max_fraction,
+                    mask,
+                );
+            }
+            job.progress.advance(b.n_rows() as u64);
+            Ok(())
+        },
+    )?;
+    job.progress.end();
+    let mut passes = 2;
+
+    // Pass 1b: totals over the kept genes only.
+    if let Some(mask) = &excluded {
+        job.progress
+            .begin("totals without highly expressed genes", job.meta.n_obs);
+        consume(
+            pass1_blocks,
+            |b: &Block| read_block(job, b, true),
+            |b, (values, indices)| {
+                let offsets = block_offsets(&indptr, &b);
+                let rows = b.rows.start as usize..b.rows.end as usize;
+                csr_row_totals_kept(&values, &indices, &offsets, mask, &mut totals[rows]);
+                job.progress.advance(b.n_rows() as u64);
+                Ok(())
+            },
+        )?;
+        job.progress.end();
+        passes += 1;
+    }
+
+    let target = target_of(job.opts, &totals);
+    into_factors(&mut totals, target);
+    let factors = totals;
+
+    // Pass 2: scale. Holds raw data + converted values per value.
+    let pass2_blocks = sparse_blocks(
+        &indptr,
+        job.values_per_block(data_size + std::mem::size_of::<T>()),
+    );
+    let mut sink = out.create_matrix(&job.element_path, &spec)?;
+    let mut nan_values = 0;
+    job.progress.begin("normalize", job.meta.n_obs);
+    stream(
+        pass2_blocks,
+        |b: &Block| read_block(job, b, false),
+        |b, (mut values, _)| {
+            let offsets = block_offsets(&indptr, &b);
+            let rows = b.rows.start as usize..b.rows.end as usize;
+            nan_values += scale(job, &b, &mut values, &offsets, &factors[rows])?;
+            job.progress.advance(b.n_rows() as u64);
+            Ok(T::into_numvec(values))
+        },
+        |values| sink.append_data(&values),
+    )?;
+    sink.finish()?;
+    job.progress.end();
+    note_nan(job, nan_values, &mut warnings);
+    Ok(Normalized {
+        factors,
+        target,
+        excluded: excluded
+            .as_deref()
+            .map(excluded_positions)
+            .unwrap_or_default(),
+        passes,
+        warnings,
+    })
+}
+
+/// Reads and checks the whole `indptr` (n_rows + 1 entries): starts at 0, never decreases,
+/// ends at the number of stored values. Kept in memory: 8 bytes a row.
+pub(super) fn read_indptr(job: &Job, source: &dyn MatrixSource, n_rows: u64) -> Result<Vec<i64>> {
+    let len = n_rows + 1;
+    let mut indptr = Vec::with_capacity(len as usize);
+    let mut at = 0;
+    while at < len {
+        let end = (at + INDPTR_PIECE).min(len);
+        let piece = source.read_indptr(at..end)?;
+        check_indptr_piece(&piece, at, indptr.last().copied())
+            .map_err(|problem| job.error("indptr", problem))?;
+        indptr.extend_from_slice(&piece);
+        at = end;
+    }
+    let last = *indptr.last().expect("indptr has n_rows + 1 >= 1 entries");
+    if last as u64 != job.meta.nnz {
+        return Err(job.error(
+            "indptr",
+            format!(
+                "indptr ends at {last}, but data has {} stored values",
+                job.meta.nnz
+            ),
+        ));
+    }
+    Ok(indptr)
+}
+
+/// Offsets of the block's rows relative to its first value.
+pub(super) fn block_offsets(indptr: &[i64], block: &Block) -> Vec<usize> {
+    let base = indptr[block.rows.start as usize];
+    indptr[block.rows.start as usize..=block.rows.end as usize]
+        .iter()
+        .map(|&p| (p - base) as usize)
+        .collect()
+}
+
+/// Reads a block's values in T and, if asked, its indices (checked to be genes).
+fn read_block<T: Real>(job: &Job, block: &Block, with_indices: bool) -> Result<(Vec<T>, Vec<u32>)> {
+    let values = T::from_numvec(job.source.read_data(block.values.clone())?);
+    let indices = if with_indices {
+        let raw = job.source.read_indices(block.values.clone())?;
+        indices_in_range(raw, job.meta.n_vars, block.values.start)
+            .map_err(|problem| job.error("indices", problem))?
+    } else {
+        Vec::new()
+    };
+    Ok((values, indices))
+}
+
+/// Totals of the block's rows, in parallel over row ranges.
+fn row_totals<T: Real>(job: &Job, values: &[T], offsets: &[usize], out: &mut [T]) {
+    let ranges = balanced_row_ranges(offsets, job.threads * 4);
+    let pieces = split_rows_mut(out, &ranges);
+    ranges
+        .par_iter()
+        .zip(pieces)
+        .for_each(|(rows, piece)| csr_row_totals(values, &offsets[rows.start..=rows.end], piece));
+}
+
+/// Scales one block; refuses like scanpy's log1p when values are NaN or infinite.
+fn scale<T: Real>(
+    job: &Job,
+    block: &Block,
+    values: &mut [T],
+    offsets: &[usize],
+    factors: &[T],
+) -> Result<u64> {
+    scale_sparse(
+        values,
+        offsets,
+        factors,
+        job.log1p.as_ref(),
+        job.threads * 4,
+    )
+    .map_err(|bad| {
+        job.error(
+            "data",
+            format!(
+                "{} normalized values in rows {}..{} are NaN or infinite (NaN or infinite \
+                 input, or a NaN factor when no cell has a positive total); scanpy's log1p \
+                 raises \"Input contains NaN\" here, so atlasnorm refuses too \
+                 (--no-log1p writes them as scanpy's normalize_total does)",
+                bad.count, block.rows.start, block.rows.end
+            ),
+        )
+    })
+}
+
+pub(super) fn note_nan(job: &Job, nan_values: u64, warnings: &mut Vec<String>) {
+    if nan_values > 0 {
+        let message = format!(
+            "{nan_values} values of the output are NaN, as scanpy leaves them \
+             (NaN input, a NaN factor, or log1p of a value below -1)"
+        );
+        job.progress.warn(&message);
+        warnings.push(message);
+    }
+}

@@ -1,0 +1,167 @@
+//! Dense matrices: numpy's pairwise row sums, then every value scaled (zeros included).
+
+use rayon::prelude::*;
+
+use super::csr::note_nan;
+use super::pipeline::{consume, stream};
+use super::plan::{dense_blocks, Block};
+use super::scale::scale_dense;
+use super::{excluded_positions, into_factors, target_of, Job, Normalized};
+use crate::error::Result;
+use crate::kernel::mask::dense_mark_highly_expressed;
+use crate::kernel::scale::{factor, target_from_user};
+use crate::kernel::totals::{dense_row_totals, dense_row_totals_kept};
+use crate::kernel::Real;
+use crate::store::{OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
+
+pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result<Normalized<T>> {
+    let (n_obs, n_vars) = (job.meta.n_obs, job.meta.n_vars);
+    let n_cols = n_vars as usize;
+    // A block holds the raw values and the converted ones.
+    let bytes = job.meta.data_dtype.size() + std::mem::size_of::<T>();
+    let blocks = dense_blocks(n_obs, n_vars, job.values_per_block(bytes));
+    let spec = OutputMatrixSpec {
+        layout: OutputLayout::Dense,
+        n_obs,
+        n_vars,
+        nnz: n_obs * n_vars,
+        data_dtype: T::DTYPE,
+        structure: SparseStructure::CopyFromInput,
+    };
+    let parts = job.threads * 4;
+    let mut totals = vec![T::default(); n_obs as usize];
+    let mut warnings = Vec::new();
+    let read =
+        |b: &Block| -> Result<Vec<T>> { Ok(T::from_numvec(job.source.read_rows(b.rows.clone())?)) };
+
+    if job.fused() {
+        let target: T = target_from_user(job.opts.target_sum.expect("fused implies a target"));
+        let mut sink = out.create_matrix(&job.element_path, &spec)?;
+        let mut nan_values = 0;
+        job.progress.begin("normalize", n_obs);
+        stream(
+            blocks,
+            read,
+            |b, mut values| {
+                let rows = b.rows.start as usize..b.rows.end as usize;
+                row_totals(&values, n_cols, &mut totals[rows.clone()], parts);
+                for t in &mut totals[rows.clone()] {
+                    *t = factor(*t, target);
+                }
+                nan_values += scale_dense(
+                    &mut values,
+                    n_cols,
+                    &totals[rows],
+                    job.log1p.as_ref(),
+                    parts,
+                );
+                job.progress.advance(b.n_rows() as u64);
+                Ok(T::into_numvec(values))
+            },
+            |values| sink.append_data(&values),
+        )?;
+        sink.finish()?;
+        job.progress.end();
+        note_nan(job, nan_values, &mut warnings);
+        return Ok(Normalized {
+            factors: totals,
+            target,
+            excluded: Vec::new(),
+            passes: 1,
+            warnings,
+        });
+    }
+
+    let mut excluded = job
+        .opts
+        .exclude_highly_expressed
+        .then(|| vec![false; n_cols]);
+    job.progress.begin("totals", n_obs);
+    consume(blocks.clone(), read, |b, values| {
+        let rows = b.rows.start as usize..b.rows.end as usize;
+        row_totals(&values, n_cols, &mut totals[rows.clone()], parts);
+        if let Some(mask) = excluded.as_mut() {
+            dense_mark_highly_expressed(
+                &values,
+                n_cols,
+                &totals[rows],
+                job.opts.max_fraction,
+                mask,
+            );
+        }
+        job.progress.advance(b.n_rows() as u64);
+        Ok(())
+    })?;
+    job.progress.end();
+    let mut passes = 2;
+
+    if let Some(mask) = &excluded {
+        let kept: Vec<usize> = (0..n_cols).filter(|&c| !mask[c]).collect();
+        job.progress
+            .begin("totals without highly expressed genes", n_obs);
+        consume(blocks.clone(), read, |b, values| {
+            let rows = b.rows.start as usize..b.rows.end as usize;
+            let rows_per_part = b.n_rows().div_ceil(parts).max(1);
+            values
+                .par_chunks(rows_per_part * n_cols.max(1))
+                .zip(totals[rows].par_chunks_mut(rows_per_part))
+                .for_each_init(Vec::new, |scratch, (v, t)| {
+                    dense_row_totals_kept(v, n_cols, &kept, scratch, t)
+                });
+            job.progress.advance(b.n_rows() as u64);
+            Ok(())
+        })?;
+        job.progress.end();
+        passes += 1;
+    }
+
+    let target = target_of(job.opts, &totals);
+    into_factors(&mut totals, target);
+    let factors = totals;
+    let mut sink = out.create_matrix(&job.element_path, &spec)?;
+    let mut nan_values = 0;
+    job.progress.begin("normalize", n_obs);
+    stream(
+        blocks,
+        read,
+        |b, mut values| {
+            let rows = b.rows.start as usize..b.rows.end as usize;
+            nan_values += scale_dense(
+                &mut values,
+                n_cols,
+                &factors[rows],
+                job.log1p.as_ref(),
+                parts,
+            );
+            job.progress.advance(b.n_rows() as u64);
+            Ok(T::into_numvec(values))
+        },
+        |values| sink.append_data(&values),
+    )?;
+    sink.finish()?;
+    job.progress.end();
+    note_nan(job, nan_values, &mut warnings);
+    Ok(Normalized {
+        factors,
+        target,
+        excluded: excluded
+            .as_deref()
+            .map(excluded_positions)
+            .unwrap_or_default(),
+        passes,
+        warnings,
+    })
+}
+
+/// Row totals of a dense block, in parallel.
+fn row_totals<T: Real>(values: &[T], n_cols: usize, out: &mut [T], parts: usize) {
+    if n_cols == 0 {
+        out.fill(T::default());
+        return;
+    }
+    let rows_per_part = out.len().div_ceil(parts).max(1);
+    values
+        .par_chunks(rows_per_part * n_cols)
+        .zip(out.par_chunks_mut(rows_per_part))
+        .for_each(|(v, t)| dense_row_totals(v, n_cols, t));
+}

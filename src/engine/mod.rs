@@ -1,0 +1,286 @@
+//! The engine: plans row blocks, streams them through the kernels, and joins a
+//! [`MatrixSource`] to an [`OutputStore`].
+//!
+//! Per cell it keeps the totals (then factors) and, for CSR, `indptr`: at most 16 bytes a
+//! cell. Everything proportional to the number of stored values streams through blocks
+//! sized by the memory budget.
+
+mod csc;
+mod csr;
+mod dense;
+pub mod pipeline;
+pub mod plan;
+mod scale;
+pub mod validate;
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::array::DType;
+use crate::error::{Error, Result};
+use crate::kernel::log1p::Log1p;
+use crate::kernel::median::median_of_positive;
+use crate::kernel::scale::{factor, target_from_user};
+use crate::kernel::Real;
+use crate::options::Options;
+use crate::report::{Progress, Report};
+use crate::store::{self, ElementPath, MatrixLayout, MatrixMeta, MatrixSource, OutputStore};
+
+/// Normalizes `input` into `output` as `sc.pp.normalize_total` (+ `sc.pp.log1p`) would, and
+/// writes every other element of the input unchanged. On error nothing is left under
+/// `output`'s name.
+pub fn normalize(
+    input: &Path,
+    output: &Path,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    let started = Instant::now();
+    opts.validate()?;
+    check_paths(input, output, opts.force)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
+    let mut report = pool.install(|| run(input, output, opts, progress))?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Refuses an OUTPUT that is the INPUT (under any spelling) or that exists without `--force`.
+fn check_paths(input: &Path, output: &Path, force: bool) -> Result<()> {
+    if !input.exists() {
+        return Err(Error::input(input, "/", "no such file"));
+    }
+    if same_file(input, output) {
+        return Err(Error::output(
+            output,
+            "OUTPUT is the INPUT; atlasnorm never modifies its input (choose another OUTPUT)",
+        ));
+    }
+    if output.exists() && !force {
+        return Err(Error::output(
+            output,
+            "already exists (use --force to replace it)",
+        ));
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+        }
+    }
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> Result<Report> {
+    let store = store::open_input(input)?;
+    let element = element_of(opts);
+    // Open the matrix first so that a missing or malformed element fails before any output.
+    drop(store.open_matrix(&element)?);
+    let out = store::create_output(store.as_ref(), output, &element)?;
+    normalize_stores(store.as_ref(), out, opts, progress)
+}
+
+fn element_of(opts: &Options) -> ElementPath {
+    match &opts.layer {
+        Some(name) => ElementPath::Layer(name.clone()),
+        None => ElementPath::X,
+    }
+}
+
+/// The engine over any pair of stores: normalizes the element chosen by `opts` from
+/// `input` into `out` and commits it. Runs on the current rayon pool.
+pub fn normalize_stores(
+    input: &dyn store::InputStore,
+    mut out: Box<dyn OutputStore>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    let started = Instant::now();
+    opts.validate()?;
+    let element = element_of(opts);
+    let source = input.open_matrix(&element)?;
+    let mut warnings = Vec::new();
+    if opts.log1p && input.has_uns_log1p()? {
+        warnings.push("adata.X seems to be already log-transformed.".to_string());
+        progress.warn(warnings.last().unwrap());
+    }
+    let job = Job {
+        input: input.path(),
+        element: element.store_path(),
+        element_path: element,
+        source: source.as_ref(),
+        meta: source.meta().clone(),
+        opts,
+        progress,
+        threads: rayon::current_num_threads(),
+        log1p: opts
+            .log1p
+            .then(|| Log1p::new(opts.log1p_kernel, opts.log1p_base)),
+    };
+    let summary = match job.meta.data_dtype {
+        DType::F64 => finish::<f64>(&job, out.as_mut(), input)?,
+        _ => finish::<f32>(&job, out.as_mut(), input)?,
+    };
+    out.commit()?;
+    warnings.extend(summary.warnings);
+    Ok(Report {
+        n_obs: job.meta.n_obs,
+        n_vars: job.meta.n_vars,
+        nnz: job.meta.nnz,
+        target: summary.target,
+        target_is_median: opts.target_sum.is_none(),
+        zero_count_cells: summary.zero_count_cells,
+        excluded_genes: summary.excluded_genes,
+        passes: summary.passes,
+        input_bytes: std::fs::metadata(input.path())
+            .map(|m| m.len())
+            .unwrap_or(0),
+        elapsed: started.elapsed(),
+        warnings,
+    })
+}
+
+struct Summary {
+    target: f64,
+    zero_count_cells: u64,
+    excluded_genes: u64,
+    passes: u32,
+    warnings: Vec<String>,
+}
+
+/// Runs the layout's passes in working dtype `T`, then writes `obs[key_added]` and
+/// `uns["log1p"]`.
+fn finish<T: Real>(
+    job: &Job,
+    out: &mut dyn OutputStore,
+    input: &dyn store::InputStore,
+) -> Result<Summary> {
+    let done: Normalized<T> = match job.meta.layout {
+        MatrixLayout::Csr => csr::normalize(job, out)?,
+        MatrixLayout::Csc => csc::normalize(job, out)?,
+        MatrixLayout::Dense => dense::normalize(job, out)?,
+    };
+    let mut warnings = done.warnings;
+    let zero_count_cells = done
+        .factors
+        .iter()
+        .filter(|&&f| f.partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater))
+        .count() as u64;
+    if zero_count_cells > 0 {
+        warnings.push("Some cells have zero counts".to_string());
+        job.progress.warn(warnings.last().unwrap());
+    }
+    if !done.excluded.is_empty() {
+        let names = input.var_names(&done.excluded)?;
+        let shown: Vec<&str> = names.iter().take(20).map(String::as_str).collect();
+        let more = names.len().saturating_sub(shown.len());
+        let message = format!(
+            "The following highly-expressed genes are not considered during normalization \
+             factor computation: {:?}{}",
+            shown,
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        job.progress.warn(&message);
+    }
+    if let Some(key) = &job.opts.key_added {
+        out.write_obs_column(key, &T::into_numvec(done.factors))?;
+    }
+    if job.log1p.is_some() {
+        out.write_uns_log1p(job.opts.log1p_base)?;
+    }
+    Ok(Summary {
+        target: done.target.to_f64(),
+        zero_count_cells,
+        excluded_genes: done.excluded.len() as u64,
+        passes: done.passes,
+        warnings,
+    })
+}
+
+/// State shared by the passes of one run.
+pub(crate) struct Job<'a> {
+    pub input: &'a Path,
+    /// `X` or `layers/NAME`, for messages.
+    pub element: String,
+    pub element_path: ElementPath,
+    pub source: &'a dyn MatrixSource,
+    pub meta: MatrixMeta,
+    pub opts: &'a Options,
+    pub progress: &'a dyn Progress,
+    pub threads: usize,
+    pub log1p: Option<Log1p>,
+}
+
+impl Job<'_> {
+    /// An input error about `member` of the element (`data`, `indptr`, ...).
+    pub fn error(&self, member: &str, problem: impl Into<String>) -> Error {
+        let element = if member.is_empty() {
+            self.element.clone()
+        } else {
+            format!("{}/{member}", self.element)
+        };
+        Error::input(self.input, element, problem)
+    }
+
+    /// Values per block when each costs `bytes_per_value` while in flight.
+    pub fn values_per_block(&self, bytes_per_value: usize) -> u64 {
+        let budgeted = plan::values_per_block(self.opts.memory, bytes_per_value as u64);
+        self.opts
+            .max_block_values
+            .map_or(budgeted, |cap| budgeted.min(cap))
+    }
+
+    /// Totals and gene mask need every cell's total before anything is scaled, except with
+    /// a fixed target and no gene exclusion: then one pass does it all.
+    pub fn fused(&self) -> bool {
+        self.opts.target_sum.is_some() && !self.opts.exclude_highly_expressed
+    }
+}
+
+/// What a layout's passes hand back.
+pub(crate) struct Normalized<T> {
+    pub factors: Vec<T>,
+    pub target: T,
+    /// Positions of the genes left out of the totals.
+    pub excluded: Vec<u64>,
+    pub passes: u32,
+    pub warnings: Vec<String>,
+}
+
+/// The target: the user's (in T) or the median of the positive totals.
+pub(crate) fn target_of<T: Real>(opts: &Options, totals: &[T]) -> T {
+    match opts.target_sum {
+        Some(t) => target_from_user(t),
+        None => median_of_positive(totals),
+    }
+}
+
+/// Turns totals into factors `total / target` in place.
+pub(crate) fn into_factors<T: Real>(totals: &mut [T], target: T) {
+    for t in totals.iter_mut() {
+        *t = factor(*t, target);
+    }
+}
+
+/// Positions of the excluded genes.
+pub(crate) fn excluded_positions(excluded: &[bool]) -> Vec<u64> {
+    excluded
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &e)| e.then_some(i as u64))
+        .collect()
+}

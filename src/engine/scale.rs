@@ -1,0 +1,122 @@
+//! Scaling one block in parallel, with scanpy's refusal of NaN and infinity before a
+//! sparse log1p.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::plan::balanced_row_ranges;
+use crate::kernel::log1p::Log1p;
+use crate::kernel::scale::{divisor, normalize_csr_rows, normalize_dense_rows};
+use crate::kernel::Real;
+
+/// Splits `data` (the values of the rows described by `offsets`, which has one entry more
+/// than there are rows) into disjoint row ranges of similar size and runs `f` on each in
+/// parallel with its rows' offsets rebased to the piece.
+pub fn for_row_parts<T: Send>(
+    data: &mut [T],
+    offsets: &[usize],
+    parts: usize,
+    f: impl Fn(&mut [T], &[usize], Range<usize>) + Sync,
+) {
+    let ranges = balanced_row_ranges(offsets, parts);
+    let mut pieces = Vec::with_capacity(ranges.len());
+    let mut rest = data;
+    for r in ranges {
+        let (head, tail) = rest.split_at_mut(offsets[r.end] - offsets[r.start]);
+        pieces.push((head, r));
+        rest = tail;
+    }
+    pieces.into_par_iter().for_each(|(piece, rows)| {
+        let base = offsets[rows.start];
+        let local: Vec<usize> = offsets[rows.start..=rows.end]
+            .iter()
+            .map(|o| o - base)
+            .collect();
+        f(piece, &local, rows)
+    });
+}
+
+/// Splits `out` (one entry a row) along `ranges`.
+pub fn split_rows_mut<'a, T>(mut out: &'a mut [T], ranges: &[Range<usize>]) -> Vec<&'a mut [T]> {
+    let mut pieces = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let (head, tail) = out.split_at_mut(r.end - r.start);
+        pieces.push(head);
+        out = tail;
+    }
+    pieces
+}
+
+/// Why a block cannot be log-transformed the way scanpy would.
+pub struct NotFinite {
+    pub count: u64,
+}
+
+/// Divides each row of a CSR block by its divisor (from `factors`) and applies log1p.
+///
+/// scanpy's sparse log1p first rejects NaN and ±inf among the normalized values
+/// (sklearn's `check_array`); so does this. Where the block cannot produce such values
+/// (no negative or non-finite input, no NaN divisor on a stored row) the fused kernel runs;
+/// otherwise values are scaled, checked, then log-transformed, which gives the same bits.
+/// Returns the number of NaN values written.
+pub fn scale_sparse<T: Real>(
+    data: &mut [T],
+    offsets: &[usize],
+    factors: &[T],
+    log1p: Option<&Log1p>,
+    parts: usize,
+) -> Result<u64, NotFinite> {
+    let divisors: Vec<T> = factors.iter().map(|&f| divisor(f)).collect();
+    let zero = T::default();
+    let risky = log1p.is_some()
+        && (data
+            .iter()
+            .any(|v| v.partial_cmp(&zero).is_none_or(|o| o.is_lt()) || !v.to_f64().is_finite())
+            || divisors
+                .iter()
+                .enumerate()
+                .any(|(i, d)| d.is_nan() && offsets[i + 1] > offsets[i]));
+    if risky {
+        for_row_parts(data, offsets, parts, |piece, local, rows| {
+            normalize_csr_rows(piece, local, &divisors[rows], None)
+        });
+        let bad = data.par_iter().filter(|v| !v.to_f64().is_finite()).count() as u64;
+        if bad > 0 {
+            return Err(NotFinite { count: bad });
+        }
+        let log1p = log1p.expect("risky implies log1p");
+        data.par_chunks_mut(1 << 14).for_each(|c| log1p.apply(c));
+    } else {
+        for_row_parts(data, offsets, parts, |piece, local, rows| {
+            normalize_csr_rows(piece, local, &divisors[rows], log1p)
+        });
+    }
+    Ok(count_nan(data))
+}
+
+/// Divides each dense row by its divisor and applies log1p (no finiteness check: scanpy's
+/// dense log1p has none). Returns the number of NaN values written.
+pub fn scale_dense<T: Real>(
+    data: &mut [T],
+    n_cols: usize,
+    factors: &[T],
+    log1p: Option<&Log1p>,
+    parts: usize,
+) -> u64 {
+    if n_cols == 0 {
+        return 0;
+    }
+    let divisors: Vec<T> = factors.iter().map(|&f| divisor(f)).collect();
+    let rows_per_part = factors.len().div_ceil(parts.max(1)).max(1);
+    data.par_chunks_mut(rows_per_part * n_cols)
+        .zip(divisors.par_chunks(rows_per_part))
+        .for_each(|(piece, divs)| normalize_dense_rows(piece, n_cols, divs, log1p));
+    count_nan(data)
+}
+
+fn count_nan<T: Real>(data: &[T]) -> u64 {
+    data.par_chunks(1 << 16)
+        .map(|c| c.iter().filter(|v| v.is_nan()).count() as u64)
+        .sum()
+}

@@ -1,0 +1,219 @@
+//! In-memory stores for engine tests: the engine's contract with storage, without files.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use atlasnorm::array::NumVec;
+use atlasnorm::store::{
+    ElementPath, InputStore, MatrixLayout, MatrixMeta, MatrixSink, MatrixSource, OutputMatrixSpec,
+    OutputStore,
+};
+use atlasnorm::Result;
+
+/// A matrix held in memory: CSR/CSC (`indptr`, `indices`, `data`) or dense (`data`, row-major).
+#[derive(Clone, Debug)]
+pub struct MemoryMatrix {
+    pub meta: MatrixMeta,
+    pub indptr: Vec<i64>,
+    pub indices: Vec<i64>,
+    pub data: NumVec,
+}
+
+fn slice(v: &NumVec, r: Range<usize>) -> NumVec {
+    match v {
+        NumVec::F32(x) => NumVec::F32(x[r].to_vec()),
+        NumVec::F64(x) => NumVec::F64(x[r].to_vec()),
+        NumVec::I32(x) => NumVec::I32(x[r].to_vec()),
+        NumVec::I64(x) => NumVec::I64(x[r].to_vec()),
+        NumVec::U16(x) => NumVec::U16(x[r].to_vec()),
+        other => panic!("test store: unsupported dtype {:?}", other.dtype()),
+    }
+}
+
+impl MatrixSource for MemoryMatrix {
+    fn meta(&self) -> &MatrixMeta {
+        &self.meta
+    }
+    fn read_indptr(&self, r: Range<u64>) -> Result<Vec<i64>> {
+        Ok(self.indptr[r.start as usize..r.end as usize].to_vec())
+    }
+    fn read_indices(&self, r: Range<u64>) -> Result<NumVec> {
+        Ok(NumVec::I64(
+            self.indices[r.start as usize..r.end as usize].to_vec(),
+        ))
+    }
+    fn read_data(&self, r: Range<u64>) -> Result<NumVec> {
+        Ok(slice(&self.data, r.start as usize..r.end as usize))
+    }
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
+        let n = self.meta.n_vars as usize;
+        Ok(slice(
+            &self.data,
+            rows.start as usize * n..rows.end as usize * n,
+        ))
+    }
+}
+
+pub struct MemoryInput {
+    pub path: PathBuf,
+    pub matrix: MemoryMatrix,
+}
+
+impl InputStore for MemoryInput {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn open_matrix(&self, _e: &ElementPath) -> Result<Box<dyn MatrixSource + '_>> {
+        Ok(Box::new(self.matrix.clone()))
+    }
+    fn has_uns_log1p(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {
+        Ok(positions.iter().map(|p| format!("gene{p}")).collect())
+    }
+}
+
+/// What the engine wrote.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct Written {
+    pub spec: Option<OutputMatrixSpec>,
+    pub data: Vec<NumVec>,
+    pub indices: Vec<i64>,
+    pub indptr: Vec<i64>,
+    pub obs: Vec<(String, NumVec)>,
+    pub uns_log1p: Option<Option<f64>>,
+    pub committed: bool,
+}
+
+/// Bit patterns of a float buffer, so NaN compares equal to the same NaN.
+pub fn bits(v: &NumVec) -> Vec<u64> {
+    match v {
+        NumVec::F32(x) => x.iter().map(|f| f.to_bits() as u64).collect(),
+        NumVec::F64(x) => x.iter().map(|f| f.to_bits()).collect(),
+        _ => panic!("output must be float"),
+    }
+}
+
+impl Written {
+    /// obs columns written, as bit patterns.
+    pub fn obs_bits(&self) -> Vec<(String, Vec<u64>)> {
+        self.obs.iter().map(|(k, v)| (k.clone(), bits(v))).collect()
+    }
+
+    /// All data appends joined, as f64 bit patterns of the working dtype.
+    pub fn data_bits(&self) -> Vec<u64> {
+        self.data.iter().flat_map(bits).collect()
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryOutput(pub Arc<Mutex<Written>>);
+
+struct MemorySink(Arc<Mutex<Written>>);
+
+impl MatrixSink for MemorySink {
+    fn append_data(&mut self, values: &NumVec) -> Result<()> {
+        self.0.lock().unwrap().data.push(values.clone());
+        Ok(())
+    }
+    fn append_indices(&mut self, indices: &[i64]) -> Result<()> {
+        self.0.lock().unwrap().indices.extend_from_slice(indices);
+        Ok(())
+    }
+    fn append_indptr(&mut self, indptr: &[i64]) -> Result<()> {
+        self.0.lock().unwrap().indptr.extend_from_slice(indptr);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl OutputStore for MemoryOutput {
+    fn create_matrix(
+        &mut self,
+        _e: &ElementPath,
+        spec: &OutputMatrixSpec,
+    ) -> Result<Box<dyn MatrixSink + '_>> {
+        self.0.lock().unwrap().spec = Some(spec.clone());
+        Ok(Box::new(MemorySink(self.0.clone())))
+    }
+    fn write_obs_column(&mut self, name: &str, values: &NumVec) -> Result<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .obs
+            .push((name.to_string(), values.clone()));
+        Ok(())
+    }
+    fn write_uns_log1p(&mut self, base: Option<f64>) -> Result<()> {
+        self.0.lock().unwrap().uns_log1p = Some(base);
+        Ok(())
+    }
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.0.lock().unwrap().committed = true;
+        Ok(())
+    }
+}
+
+/// CSR, CSC (same entries, transposed storage) or dense versions of one random count matrix.
+pub fn layouts_of(
+    n_obs: usize,
+    n_vars: usize,
+    entries: &[(usize, usize, f32)],
+) -> (MemoryMatrix, MemoryMatrix, MemoryMatrix) {
+    let meta = |layout, nnz| MatrixMeta {
+        layout,
+        n_obs: n_obs as u64,
+        n_vars: n_vars as u64,
+        data_dtype: atlasnorm::array::DType::F32,
+        nnz,
+        indices_dtype: Some(atlasnorm::array::DType::I64),
+        indptr_dtype: Some(atlasnorm::array::DType::I64),
+    };
+    type Key<'a> = &'a dyn Fn(&(usize, usize, f32)) -> (usize, usize);
+    let compress = |major: usize, key: Key| {
+        let mut sorted: Vec<(usize, usize, f32)> = entries.to_vec();
+        sorted.sort_by_key(|e| key(e));
+        let mut indptr = vec![0i64; major + 1];
+        for e in &sorted {
+            indptr[key(e).0 + 1] += 1;
+        }
+        for i in 0..major {
+            indptr[i + 1] += indptr[i];
+        }
+        let indices = sorted.iter().map(|e| key(e).1 as i64).collect();
+        let data = NumVec::F32(sorted.iter().map(|e| e.2).collect());
+        (indptr, indices, data)
+    };
+    let (p, i, d) = compress(n_obs, &|e| (e.0, e.1));
+    let csr = MemoryMatrix {
+        meta: meta(MatrixLayout::Csr, entries.len() as u64),
+        indptr: p,
+        indices: i,
+        data: d,
+    };
+    let (p, i, d) = compress(n_vars, &|e| (e.1, e.0));
+    let csc = MemoryMatrix {
+        meta: meta(MatrixLayout::Csc, entries.len() as u64),
+        indptr: p,
+        indices: i,
+        data: d,
+    };
+    let mut dense = vec![0f32; n_obs * n_vars];
+    for &(r, c, v) in entries {
+        dense[r * n_vars + c] += v;
+    }
+    let dense = MemoryMatrix {
+        meta: meta(MatrixLayout::Dense, (n_obs * n_vars) as u64),
+        indptr: Vec::new(),
+        indices: Vec::new(),
+        data: NumVec::F32(dense),
+    };
+    (csr, csc, dense)
+}
