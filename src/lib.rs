@@ -2,6 +2,7 @@
 
 pub mod array;
 pub mod error;
+pub mod inspect;
 pub mod kernel;
 pub mod store;
 
