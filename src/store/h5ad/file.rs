@@ -56,13 +56,22 @@ pub(crate) fn precheck_hdf5(path: &Path) -> Option<String> {
     }
 }
 
+/// Per-dataset chunk cache for reads: room for the decompressed chunks a block read
+/// straddles (h5py's guessed chunks are at most 1 MiB), so consecutive range reads do not
+/// decompress a boundary chunk twice.
+const READ_CACHE_BYTES: usize = 8 << 20;
+const READ_CACHE_SLOTS: usize = 10_007;
+
 /// Opens an HDF5 file read-only without file locking (shared and read-only file systems).
 pub(crate) fn open_read(path: &Path) -> Result<File, String> {
     if let Some(problem) = precheck_hdf5(path) {
         return Err(problem);
     }
     File::with_options()
-        .with_fapl(|p| p.file_locking(false))
+        .with_fapl(|p| {
+            p.file_locking(false)
+                .chunk_cache(READ_CACHE_SLOTS, READ_CACHE_BYTES, 1.0)
+        })
         .open(path)
         .map_err(|e| {
             if e.contains_major(MajorErrorCode::Io) || e.contains_major(MajorErrorCode::File) {

@@ -195,17 +195,18 @@ fn dataset_details(ds: &Dataset) -> String {
     let shape = dims(ds);
     let _ = write!(s, "  {}", dtype_words(ds));
     match &shape {
-        None => s.push_str("  empty (null dataspace)"),
+        None => {
+            s.push_str("  empty (null dataspace)");
+            return s;
+        }
         Some(d) => {
             let _ = write!(s, "  {}", fmt_shape(d));
-        }
-    }
-    if let Some(d) = &shape {
-        if d.is_empty() {
-            if let Some(v) = scalar_value(ds) {
-                let _ = write!(s, "  = {v}");
+            if d.is_empty() {
+                if let Some(v) = scalar_value(ds) {
+                    let _ = write!(s, "  = {v}");
+                }
+                return s;
             }
-            return s;
         }
     }
     match ds.chunk() {

@@ -59,10 +59,11 @@ impl Storage {
 pub(crate) fn portable_filters(filters: &[Filter]) -> Vec<Filter> {
     filters
         .iter()
-        .filter(|f| match f {
-            Filter::Deflate(_) | Filter::Shuffle | Filter::Fletcher32 => true,
-            Filter::LZF => true,
-            _ => false,
+        .filter(|f| {
+            matches!(
+                f,
+                Filter::Deflate(_) | Filter::Shuffle | Filter::Fletcher32 | Filter::LZF
+            )
         })
         .cloned()
         .collect()

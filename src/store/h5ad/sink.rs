@@ -161,7 +161,7 @@ impl Appender {
         let rows0 = start / self.row_len;
         let rows = n / self.row_len;
         let shape = self.ds.shape();
-        if self.expected.is_none() && (shape[0] as u64) < rows0 + rows {
+        if (shape[0] as u64) < rows0 + rows {
             let mut new_shape = shape.clone();
             new_shape[0] = (rows0 + rows) as usize;
             self.ds.resize(new_shape).map_err(fail)?;
@@ -382,5 +382,95 @@ impl MatrixSink for DenseSink {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::file::create_write;
+    use super::super::layout::{create_dataset, Storage};
+    use super::*;
+    use hdf5::filters::Filter;
+
+    /// Writes happen at chunk boundaries, in whole chunks; at most one chunk is held back,
+    /// whatever the sizes of the appends.
+    #[test]
+    fn appends_write_whole_chunks_and_hold_back_less_than_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_write(&dir.path().join("t.h5")).unwrap();
+        let n = 10_000u64;
+        let storage = Storage {
+            chunk: Some(vec![128]),
+            filters: vec![Filter::Deflate(1)],
+        };
+        let ds = create_dataset(&file, "v", DType::F64, &[n], &storage).unwrap();
+        let mut app =
+            Appender::new(ds.clone(), "v".into(), DType::F64, 1, Some(128), Some(n)).unwrap();
+        let mut next = 0u64;
+        let mut step = 1u64;
+        while next < n {
+            let end = (next + step).min(n);
+            let v: Vec<f64> = (next..end).map(|x| x as f64).collect();
+            app.append(&NumVec::F64(v)).unwrap();
+            assert_eq!(
+                app.written % 128,
+                0,
+                "writes start and end at chunk boundaries"
+            );
+            assert!(app.buf.len() < 128 * 8, "less than one chunk held back");
+            assert_eq!(app.count(), end);
+            next = end;
+            step = (step * 7 + 3) % 500 + 1;
+        }
+        assert!(app.append(&NumVec::F64(vec![1.0])).is_err());
+        assert_eq!(app.finish().unwrap(), n);
+        let back: Vec<f64> = ds.read_raw().unwrap();
+        assert_eq!(back, (0..n).map(|x| x as f64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn dense_rows_and_growing_datasets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_write(&dir.path().join("t.h5")).unwrap();
+        // 2-D, chunks of 4 rows x 3 columns: units of 4 whole rows
+        let storage = Storage {
+            chunk: Some(vec![4, 3]),
+            filters: vec![Filter::Shuffle, Filter::Deflate(1)],
+        };
+        let ds = create_dataset(&file, "m", DType::F32, &[10, 3], &storage).unwrap();
+        let mut app =
+            Appender::new(ds.clone(), "m".into(), DType::F32, 3, Some(4), Some(30)).unwrap();
+        for r in 0..10 {
+            let row: Vec<f32> = (0..3).map(|c| (r * 3 + c) as f32).collect();
+            app.append(&NumVec::F32(row)).unwrap();
+            assert_eq!(app.written % 12, 0);
+        }
+        assert_eq!(app.finish().unwrap(), 30);
+        let back: Vec<f32> = ds.read_raw().unwrap();
+        assert_eq!(back, (0..30).map(|x| x as f32).collect::<Vec<_>>());
+        // a dataset that grows as values arrive (length unknown ahead)
+        let storage = Storage {
+            chunk: Some(vec![5]),
+            filters: vec![],
+        };
+        let ds = create_dataset(&file, "g", DType::I32, &[0], &storage).unwrap();
+        let mut app = Appender::new(ds.clone(), "g".into(), DType::I32, 1, Some(5), None).unwrap();
+        app.append_ints(&(0..23).collect::<Vec<i64>>()).unwrap();
+        assert!(app.append_ints(&[1 << 40]).is_err());
+        assert_eq!(app.finish().unwrap(), 23);
+        assert_eq!(ds.shape(), vec![23]);
+        let back: Vec<i32> = ds.read_raw().unwrap();
+        assert_eq!(back, (0..23).collect::<Vec<i32>>());
+    }
+
+    #[test]
+    fn guessed_chunks_match_h5py() {
+        use super::super::layout::guess_chunk;
+        // h5py.filters.guess_chunk((n,), None, itemsize) for anndata's arrays
+        assert_eq!(guess_chunk(&[200], 4), vec![200]);
+        assert_eq!(guess_chunk(&[51], 4), vec![51]);
+        assert_eq!(guess_chunk(&[1_069_459], 4), vec![8356]);
+        assert_eq!(guess_chunk(&[2_702_861], 4), vec![10559]);
+        assert_eq!(guess_chunk(&[3775], 4), vec![1888]);
     }
 }
