@@ -19,6 +19,7 @@
 pub mod array;
 pub mod engine;
 pub mod error;
+pub mod inspect;
 pub mod kernel;
 pub mod options;
 pub mod report;

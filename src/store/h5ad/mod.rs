@@ -1,20 +1,79 @@
-//! The .h5ad (HDF5) backend. (Being written: see the h5ad worktree.)
+//! The .h5ad (HDF5) backend.
+//!
+//! * [`H5adInput`]: an AnnData file opened read-only (no HDF5 file locking), with
+//!   [`MatrixSource`]s for X and layers (`csr_matrix`, `csc_matrix`, dense `array`, legacy
+//!   `h5sparse_format`), any numeric dtype, chunked or contiguous, gzip/lzf/shuffle.
+//! * [`H5adOutput`]: the output, a raw (`H5Ocopy`) copy of everything but the normalized
+//!   element, under a temporary name until [`OutputStore::commit`].
+//! * [`AnnDataWriter`]: brand-new AnnData files (the synthetic data generator).
+//! * [`inspect`]: a readable listing of a file.
+
+mod encoding;
+mod file;
+mod inspect;
+mod layout;
+mod legacy;
+mod output;
+mod sink;
+mod source;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
-use crate::array::NumVec;
-use crate::error::{Error, Result};
-use crate::store::{
-    ElementPath, InputStore, MatrixSink, MatrixSource, OutputMatrixSpec, OutputStore,
-};
+use hdf5::{File, Group};
 
+pub use inspect::inspect;
+pub use output::H5adOutput;
+pub use source::H5adSource;
+pub use writer::{AnnDataWriter, Compression};
+
+use crate::error::{Error, Result};
+use crate::store::{ElementPath, InputStore, MatrixSource};
+
+/// An AnnData .h5ad file opened for reading.
 pub struct H5adInput {
     path: PathBuf,
+    file: File,
+    obs_len: Option<u64>,
+    var_len: Option<u64>,
 }
 
 impl H5adInput {
+    /// Opens `path` read-only (HDF5 file locking off) and checks that it is AnnData
+    /// (`obs` and `var` at the top level).
     pub fn open(path: &Path) -> Result<Self> {
-        Err(Error::input(path, "/", "h5ad backend not written yet"))
+        let file = file::open_read(path).map_err(|problem| Error::input(path, "/", problem))?;
+        encoding::check_anndata(&file).map_err(|p| p.into_input(path))?;
+        let obs_len = encoding::dataframe_len(&file, "obs");
+        let var_len = encoding::dataframe_len(&file, "var");
+        Ok(H5adInput {
+            path: path.to_path_buf(),
+            file,
+            obs_len,
+            var_len,
+        })
+    }
+
+    /// Number of observations (rows of obs) when the obs index can be read.
+    pub fn n_obs(&self) -> Option<u64> {
+        self.obs_len
+    }
+
+    /// Number of variables (rows of var) when the var index can be read.
+    pub fn n_vars(&self) -> Option<u64> {
+        self.var_len
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn path_buf(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    fn root(&self) -> &Group {
+        &self.file
     }
 }
 
@@ -22,44 +81,37 @@ impl InputStore for H5adInput {
     fn path(&self) -> &Path {
         &self.path
     }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
-    fn open_matrix(&self, _element: &ElementPath) -> Result<Box<dyn MatrixSource + '_>> {
-        unimplemented!()
+
+    fn open_matrix(&self, element: &ElementPath) -> Result<Box<dyn MatrixSource + '_>> {
+        let path = element.store_path();
+        let elem = encoding::open_matrix(self.root(), &path, self.obs_len, self.var_len)
+            .map_err(|p| p.into_input(&self.path))?;
+        Ok(Box::new(H5adSource::new(self.path.clone(), path, elem)))
     }
+
     fn has_uns_log1p(&self) -> Result<bool> {
-        unimplemented!()
+        Ok(encoding::node(self.root(), "uns/log1p").is_some())
     }
-    fn var_names(&self, _positions: &[u64]) -> Result<Vec<String>> {
-        unimplemented!()
-    }
-}
 
-pub struct H5adOutput;
-
-impl H5adOutput {
-    pub fn create(_input: &H5adInput, output: &Path, _normalized: &ElementPath) -> Result<Self> {
-        Err(Error::output(output, "h5ad backend not written yet"))
-    }
-}
-
-impl OutputStore for H5adOutput {
-    fn create_matrix(
-        &mut self,
-        _e: &ElementPath,
-        _s: &OutputMatrixSpec,
-    ) -> Result<Box<dyn MatrixSink + '_>> {
-        unimplemented!()
-    }
-    fn write_obs_column(&mut self, _name: &str, _values: &NumVec) -> Result<()> {
-        unimplemented!()
-    }
-    fn write_uns_log1p(&mut self, _base: Option<f64>) -> Result<()> {
-        unimplemented!()
-    }
-    fn commit(self: Box<Self>) -> Result<()> {
-        unimplemented!()
+    fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {
+        let names =
+            encoding::dataframe_index(self.root(), "var").map_err(|p| p.into_input(&self.path))?;
+        positions
+            .iter()
+            .map(|&i| {
+                names.get(i as usize).cloned().ok_or_else(|| {
+                    Error::input(
+                        &self.path,
+                        "var",
+                        format!("variable {i} requested, but var has {}", names.len()),
+                    )
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,171 @@
+//! Storage layout of new datasets: chunking and filters, taken from an input dataset or
+//! chosen like h5py does.
+
+use hdf5::filters::Filter;
+use hdf5::{Dataset, Datatype, Extent, Group, SimpleExtents};
+
+use crate::array::DType;
+
+/// Chunk shape (`None`: contiguous) and filter pipeline of a dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Storage {
+    pub chunk: Option<Vec<u64>>,
+    pub filters: Vec<Filter>,
+}
+
+impl Storage {
+    pub fn contiguous() -> Self {
+        Storage {
+            chunk: None,
+            filters: Vec::new(),
+        }
+    }
+
+    /// The layout of an existing dataset. Only filters that do not depend on the element
+    /// type (deflate, shuffle, lzf, fletcher32) are carried over.
+    pub fn of(ds: &Dataset) -> Self {
+        let chunk = ds
+            .chunk()
+            .map(|c| c.into_iter().map(|d| d as u64).collect::<Vec<_>>());
+        Storage {
+            chunk,
+            filters: portable_filters(&ds.filters()),
+        }
+    }
+
+    /// For a new 1-D array of `len` elements of `elem_size` bytes: the given layout when it
+    /// is 1-D chunked, else h5py's guessed chunk (anndata's sparse arrays are always chunked).
+    pub fn for_1d(from: Option<&Storage>, len: u64, elem_size: usize) -> Self {
+        match from {
+            Some(s) if s.chunk.as_ref().is_some_and(|c| c.len() == 1 && c[0] > 0) => s.clone(),
+            Some(s) if s.chunk.is_none() && s.filters.is_empty() && len > 0 => {
+                Storage::contiguous()
+            }
+            other => Storage {
+                chunk: Some(guess_chunk(&[len], elem_size)),
+                filters: other.map(|s| s.filters.clone()).unwrap_or_default(),
+            },
+        }
+    }
+
+    /// Elements of a whole chunk along the first axis times the rest of the row
+    /// (the write unit that never splits a chunk); `None` when contiguous.
+    pub fn chunk_rows(&self) -> Option<u64> {
+        self.chunk.as_ref().and_then(|c| c.first().copied())
+    }
+}
+
+/// The filters of `filters` that can be applied to any element type.
+pub(crate) fn portable_filters(filters: &[Filter]) -> Vec<Filter> {
+    filters
+        .iter()
+        .filter(|f| {
+            matches!(
+                f,
+                Filter::Deflate(_) | Filter::Shuffle | Filter::Fletcher32 | Filter::LZF
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+/// h5py's `guess_chunk` (h5py/_hl/filters.py): chunks of 8 KiB .. 1 MiB, growing with the
+/// dataset size.
+pub(crate) fn guess_chunk(shape: &[u64], elem_size: usize) -> Vec<u64> {
+    const CHUNK_BASE: f64 = 16.0 * 1024.0;
+    const CHUNK_MIN: f64 = 8.0 * 1024.0;
+    const CHUNK_MAX: f64 = 1024.0 * 1024.0;
+    let mut chunks: Vec<f64> = shape
+        .iter()
+        .map(|&d| if d == 0 { 1024.0 } else { d as f64 })
+        .collect();
+    let ndims = chunks.len().max(1);
+    let dset_size = chunks.iter().product::<f64>() * elem_size as f64;
+    let mut target = CHUNK_BASE * 2f64.powf((dset_size / (1024.0 * 1024.0)).log10());
+    target = target.clamp(CHUNK_MIN, CHUNK_MAX);
+    let mut idx = 0usize;
+    loop {
+        let chunk_bytes = chunks.iter().product::<f64>() * elem_size as f64;
+        if (chunk_bytes < target || ((chunk_bytes - target) / target) < 0.5)
+            && chunk_bytes < CHUNK_MAX
+        {
+            break;
+        }
+        if chunks.iter().product::<f64>() == 1.0 {
+            break;
+        }
+        let i = idx % ndims;
+        chunks[i] = (chunks[i] / 2.0).ceil();
+        idx += 1;
+    }
+    chunks.into_iter().map(|c| c as u64).collect()
+}
+
+/// The HDF5 (native) type of a dtype.
+pub(crate) fn datatype(dtype: DType) -> hdf5::Result<Datatype> {
+    match dtype {
+        DType::I8 => Datatype::from_type::<i8>(),
+        DType::I16 => Datatype::from_type::<i16>(),
+        DType::I32 => Datatype::from_type::<i32>(),
+        DType::I64 => Datatype::from_type::<i64>(),
+        DType::U8 => Datatype::from_type::<u8>(),
+        DType::U16 => Datatype::from_type::<u16>(),
+        DType::U32 => Datatype::from_type::<u32>(),
+        DType::U64 => Datatype::from_type::<u64>(),
+        DType::F32 => Datatype::from_type::<f32>(),
+        DType::F64 => Datatype::from_type::<f64>(),
+    }
+}
+
+/// Creates a dataset of `shape` with `storage`. Chunked datasets get an unlimited first
+/// axis (`maxshape=(None, ...)`, as h5py/anndata write sparse arrays) so they can grow.
+pub(crate) fn create_dataset(
+    group: &Group,
+    name: &str,
+    dtype: DType,
+    shape: &[u64],
+    storage: &Storage,
+) -> hdf5::Result<Dataset> {
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let builder = group.new_dataset_builder().empty_as(&datatype(dtype)?);
+    match &storage.chunk {
+        None => builder
+            .shape(SimpleExtents::fixed(dims))
+            .no_chunk()
+            .set_filters(&storage.filters)
+            .create(name),
+        Some(chunk) => {
+            let extents = SimpleExtents::from_vec(
+                dims.iter()
+                    .enumerate()
+                    .map(|(i, &d)| {
+                        if i == 0 {
+                            Extent::resizable(d)
+                        } else {
+                            Extent::fixed(d)
+                        }
+                    })
+                    .collect(),
+            );
+            let chunk: Vec<usize> = chunk
+                .iter()
+                .zip(dims.iter().chain(std::iter::repeat(&1)))
+                .enumerate()
+                .map(|(i, (&c, &d))| {
+                    let c = c.max(1) as usize;
+                    // Fixed axes cannot have chunks larger than themselves.
+                    if i == 0 {
+                        c
+                    } else {
+                        c.min(d.max(1))
+                    }
+                })
+                .collect();
+            builder
+                .shape(extents)
+                .chunk(chunk)
+                .set_filters(&storage.filters)
+                .create(name)
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! The output file: a copy of the input (raw chunks, via `H5Ocopy`) minus the normalized
+//! element, written under a temporary name and renamed on commit.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use hdf5::{File, Group};
+use hdf5_sys::h5d::{H5Dclose, H5Dcreate2};
+use hdf5_sys::h5p::H5P_DEFAULT;
+use hdf5_sys::h5s::{H5S_class_t, H5Sclose, H5Screate};
+
+use super::encoding::{self, node, MatrixElem, Node};
+use super::file::{
+    attr_strings, copy_attrs, create_write, has_attr, set_encoding, set_i64_array_attr,
+    set_str_array_attr, short, str_attr,
+};
+use super::layout::{create_dataset, guess_chunk, Storage};
+use super::sink::{Appender, CsrSink, DenseSink};
+use super::H5adInput;
+use crate::array::{DType, NumVec};
+use crate::error::{Error, Result};
+use crate::store::{
+    ElementPath, MatrixLayout, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore,
+    SparseStructure,
+};
+
+/// A file under a temporary name that is removed when dropped, unless kept.
+pub(crate) struct TempFile {
+    pub path: PathBuf,
+    pub keep: bool,
+}
+
+impl TempFile {
+    /// `.NAME.atlasnorm-PID.tmp` next to `target`.
+    pub fn next_to(target: &Path) -> TempFile {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        TempFile {
+            path: dir.join(format!(".{name}.atlasnorm-{}.tmp", std::process::id())),
+            keep: false,
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// An .h5ad output under construction.
+pub struct H5adOutput {
+    // Field order matters: the file is closed before the temporary file is removed.
+    file: Option<File>,
+    tmp: TempFile,
+    target: PathBuf,
+    input: File,
+    input_path: PathBuf,
+    normalized: ElementPath,
+}
+
+impl H5adOutput {
+    /// Starts `output` as a copy of `input` without `normalized`.
+    pub fn create(input: &H5adInput, output: &Path, normalized: &ElementPath) -> Result<Self> {
+        let tmp = TempFile::next_to(output);
+        let fail =
+            |what: &str, e: hdf5::Error| Error::output(output, format!("{what}: {}", short(&e)));
+        let file = create_write(&tmp.path).map_err(|e| {
+            Error::output(
+                output,
+                format!(
+                    "cannot create the temporary file {}: {}",
+                    tmp.path.display(),
+                    short(&e)
+                ),
+            )
+        })?;
+        let src: &Group = input.file();
+        copy_attrs(src, &file).map_err(|e| fail("cannot copy the root attributes", e))?;
+        let skip_layer = match normalized {
+            ElementPath::X => None,
+            ElementPath::Layer(name) => Some(name.as_str()),
+        };
+        let members = src
+            .member_names()
+            .map_err(|e| fail("cannot list the input's elements", e))?;
+        for name in &members {
+            match (name.as_str(), skip_layer) {
+                ("X", None) => continue,
+                ("layers", Some(layer)) => {
+                    let layers = src
+                        .group("layers")
+                        .map_err(|e| fail("cannot open layers", e))?;
+                    let out = file
+                        .create_group("layers")
+                        .map_err(|e| fail("cannot create layers", e))?;
+                    copy_attrs(&layers, &out).map_err(|e| fail("cannot copy layers", e))?;
+                    for child in layers
+                        .member_names()
+                        .map_err(|e| fail("cannot list layers", e))?
+                    {
+                        if child != layer {
+                            copy_object(&layers, &child, &out, &child)
+                                .map_err(|e| fail(&format!("cannot copy layers/{child}"), e))?;
+                        }
+                    }
+                }
+                _ => copy_object(src, name, &file, name)
+                    .map_err(|e| fail(&format!("cannot copy {name}"), e))?,
+            }
+        }
+        if skip_layer.is_some() && !file.link_exists("layers") {
+            let g = file
+                .create_group("layers")
+                .map_err(|e| fail("cannot create layers", e))?;
+            set_encoding(&g, "dict", "0.1.0").map_err(|e| fail("cannot create layers", e))?;
+        }
+        Ok(H5adOutput {
+            file: Some(file),
+            tmp,
+            target: output.to_path_buf(),
+            input: input.file().clone(),
+            input_path: input.path_buf(),
+            normalized: normalized.clone(),
+        })
+    }
+
+    /// Where the output is being written (the temporary file).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp.path
+    }
+
+    fn file(&self) -> &File {
+        self.file.as_ref().expect("open until commit")
+    }
+
+    fn fail(&self, problem: impl Into<String>) -> Error {
+        Error::output(&self.target, problem)
+    }
+
+    fn h5fail(&self, what: &str) -> impl Fn(hdf5::Error) -> Error + '_ {
+        let what = what.to_string();
+        move |e| self.fail(format!("{what}: {}", short(&e)))
+    }
+}
+
+/// `H5Ocopy` of `src/name` to `dst/dst_name`: chunks are copied raw, without decoding.
+pub(crate) fn copy_object(
+    src: &Group,
+    name: &str,
+    dst: &Group,
+    dst_name: &str,
+) -> hdf5::Result<()> {
+    let c_src = CString::new(name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
+    let c_dst = CString::new(dst_name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
+    let status = hdf5::sync::sync(|| unsafe {
+        hdf5_sys::h5o::H5Ocopy(
+            src.id(),
+            c_src.as_ptr(),
+            dst.id(),
+            c_dst.as_ptr(),
+            H5P_DEFAULT,
+            H5P_DEFAULT,
+        )
+    });
+    if status < 0 {
+        return Err(hdf5::Error::query().unwrap_or_else(|e| e));
+    }
+    Ok(())
+}
+
+/// Removes the link `name` from `group` if it exists.
+fn unlink_if_present(group: &Group, name: &str) -> hdf5::Result<()> {
+    if group.link_exists(name) {
+        group.unlink(name)?;
+    }
+    Ok(())
+}
+
+/// The group holding `element` in the output (`/` or `layers`), and the element's name.
+fn parent_of<'a>(file: &File, element: &'a ElementPath) -> hdf5::Result<(Group, &'a str)> {
+    match element {
+        ElementPath::X => {
+            let root: &Group = file;
+            Ok((root.clone(), "X"))
+        }
+        ElementPath::Layer(name) => Ok((file.group("layers")?, name.as_str())),
+    }
+}
+
+impl OutputStore for H5adOutput {
+    fn create_matrix(
+        &mut self,
+        element: &ElementPath,
+        spec: &OutputMatrixSpec,
+    ) -> Result<Box<dyn MatrixSink + '_>> {
+        let path = element.store_path();
+        if !spec.data_dtype.is_float() {
+            return Err(self.fail(format!(
+                "{path}: the normalized matrix must be float32 or float64, not {}",
+                spec.data_dtype
+            )));
+        }
+        let (parent, name) = parent_of(self.file(), element).map_err(self.h5fail(&path))?;
+        unlink_if_present(&parent, name).map_err(self.h5fail(&path))?;
+        // The input element gives chunking and filters (and indices/indptr to copy).
+        let input_elem = encoding::open_matrix(&self.input, &path, None, None).ok();
+        let data_path = format!("{path}/data");
+        match spec.layout {
+            OutputLayout::Dense => {
+                let storage = match &input_elem {
+                    Some(MatrixElem::Dense(d)) => Storage::of(&d.ds),
+                    _ => Storage::contiguous(),
+                };
+                let ds = create_dataset(
+                    &parent,
+                    name,
+                    spec.data_dtype,
+                    &[spec.n_obs, spec.n_vars],
+                    &storage,
+                )
+                .map_err(self.h5fail(&format!("cannot create {path}")))?;
+                set_encoding(&ds, "array", "0.2.0").map_err(self.h5fail(&path))?;
+                let chunk_rows = storage.chunk_rows();
+                let data = Appender::new(
+                    ds,
+                    path.clone(),
+                    spec.data_dtype,
+                    spec.n_vars,
+                    chunk_rows,
+                    Some(spec.n_obs * spec.n_vars),
+                )
+                .map_err(self.h5fail(&path))?;
+                Ok(Box::new(DenseSink {
+                    file: self.target.clone(),
+                    data,
+                }))
+            }
+            OutputLayout::Csr => {
+                let group = parent
+                    .create_group(name)
+                    .map_err(self.h5fail(&format!("cannot create {path}")))?;
+                set_encoding(&group, "csr_matrix", "0.1.0").map_err(self.h5fail(&path))?;
+                set_i64_array_attr(&group, "shape", &[spec.n_obs as i64, spec.n_vars as i64])
+                    .map_err(self.h5fail(&path))?;
+                let (data_from, indices_from, indptr_from) = match &input_elem {
+                    Some(MatrixElem::Sparse(s)) => (
+                        Some(Storage::of(&s.data)),
+                        Some(Storage::of(&s.indices)),
+                        Some(Storage::of(&s.indptr)),
+                    ),
+                    Some(MatrixElem::Dense(d)) => {
+                        let filters = Storage::of(&d.ds).filters;
+                        let s = Storage {
+                            chunk: None,
+                            filters,
+                        };
+                        (Some(s.clone()), Some(s.clone()), Some(s))
+                    }
+                    None => (None, None, None),
+                };
+                let data_storage = Storage::for_1d(
+                    data_from.as_ref().filter(|_| spec.nnz > 0),
+                    spec.nnz,
+                    spec.data_dtype.size(),
+                );
+                let (indices, indptr) = match spec.structure {
+                    SparseStructure::CopyFromInput => {
+                        let Some(MatrixElem::Sparse(s)) = &input_elem else {
+                            return Err(self.fail(format!(
+                                "{path}: cannot copy indices and indptr: the input's {path} is not sparse"
+                            )));
+                        };
+                        if s.layout != MatrixLayout::Csr
+                            || s.shape != (spec.n_obs, spec.n_vars)
+                            || s.nnz != spec.nnz
+                        {
+                            return Err(self.fail(format!(
+                                "{path}: cannot copy indices and indptr: the input is not a CSR matrix of shape ({}, {}) with {} values",
+                                spec.n_obs, spec.n_vars, spec.nnz
+                            )));
+                        }
+                        let input_group = self.input.group(&path).map_err(self.h5fail(&path))?;
+                        for member in ["indices", "indptr"] {
+                            copy_object(&input_group, member, &group, member)
+                                .map_err(self.h5fail(&format!("cannot copy {path}/{member}")))?;
+                        }
+                        (None, None)
+                    }
+                    SparseStructure::Write { indices, indptr } => {
+                        if !indices.is_integer() || !indptr.is_integer() {
+                            return Err(
+                                self.fail(format!("{path}: indices and indptr must be integers"))
+                            );
+                        }
+                        let ind_storage = Storage::for_1d(
+                            indices_from.as_ref().filter(|_| spec.nnz > 0),
+                            spec.nnz,
+                            indices.size(),
+                        );
+                        let n_ptr = spec.n_obs + 1;
+                        let ptr_storage = Storage {
+                            chunk: match indptr_from.as_ref().map(|s| s.chunk.is_some()) {
+                                Some(false) => None,
+                                _ => Some(guess_chunk(&[n_ptr], indptr.size())),
+                            },
+                            filters: indptr_from.map(|s| s.filters).unwrap_or_default(),
+                        };
+                        let ind_ds =
+                            create_dataset(&group, "indices", indices, &[spec.nnz], &ind_storage)
+                                .map_err(self.h5fail(&format!("cannot create {path}/indices")))?;
+                        let ptr_ds =
+                            create_dataset(&group, "indptr", indptr, &[n_ptr], &ptr_storage)
+                                .map_err(self.h5fail(&format!("cannot create {path}/indptr")))?;
+                        let ind = Appender::new(
+                            ind_ds,
+                            format!("{path}/indices"),
+                            indices,
+                            1,
+                            ind_storage.chunk_rows(),
+                            Some(spec.nnz),
+                        )
+                        .map_err(self.h5fail(&path))?;
+                        let ptr = Appender::new(
+                            ptr_ds,
+                            format!("{path}/indptr"),
+                            indptr,
+                            1,
+                            ptr_storage.chunk_rows(),
+                            Some(n_ptr),
+                        )
+                        .map_err(self.h5fail(&path))?;
+                        (Some(ind), Some(ptr))
+                    }
+                };
+                let data_ds =
+                    create_dataset(&group, "data", spec.data_dtype, &[spec.nnz], &data_storage)
+                        .map_err(self.h5fail(&format!("cannot create {data_path}")))?;
+                let data = Appender::new(
+                    data_ds,
+                    data_path,
+                    spec.data_dtype,
+                    1,
+                    data_storage.chunk_rows(),
+                    Some(spec.nnz),
+                )
+                .map_err(self.h5fail(&path))?;
+                Ok(Box::new(CsrSink {
+                    file: self.target.clone(),
+                    data,
+                    indices,
+                    indptr,
+                    indptr_len: Some(spec.n_obs + 1),
+                    last_indptr: None,
+                }))
+            }
+        }
+    }
+
+    fn write_obs_column(&mut self, name: &str, values: &NumVec) -> Result<()> {
+        let elem = format!("obs/{name}");
+        if name.is_empty() || name.contains('/') {
+            return Err(self.fail(format!("{elem}: not a valid column name")));
+        }
+        let obs = match node(self.file(), "obs") {
+            Some(Node::Group(g)) => g,
+            Some(Node::Dataset(_)) => {
+                return Err(self.fail(
+                    "obs is stored in the pre-0.7 AnnData format (a record array); \
+                     cannot add a column to it",
+                ))
+            }
+            None => return Err(self.fail("the output has no obs")),
+        };
+        if str_attr(&obs, "_index").as_deref() == Some(name) {
+            return Err(self.fail(format!("{elem}: this is the name of the obs index")));
+        }
+        if let Some(n_obs) = encoding::dataframe_len(self.file(), "obs") {
+            if values.len() as u64 != n_obs {
+                return Err(self.fail(format!(
+                    "{elem}: {} values for {n_obs} observations",
+                    values.len()
+                )));
+            }
+        }
+        let mut order: Vec<String> = if has_attr(&obs, "column-order") {
+            let attr = obs.attr("column-order").map_err(self.h5fail(&elem))?;
+            // anndata writes an empty float64 array when there are no columns.
+            attr_strings(&attr).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        unlink_if_present(&obs, name).map_err(self.h5fail(&elem))?;
+        let ds = create_dataset(
+            &obs,
+            name,
+            values.dtype(),
+            &[values.len() as u64],
+            &Storage::contiguous(),
+        )
+        .map_err(self.h5fail(&format!("cannot create {elem}")))?;
+        set_encoding(&ds, "array", "0.2.0").map_err(self.h5fail(&elem))?;
+        let mut app = Appender::new(ds, elem.clone(), values.dtype(), 1, None, None)
+            .map_err(self.h5fail(&elem))?;
+        app.append(values).map_err(|p| self.fail(p))?;
+        app.finish().map_err(|p| self.fail(p))?;
+        if !order.iter().any(|c| c == name) {
+            order.push(name.to_string());
+        }
+        set_str_array_attr(&obs, "column-order", &order).map_err(self.h5fail(&elem))?;
+        Ok(())
+    }
+
+    fn write_uns_log1p(&mut self, base: Option<f64>) -> Result<()> {
+        let file = self.file().clone();
+        let uns = match node(&file, "uns") {
+            Some(Node::Group(g)) => g,
+            Some(Node::Dataset(_)) => return Err(self.fail("uns is not a group")),
+            None => {
+                let g = file
+                    .create_group("uns")
+                    .map_err(self.h5fail("cannot create uns"))?;
+                set_encoding(&g, "dict", "0.1.0").map_err(self.h5fail("uns"))?;
+                g
+            }
+        };
+        unlink_if_present(&uns, "log1p").map_err(self.h5fail("uns/log1p"))?;
+        let log1p = uns
+            .create_group("log1p")
+            .map_err(self.h5fail("cannot create uns/log1p"))?;
+        set_encoding(&log1p, "dict", "0.1.0").map_err(self.h5fail("uns/log1p"))?;
+        match base {
+            None => write_null(&log1p, "base"),
+            Some(b) => write_numeric_scalar(&log1p, "base", b),
+        }
+        .map_err(self.h5fail("cannot write uns/log1p/base"))
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        if let Some(file) = self.file.take() {
+            file.close()
+                .map_err(|e| self.fail(format!("cannot close the output: {}", short(&e))))?;
+        }
+        std::fs::rename(&self.tmp.path, &self.target).map_err(|e| {
+            self.fail(format!(
+                "cannot move {} to its final name: {e}",
+                self.tmp.path.display()
+            ))
+        })?;
+        self.tmp.keep = true;
+        Ok(())
+    }
+}
+
+impl H5adOutput {
+    /// The input file this output copies from.
+    pub fn input_path(&self) -> &Path {
+        &self.input_path
+    }
+
+    /// The element being normalized.
+    pub fn normalized(&self) -> &ElementPath {
+        &self.normalized
+    }
+}
+
+/// anndata's `None`: an empty-dataspace dataset (`h5py.Empty("f")`), encoding `null` 0.1.0.
+pub(crate) fn write_null(group: &Group, name: &str) -> hdf5::Result<()> {
+    let c = CString::new(name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
+    let f32_type = super::layout::datatype(DType::F32)?;
+    let id = hdf5::sync::sync(|| unsafe {
+        let space = H5Screate(H5S_class_t::H5S_NULL);
+        let ds = H5Dcreate2(
+            group.id(),
+            c.as_ptr(),
+            f32_type.id(),
+            space,
+            H5P_DEFAULT,
+            H5P_DEFAULT,
+            H5P_DEFAULT,
+        );
+        H5Sclose(space);
+        ds
+    });
+    if id < 0 {
+        return Err(hdf5::Error::query().unwrap_or_else(|e| e));
+    }
+    hdf5::sync::sync(|| unsafe { H5Dclose(id) });
+    let ds = group.dataset(name)?;
+    set_encoding(&ds, "null", "0.1.0")
+}
+
+/// A number in `uns`: a 0-d float64 dataset, encoding `numeric-scalar` 0.2.0.
+pub(crate) fn write_numeric_scalar(group: &Group, name: &str, value: f64) -> hdf5::Result<()> {
+    let ds = group.new_dataset::<f64>().shape(()).create(name)?;
+    ds.write_scalar(&value)?;
+    set_encoding(&ds, "numeric-scalar", "0.2.0")
+}

@@ -1,0 +1,215 @@
+//! Hyperslab reads of a stored matrix ([`MatrixSource`]).
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use hdf5::{Dataset, H5Type};
+
+use super::encoding::MatrixElem;
+use super::file::read_problem;
+use crate::array::{DType, NumVec};
+use crate::error::{Error, Result};
+use crate::store::{MatrixLayout, MatrixMeta, MatrixSource};
+
+enum Arrays {
+    Sparse {
+        data: Dataset,
+        indices: Dataset,
+        indptr: Dataset,
+    },
+    Dense(Dataset),
+}
+
+/// A matrix of an .h5ad file, opened for reading.
+pub struct H5adSource {
+    file: PathBuf,
+    element: String,
+    meta: MatrixMeta,
+    arrays: Arrays,
+}
+
+impl H5adSource {
+    pub(crate) fn new(file: PathBuf, element: String, elem: MatrixElem) -> Self {
+        match elem {
+            MatrixElem::Sparse(s) => H5adSource {
+                file,
+                element,
+                meta: MatrixMeta {
+                    layout: s.layout,
+                    n_obs: s.shape.0,
+                    n_vars: s.shape.1,
+                    data_dtype: s.data_dtype,
+                    nnz: s.nnz,
+                    indices_dtype: Some(s.indices_dtype),
+                    indptr_dtype: Some(s.indptr_dtype),
+                },
+                arrays: Arrays::Sparse {
+                    data: s.data,
+                    indices: s.indices,
+                    indptr: s.indptr,
+                },
+            },
+            MatrixElem::Dense(d) => H5adSource {
+                file,
+                element,
+                meta: MatrixMeta {
+                    layout: MatrixLayout::Dense,
+                    n_obs: d.shape.0,
+                    n_vars: d.shape.1,
+                    data_dtype: d.dtype,
+                    nnz: d.shape.0 * d.shape.1,
+                    indices_dtype: None,
+                    indptr_dtype: None,
+                },
+                arrays: Arrays::Dense(d.ds),
+            },
+        }
+    }
+
+    fn fail(&self, member: &str, problem: impl Into<String>) -> Error {
+        let element = if member.is_empty() {
+            self.element.clone()
+        } else {
+            format!("{}/{member}", self.element)
+        };
+        Error::input(&self.file, element, problem)
+    }
+
+    fn sparse(&self, what: &str) -> Result<(&Dataset, &Dataset, &Dataset)> {
+        match &self.arrays {
+            Arrays::Sparse {
+                data,
+                indices,
+                indptr,
+            } => Ok((data, indices, indptr)),
+            Arrays::Dense(_) => Err(self.fail("", format!("is dense: it has no {what}"))),
+        }
+    }
+
+    /// Reads `range` of a 1-D member after checking it is inside the array.
+    fn read_member(
+        &self,
+        ds: &Dataset,
+        member: &str,
+        dtype: DType,
+        len: u64,
+        range: Range<u64>,
+    ) -> Result<NumVec> {
+        if range.start > range.end || range.end > len {
+            return Err(self.fail(
+                member,
+                format!(
+                    "elements {}..{} requested, but it has {len}",
+                    range.start, range.end
+                ),
+            ));
+        }
+        read_1d(ds, dtype, range.clone()).map_err(|e| {
+            self.fail(
+                member,
+                read_problem(&format!("elements {}..{}", range.start, range.end), &e),
+            )
+        })
+    }
+}
+
+fn slice_1d<T: H5Type>(ds: &Dataset, r: Range<u64>) -> hdf5::Result<Vec<T>> {
+    if r.is_empty() {
+        return Ok(Vec::new());
+    }
+    let a = ds.read_slice_1d::<T, _>(r.start as usize..r.end as usize)?;
+    Ok(a.into_raw_vec_and_offset().0)
+}
+
+fn rows_2d<T: H5Type + Copy>(ds: &Dataset, r: Range<u64>, n_cols: u64) -> hdf5::Result<Vec<T>> {
+    if r.is_empty() || n_cols == 0 {
+        return Ok(Vec::new());
+    }
+    let a = ds.read_slice_2d::<T, _>((r.start as usize..r.end as usize, ..))?;
+    Ok(if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().copied().collect()
+    })
+}
+
+/// Dispatches a typed read on the stored dtype.
+macro_rules! by_dtype {
+    ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
+        match $dtype {
+            DType::I8 => $f::<i8>($($arg),*).map(NumVec::I8),
+            DType::I16 => $f::<i16>($($arg),*).map(NumVec::I16),
+            DType::I32 => $f::<i32>($($arg),*).map(NumVec::I32),
+            DType::I64 => $f::<i64>($($arg),*).map(NumVec::I64),
+            DType::U8 => $f::<u8>($($arg),*).map(NumVec::U8),
+            DType::U16 => $f::<u16>($($arg),*).map(NumVec::U16),
+            DType::U32 => $f::<u32>($($arg),*).map(NumVec::U32),
+            DType::U64 => $f::<u64>($($arg),*).map(NumVec::U64),
+            DType::F32 => $f::<f32>($($arg),*).map(NumVec::F32),
+            DType::F64 => $f::<f64>($($arg),*).map(NumVec::F64),
+        }
+    };
+}
+
+/// `range` of a 1-D dataset in its stored dtype.
+pub(crate) fn read_1d(ds: &Dataset, dtype: DType, range: Range<u64>) -> hdf5::Result<NumVec> {
+    by_dtype!(dtype, slice_1d(ds, range))
+}
+
+impl MatrixSource for H5adSource {
+    fn meta(&self) -> &MatrixMeta {
+        &self.meta
+    }
+
+    fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
+        let (_, _, indptr) = self.sparse("indptr")?;
+        let major = match self.meta.layout {
+            MatrixLayout::Csc => self.meta.n_vars,
+            _ => self.meta.n_obs,
+        };
+        let dtype = self.meta.indptr_dtype.unwrap_or(DType::I64);
+        let v = self.read_member(indptr, "indptr", dtype, major + 1, range.clone())?;
+        v.to_i64().ok_or_else(|| {
+            self.fail(
+                "indptr",
+                format!(
+                    "elements {}..{} hold a value above 2^63",
+                    range.start, range.end
+                ),
+            )
+        })
+    }
+
+    fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
+        let (_, indices, _) = self.sparse("indices")?;
+        let dtype = self.meta.indices_dtype.unwrap_or(DType::I64);
+        self.read_member(indices, "indices", dtype, self.meta.nnz, range)
+    }
+
+    fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
+        let (data, _, _) = self.sparse("data")?;
+        self.read_member(data, "data", self.meta.data_dtype, self.meta.nnz, range)
+    }
+
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
+        let Arrays::Dense(ds) = &self.arrays else {
+            return Err(self.fail("", "is sparse: read it with read_indptr/read_data"));
+        };
+        if rows.start > rows.end || rows.end > self.meta.n_obs {
+            return Err(self.fail(
+                "",
+                format!(
+                    "rows {}..{} requested, but it has {}",
+                    rows.start, rows.end, self.meta.n_obs
+                ),
+            ));
+        }
+        let n_cols = self.meta.n_vars;
+        by_dtype!(self.meta.data_dtype, rows_2d(ds, rows.clone(), n_cols)).map_err(|e| {
+            self.fail(
+                "",
+                read_problem(&format!("rows {}..{}", rows.start, rows.end), &e),
+            )
+        })
+    }
+}
