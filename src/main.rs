@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Normalize(args) => normalize(args),
         Command::Inspect { input } => {
-            atlasnorm::store::h5ad::inspect(&input).map(|text| print!("{text}"))
+            atlasnorm::inspect::inspect(&input).map(|text| print!("{text}"))
         }
         Command::Synth(args) => atlasnorm::synth::run(&args).map(|summary| eprintln!("{summary}")),
     };

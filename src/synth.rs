@@ -5,7 +5,7 @@
 //! Generation is deterministic for a seed whatever the thread count: each cell draws from
 //! its own generator seeded by (seed, cell).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -13,8 +13,10 @@ use rand_distr::{Distribution, LogNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
+use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::options::format_bytes;
+use crate::store::h5ad::{AnnDataWriter, Compression};
 
 /// A dataset shape to imitate (DESIGN.md §5).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -150,6 +152,11 @@ impl Generator {
         })
     }
 
+    /// A generous bound on stored values per cell (for choosing the indptr width).
+    pub fn max_expected_per_cell(&self) -> u64 {
+        self.prob.len() as u64
+    }
+
     /// The counts of cell `index` (the same for a seed whatever else is generated).
     pub fn cell(&self, index: u64, draws: &mut Vec<u32>) -> Cell {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(
@@ -271,7 +278,20 @@ pub fn run(args: &SynthArgs) -> Result<String> {
     let genes = args.genes.unwrap_or(base.genes);
     let umis = args.umis.unwrap_or(base.median_umis);
     let generator = Generator::new(genes, umis, args.seed)?;
-    let stats = crate::store::h5ad::write_synthetic(args, cells, genes, &generator)?;
+    let compression = match args.compression.as_str() {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip(4),
+        "lzf" => Compression::Lzf,
+        other => {
+            return Err(Error::Options(format!(
+                "synth: unknown compression {other:?} (none, gzip or lzf)"
+            )))
+        }
+    };
+    if args.output.exists() && !args.force {
+        return Err(Error::output(&args.output, "already exists (use --force to replace it)"));
+    }
+    let stats = write(&args.output, cells, genes, compression, &generator)?;
     let size = std::fs::metadata(&args.output)
         .map(|m| m.len())
         .unwrap_or(0);
@@ -282,6 +302,57 @@ pub fn run(args: &SynthArgs) -> Result<String> {
         started.elapsed().as_secs_f64()
     ))
 }
+
+/// Cells generated (in parallel) and written per step: bounds memory whatever the size.
+const CELLS_PER_STEP: u64 = 32_768;
+
+/// Writes `cells` × `genes` counts as an AnnData file with a CSR float32 X (integer counts, as
+/// Cell Ranger's matrices come into anndata), int32 indices and int64 indptr when needed.
+fn write(
+    path: &Path,
+    cells: u64,
+    genes: u64,
+    compression: Compression,
+    generator: &Generator,
+) -> Result<Stats> {
+    let mut file = AnnDataWriter::create(path, cells, genes, compression, CHUNK_LEN)?;
+    file.write_obs_index(&(0..cells).map(|i| format!("cell{i}")).collect::<Vec<_>>())?;
+    file.write_var_index(&(0..genes).map(|i| format!("gene{i}")).collect::<Vec<_>>())?;
+    // int64 indptr once the values may pass 2^31 (anndata does the same).
+    let indptr_dtype = if cells * generator.max_expected_per_cell() >= i32::MAX as u64 {
+        DType::I64
+    } else {
+        DType::I32
+    };
+    let mut stats = Stats::default();
+    {
+        let mut x = file.csr_x(DType::F32, DType::I32, indptr_dtype)?;
+        x.append_indptr(&[0])?;
+        let mut offset = 0i64;
+        for start in (0..cells).step_by(CELLS_PER_STEP as usize) {
+            let batch = generator.cells(start..(start + CELLS_PER_STEP).min(cells));
+            let mut indptr = Vec::with_capacity(batch.len());
+            let mut indices = Vec::new();
+            let mut data = Vec::new();
+            for cell in &batch {
+                stats.add(cell);
+                offset += cell.genes.len() as i64;
+                indptr.push(offset);
+                indices.extend(cell.genes.iter().map(|&g| g as i64));
+                data.extend(cell.counts.iter().map(|&c| c as f32));
+            }
+            x.append_indptr(&indptr)?;
+            x.append_indices(&indices)?;
+            x.append_data(&NumVec::F32(data))?;
+        }
+        x.finish()?;
+    }
+    file.finish()?;
+    Ok(stats)
+}
+
+/// Elements per chunk of X's arrays: h5py's choice for arrays of this kind of size.
+const CHUNK_LEN: u64 = 1 << 16;
 
 #[cfg(test)]
 mod tests {

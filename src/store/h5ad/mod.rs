@@ -114,16 +114,3 @@ impl InputStore for H5adInput {
             .collect()
     }
 }
-
-pub fn inspect(path: &Path) -> Result<String> {
-    Err(Error::input(path, "/", "not written yet"))
-}
-
-pub fn write_synthetic(
-    args: &crate::synth::SynthArgs,
-    _cells: u64,
-    _genes: u64,
-    _g: &crate::synth::Generator,
-) -> Result<crate::synth::Stats> {
-    Err(Error::output(&args.output, "not written yet"))
-}
