@@ -224,11 +224,12 @@ body += "pub const DENSE_X: &[u32] = &%s;\n" % hexlist(u32(X), 32)
 body += "/// stats.sum(X, axis=1)\npub const DENSE_TOTALS: &[u32] = &%s;\n" % hexlist(u32(tot), 32)
 mask = rng.random(300) < 0.7
 kept = stats.sum(X[:, mask], axis=1)
-kept1 = stats.sum(X[:1][:, mask], axis=1)
+kept1 = np.array([stats.sum(X[i : i + 1][:, mask], axis=1)[0] for i in range(5)])
+assert not np.array_equal(kept, kept1), "the one-row order should differ somewhere"
 body += "pub const DENSE_KEPT: &[bool] = &[%s];\n" % ", ".join("true" if m else "false" for m in mask)
 body += "/// stats.sum(X[:, mask], axis=1) (5-row matrix: Fortran-ordered copy)\n"
 body += "pub const DENSE_KEPT_TOTALS: &[u32] = &%s;\n" % hexlist(u32(kept), 32)
-body += "/// stats.sum(X[:1][:, mask], axis=1) (1-row matrix: C-contiguous copy, pairwise)\n"
+body += "/// stats.sum(X[i:i+1][:, mask], axis=1) per row (1-row matrices: C-contiguous, pairwise)\n"
 body += "pub const DENSE_KEPT_TOTALS_ONE_ROW: &[u32] = &%s;\n" % hexlist(u32(kept1), 32)
 
 # CSR totals via scanpy's numba kernel, non-integer data with explicit zeros.

@@ -59,3 +59,64 @@ pub fn dense_mark_highly_expressed<T: Real>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::testdata::f32s;
+    use crate::kernel::testdata::mask_median::*;
+    use crate::kernel::testdata::sums;
+    use crate::kernel::totals::{csr_row_totals, dense_row_totals};
+
+    const NCOLS: usize = 3;
+
+    #[test]
+    fn dense_rule_matches_scanpy_and_differs_from_csr_rule() {
+        let x = f32s(MASK_X);
+        let mut totals = vec![0f32; x.len() / NCOLS];
+        dense_row_totals(&x, NCOLS, &mut totals);
+        let mut excl = vec![false; NCOLS];
+        dense_mark_highly_expressed(&x, NCOLS, &totals, MASK_MAX_FRACTION, &mut excl);
+        assert_eq!(excl, MASK_DENSE_EXCLUDED);
+        assert_ne!(MASK_DENSE_EXCLUDED, MASK_CSR_EXCLUDED, "vectors must tell the rules apart");
+    }
+
+    #[test]
+    fn csr_rule_matches_scanpy_on_the_same_matrix() {
+        // The dense matrix as scipy stores it (zeros dropped).
+        let x = f32s(MASK_X);
+        let (mut data, mut idx, mut offs) = (vec![], vec![], vec![0usize]);
+        for row in x.chunks(NCOLS) {
+            for (c, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    data.push(v);
+                    idx.push(c as u32);
+                }
+            }
+            offs.push(data.len());
+        }
+        let mut totals = vec![0f32; offs.len() - 1];
+        csr_row_totals(&data, &offs, &mut totals);
+        let mut excl = vec![false; NCOLS];
+        csr_mark_highly_expressed(&data, &idx, &offs, &totals, MASK_MAX_FRACTION, &mut excl);
+        assert_eq!(excl, MASK_CSR_EXCLUDED);
+    }
+
+    #[test]
+    fn csr_mask_matches_scanpy_and_is_block_independent() {
+        let data = f32s(sums::CSR_DATA);
+        let totals = f32s(sums::CSR_TOTALS);
+        let offs = sums::CSR_INDPTR;
+        let mut whole = vec![false; sums::CSR_NCOLS];
+        csr_mark_highly_expressed(&data, sums::CSR_INDICES, offs, &totals, sums::CSR_MAX_FRACTION, &mut whole);
+        assert_eq!(whole, sums::CSR_EXCLUDED);
+        // Blocks in reverse order, sharing one mask.
+        let mut blocks = vec![false; sums::CSR_NCOLS];
+        for (a, b) in [(25usize, 40usize), (10, 25), (0, 10)] {
+            let rebased: Vec<usize> = offs[a..=b].iter().map(|o| o - offs[a]).collect();
+            let (s, e) = (offs[a], offs[b]);
+            csr_mark_highly_expressed(&data[s..e], &sums::CSR_INDICES[s..e], &rebased, &totals[a..b], sums::CSR_MAX_FRACTION, &mut blocks);
+        }
+        assert_eq!(blocks, whole);
+    }
+}

@@ -251,3 +251,172 @@ pub fn dense_row_totals_kept_ordered<T: Real>(
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::testdata::sums::*;
+    use crate::kernel::testdata::{bits, f32s, f64s};
+    use proptest::prelude::*;
+
+    #[test]
+    fn pairwise_matches_numpy() {
+        for (row, want) in PAIRWISE_F32 {
+            let a = f32s(row);
+            assert_eq!(pairwise_sum(&a).to_bits(), *want, "f32 n={}", a.len());
+        }
+        for (row, want) in PAIRWISE_F64 {
+            let a = f64s(row);
+            assert_eq!(pairwise_sum(&a).to_bits(), *want, "f64 n={}", a.len());
+        }
+    }
+
+    #[test]
+    fn dense_totals_match_stats_sum() {
+        let x = f32s(DENSE_X);
+        let mut out = vec![0f32; x.len() / DENSE_NCOLS];
+        dense_row_totals(&x, DENSE_NCOLS, &mut out);
+        assert_eq!(bits(&out), bits(&f32s(DENSE_TOTALS)));
+    }
+
+    #[test]
+    fn dense_kept_totals_match_stats_sum_of_masked_copy() {
+        let x = f32s(DENSE_X);
+        let kept: Vec<usize> = (0..DENSE_NCOLS).filter(|&c| DENSE_KEPT[c]).collect();
+        let mut scratch = Vec::new();
+        let mut out = vec![0f32; x.len() / DENSE_NCOLS];
+        dense_row_totals_kept(&x, DENSE_NCOLS, &kept, &mut scratch, &mut out);
+        assert_eq!(bits(&out), bits(&f32s(DENSE_KEPT_TOTALS)));
+        // Each row as a one-row matrix sums pairwise, which gives other bits somewhere.
+        let order = KeptSumOrder::for_n_obs(1);
+        let mut one = vec![0f32; out.len()];
+        for (i, o) in one.iter_mut().enumerate() {
+            let row = &x[i * DENSE_NCOLS..(i + 1) * DENSE_NCOLS];
+            dense_row_totals_kept_ordered(row, DENSE_NCOLS, &kept, order, &mut scratch, std::slice::from_mut(o));
+        }
+        assert_eq!(bits(&one), bits(&f32s(DENSE_KEPT_TOTALS_ONE_ROW)));
+        assert_ne!(DENSE_KEPT_TOTALS_ONE_ROW, DENSE_KEPT_TOTALS, "vectors should tell the orders apart");
+    }
+
+    #[test]
+    fn csr_totals_match_scanpy_numba() {
+        let data = f32s(CSR_DATA);
+        let rows = CSR_INDPTR.len() - 1;
+        let mut out = vec![0f32; rows];
+        csr_row_totals(&data, CSR_INDPTR, &mut out);
+        assert_eq!(bits(&out), bits(&f32s(CSR_TOTALS)));
+        // The same rows summed in f32 (another order/precision) give other bits on this data.
+        let f32_sums: Vec<f32> = (0..rows)
+            .map(|i| data[CSR_INDPTR[i]..CSR_INDPTR[i + 1]].iter().fold(0f32, |a, &b| a + b))
+            .collect();
+        assert_ne!(bits(&f32_sums), bits(&out));
+    }
+
+    #[test]
+    fn csr_kept_totals_match_scanpy_second_pass() {
+        let data = f32s(CSR_DATA);
+        let mut out = vec![0f32; CSR_INDPTR.len() - 1];
+        csr_row_totals_kept(&data, CSR_INDICES, CSR_INDPTR, CSR_EXCLUDED, &mut out);
+        assert_eq!(bits(&out), bits(&f32s(CSR_KEPT_TOTALS)));
+        assert!(CSR_EXCLUDED.iter().any(|&e| e) && CSR_EXCLUDED.iter().any(|&e| !e));
+    }
+
+    #[test]
+    fn offsets_need_not_start_at_zero() {
+        let data = f32s(CSR_DATA);
+        let (a, b) = (CSR_INDPTR[3], CSR_INDPTR[9]);
+        let offs: Vec<usize> = CSR_INDPTR[3..=9].iter().map(|o| o - a + 5).collect();
+        let mut shifted = vec![0f32; 5];
+        shifted.extend_from_slice(&data[a..b]);
+        let mut out = vec![0f32; 6];
+        csr_row_totals(&shifted, &offs, &mut out);
+        assert_eq!(bits(&out), bits(&f32s(&CSR_TOTALS[3..9])));
+    }
+
+    /// SPEC §1.5 written out recursively, as plainly as possible, for the property test.
+    fn pw_reference(a: &[f32]) -> f32 {
+        let n = a.len();
+        if n < 8 {
+            a.iter().fold(-0.0f32, |s, &v| s + v)
+        } else if n <= 128 {
+            let mut r: Vec<f32> = a[..8].to_vec();
+            let mut i = 8;
+            while i < n - n % 8 {
+                for k in 0..8 {
+                    r[k] += a[i + k];
+                }
+                i += 8;
+            }
+            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+            while i < n {
+                res += a[i];
+                i += 1;
+            }
+            res
+        } else {
+            let n2 = n / 2 - (n / 2) % 8;
+            pw_reference(&a[..n2]) + pw_reference(&a[n2..])
+        }
+    }
+
+    fn csr_strategy() -> impl Strategy<Value = (Vec<f32>, Vec<usize>)> {
+        prop::collection::vec(0usize..40, 1..30).prop_flat_map(|lens| {
+            let nnz: usize = lens.iter().sum();
+            let mut offs = vec![0usize];
+            for l in &lens {
+                offs.push(offs.last().unwrap() + l);
+            }
+            let val = prop_oneof![
+                (0u32..50).prop_map(|k| k as f32),
+                (-1e4f32..1e4f32),
+                Just(-0.0f32),
+                (0u32..(1 << 31)).prop_map(|k| k as f32),
+            ];
+            (prop::collection::vec(val, nnz), Just(offs))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn pairwise_equals_recursive_reference(a in prop::collection::vec(-1e6f32..1e6f32, 0..2000)) {
+            prop_assert_eq!(pairwise_sum(&a).to_bits(), (0.0f32 + pw_reference(&a)).to_bits());
+        }
+
+        #[test]
+        fn fast_integer_sum_equals_sequential(
+            ints in prop::collection::vec(-(1i64 << 32)..=(1i64 << 32), 0..3000),
+            frac in any::<bool>(), at in any::<prop::sample::Index>(),
+        ) {
+            let mut row: Vec<f64> = ints.iter().map(|&i| i as f64).collect();
+            if frac && !row.is_empty() {
+                let j = at.index(row.len());
+                row[j] += 0.5;
+            }
+            let fast = integer_sum(&row);
+            prop_assert_eq!(fast.is_some(), !(frac && !row.is_empty()));
+            if let Some(f) = fast {
+                prop_assert_eq!(f.to_bits(), sequential_sum(&row).to_bits());
+            }
+            prop_assert_eq!(csr_row_sum_f64(&row).to_bits(), sequential_sum(&row).to_bits());
+        }
+
+        #[test]
+        fn csr_totals_are_block_independent((data, offs) in csr_strategy(), cut in any::<prop::sample::Index>()) {
+            let rows = offs.len() - 1;
+            let mut whole = vec![0f32; rows];
+            csr_row_totals(&data, &offs, &mut whole);
+            // Sequential reference.
+            for i in 0..rows {
+                let s = data[offs[i]..offs[i + 1]].iter().fold(0f64, |a, &v| a + v as f64) as f32;
+                prop_assert_eq!(whole[i].to_bits(), s.to_bits());
+            }
+            let c = cut.index(rows + 1);
+            let mut parts = vec![0f32; rows];
+            let (lo, hi) = parts.split_at_mut(c);
+            csr_row_totals(&data[..offs[c]], &offs[..=c], lo);
+            let rebased: Vec<usize> = offs[c..].iter().map(|o| o - offs[c]).collect();
+            csr_row_totals(&data[offs[c]..], &rebased, hi);
+            prop_assert_eq!(bits(&parts), bits(&whole));
+        }
+    }
+}

@@ -2990,9 +2990,9 @@ pub const DENSE_KEPT: &[bool] = &[true, true, false, true, true, true, true, fal
 pub const DENSE_KEPT_TOTALS: &[u32] = &[
     0x444d2c52, 0x4427d50e, 0x442a4359, 0x444763fc, 0x443bc4d6,
 ];
-/// stats.sum(X[:1][:, mask], axis=1) (1-row matrix: C-contiguous copy, pairwise)
+/// stats.sum(X[i:i+1][:, mask], axis=1) per row (1-row matrices: C-contiguous, pairwise)
 pub const DENSE_KEPT_TOTALS_ONE_ROW: &[u32] = &[
-    0x444d2c52,
+    0x444d2c52, 0x4427d512, 0x442a4358, 0x444763fe, 0x443bc4d6,
 ];
 pub const CSR_NCOLS: usize = 60;
 pub const CSR_DATA: &[u32] = &[
