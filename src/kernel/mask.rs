@@ -78,7 +78,10 @@ mod tests {
         let mut excl = vec![false; NCOLS];
         dense_mark_highly_expressed(&x, NCOLS, &totals, MASK_MAX_FRACTION, &mut excl);
         assert_eq!(excl, MASK_DENSE_EXCLUDED);
-        assert_ne!(MASK_DENSE_EXCLUDED, MASK_CSR_EXCLUDED, "vectors must tell the rules apart");
+        assert_ne!(
+            MASK_DENSE_EXCLUDED, MASK_CSR_EXCLUDED,
+            "vectors must tell the rules apart"
+        );
     }
 
     #[test]
@@ -108,14 +111,28 @@ mod tests {
         let totals = f32s(sums::CSR_TOTALS);
         let offs = sums::CSR_INDPTR;
         let mut whole = vec![false; sums::CSR_NCOLS];
-        csr_mark_highly_expressed(&data, sums::CSR_INDICES, offs, &totals, sums::CSR_MAX_FRACTION, &mut whole);
+        csr_mark_highly_expressed(
+            &data,
+            sums::CSR_INDICES,
+            offs,
+            &totals,
+            sums::CSR_MAX_FRACTION,
+            &mut whole,
+        );
         assert_eq!(whole, sums::CSR_EXCLUDED);
         // Blocks in reverse order, sharing one mask.
         let mut blocks = vec![false; sums::CSR_NCOLS];
         for (a, b) in [(25usize, 40usize), (10, 25), (0, 10)] {
             let rebased: Vec<usize> = offs[a..=b].iter().map(|o| o - offs[a]).collect();
             let (s, e) = (offs[a], offs[b]);
-            csr_mark_highly_expressed(&data[s..e], &sums::CSR_INDICES[s..e], &rebased, &totals[a..b], sums::CSR_MAX_FRACTION, &mut blocks);
+            csr_mark_highly_expressed(
+                &data[s..e],
+                &sums::CSR_INDICES[s..e],
+                &rebased,
+                &totals[a..b],
+                sums::CSR_MAX_FRACTION,
+                &mut blocks,
+            );
         }
         assert_eq!(blocks, whole);
     }

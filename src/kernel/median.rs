@@ -43,7 +43,12 @@ mod tests {
         }
         for (totals, want) in MEDIAN_F64 {
             let t = f64s(totals);
-            assert_eq!(median_of_positive(&t).to_bits(), *want, "{} values", t.len());
+            assert_eq!(
+                median_of_positive(&t).to_bits(),
+                *want,
+                "{} values",
+                t.len()
+            );
         }
     }
 
@@ -53,6 +58,8 @@ mod tests {
         // a + b overflows in f32 before the halving); checked here against a naive midpoint.
         let t = [f32::MAX, f32::MAX];
         assert_eq!(median_of_positive(&t), f32::INFINITY);
-        assert!(MEDIAN_F32.iter().any(|(v, m)| v.len() == 2 && v[0] == f32::MAX.to_bits() && *m == f32::INFINITY.to_bits()));
+        assert!(MEDIAN_F32.iter().any(|(v, m)| v.len() == 2
+            && v[0] == f32::MAX.to_bits()
+            && *m == f32::INFINITY.to_bits()));
     }
 }

@@ -192,3 +192,231 @@ fn flush<T: Real>(
         row[p as usize] = v;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::median::median_of_positive;
+    use crate::kernel::testdata::{bits, f32s, f64s, mask_median, runs};
+    use crate::kernel::totals::{
+        csr_row_totals, csr_row_totals_kept, dense_row_totals, dense_row_totals_kept,
+    };
+    use crate::kernel::{mask, Real};
+    use proptest::prelude::*;
+
+    const POLICIES: [TablePolicy; 3] = [TablePolicy::Never, TablePolicy::Always, TablePolicy::Auto];
+    const KERNELS: [Log1pKernel; 2] = [Log1pKernel::NumpySvml, Log1pKernel::Libm];
+
+    /// The engine's sequence of kernel calls on one CSR matrix held in memory.
+    fn run<T: Real>(
+        data: &[T],
+        indices: &[u32],
+        indptr: &[usize],
+        n_cols: usize,
+        target_sum: Option<f64>,
+        exclude: bool,
+    ) -> (Vec<T>, Vec<T>) {
+        let rows = indptr.len() - 1;
+        let mut totals = vec![T::ZERO; rows];
+        csr_row_totals(data, indptr, &mut totals);
+        if exclude {
+            let mut excl = vec![false; n_cols];
+            mask::csr_mark_highly_expressed(data, indices, indptr, &totals, 0.05, &mut excl);
+            let first = totals.clone();
+            csr_row_totals_kept(data, indices, indptr, &excl, &mut totals);
+            assert_ne!(
+                bits(&first),
+                bits(&totals),
+                "exclusion should change totals here"
+            );
+        }
+        let target = target_sum.map_or_else(|| median_of_positive(&totals), target_from_user);
+        let factors: Vec<T> = totals.iter().map(|&t| factor(t, target)).collect();
+        let divisors: Vec<T> = factors.iter().map(|&f| divisor(f)).collect();
+        (factors, divisors)
+    }
+
+    macro_rules! check_run {
+        ($m:ident, $conv:ident, $t:ty) => {{
+            use runs::$m as r;
+            let data: Vec<$t> = $conv(r::DATA);
+            let (factors, divisors) = run(
+                &data,
+                r::INDICES,
+                r::INDPTR,
+                r::N_COLS,
+                r::TARGET_SUM,
+                r::EXCLUDE,
+            );
+            assert_eq!(bits(&factors), bits(&$conv(r::FACTORS)), "factors");
+            let mut norm = data.clone();
+            normalize_csr_rows(&mut norm, r::INDPTR, &divisors, None);
+            assert_eq!(bits(&norm), bits(&$conv(r::NORMALIZED)), "normalized");
+            // Fused normalize + log1p, every table policy, same bits as scanpy's two steps.
+            let l = Log1p::new(Log1pKernel::NumpySvml, r::BASE);
+            for p in POLICIES {
+                let mut y = data.clone();
+                normalize_csr_rows_with(&mut y, r::INDPTR, &divisors, Some(&l), p);
+                if <$t as Real>::DTYPE == crate::array::DType::F64 {
+                    // f64 SVML log1p is not ported: compare with glibc applied to scanpy's
+                    // normalized values instead (the division part is still checked bit-exactly).
+                    let mut want = $conv(r::NORMALIZED);
+                    want.iter_mut().for_each(|x| *x = x.ln_1p());
+                    assert_eq!(bits(&y), bits(&want), "{p:?}");
+                } else {
+                    assert_eq!(bits(&y), bits(&$conv(r::LOGGED)), "logged, {p:?}");
+                }
+            }
+        }};
+    }
+
+    #[test]
+    fn scanpy_runs_umi_median() {
+        check_run!(umi_median, f32s, f32);
+    }
+    #[test]
+    fn scanpy_runs_umi_fixed_target_base2() {
+        check_run!(umi_1e4_base2, f32s, f32);
+    }
+    #[test]
+    fn scanpy_runs_fractional_with_exclusion() {
+        check_run!(frac_median_excl, f32s, f32);
+    }
+    #[test]
+    fn scanpy_runs_fractional_base10() {
+        check_run!(frac_1e4_base10, f32s, f32);
+    }
+    #[test]
+    fn scanpy_runs_f64() {
+        check_run!(f64_median, f64s, f64);
+    }
+
+    #[test]
+    fn division_is_not_a_reciprocal_multiply() {
+        // In scanpy's output there are values where x * fl(1/d) would be off by one ULP.
+        use runs::frac_median_excl as r;
+        let data = f32s(r::DATA);
+        let (_, divisors) = run(
+            &data,
+            r::INDICES,
+            r::INDPTR,
+            r::N_COLS,
+            r::TARGET_SUM,
+            r::EXCLUDE,
+        );
+        let want = f32s(r::NORMALIZED);
+        let mut differ = 0;
+        for (i, &d) in divisors.iter().enumerate() {
+            for j in r::INDPTR[i]..r::INDPTR[i + 1] {
+                differ += ((data[j] * (1.0 / d)).to_bits() != want[j].to_bits()) as usize;
+            }
+        }
+        assert!(
+            differ > 0,
+            "no value tells division from reciprocal multiplication"
+        );
+    }
+
+    #[test]
+    fn zero_and_nan_factors() {
+        assert_eq!(divisor(0.0f32), 1.0);
+        assert_eq!(divisor(-0.0f32), 1.0);
+        assert!(divisor(f32::NAN).is_nan());
+        assert_eq!(divisor(0.25f64), 0.25);
+        // The zero row of the UMI run has factor 0 in scanpy's obs and is left unchanged.
+        assert!(runs::umi_median::FACTORS.contains(&0));
+    }
+
+    #[test]
+    fn dense_pipeline_with_exclusion_matches_scanpy() {
+        let x = f32s(mask_median::MASK_X);
+        let n_cols = 3;
+        let rows = x.len() / n_cols;
+        let mut totals = vec![0f32; rows];
+        dense_row_totals(&x, n_cols, &mut totals);
+        let mut excl = vec![false; n_cols];
+        mask::dense_mark_highly_expressed(
+            &x,
+            n_cols,
+            &totals,
+            mask_median::MASK_MAX_FRACTION,
+            &mut excl,
+        );
+        let kept: Vec<usize> = (0..n_cols).filter(|&c| !excl[c]).collect();
+        let mut scratch = Vec::new();
+        dense_row_totals_kept(&x, n_cols, &kept, &mut scratch, &mut totals);
+        let target = median_of_positive(&totals);
+        let divisors: Vec<f32> = totals.iter().map(|&t| divisor(factor(t, target))).collect();
+        let mut y = x.clone();
+        normalize_dense_rows(&mut y, n_cols, &divisors, None);
+        assert_eq!(bits(&y), bits(&f32s(mask_median::MASK_DENSE_NORMALIZED)));
+    }
+
+    fn row_value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => (1u32..4).prop_map(|k| k as f32),
+            3 => (0u32..40).prop_map(|k| k as f32),
+            1 => 0.0f32..1e5,
+            1 => Just(-0.0f32),
+            1 => (40u32..100_000).prop_map(|k| k as f32),
+        ]
+    }
+
+    fn csr_rows() -> impl Strategy<Value = (Vec<f32>, Vec<usize>, Vec<f32>)> {
+        prop::collection::vec(0usize..200, 1..12).prop_flat_map(|lens| {
+            let nnz: usize = lens.iter().sum();
+            let mut offs = vec![0usize];
+            for l in &lens {
+                offs.push(offs.last().unwrap() + l);
+            }
+            let div = prop_oneof![8 => 0.01f32..50.0, 1 => Just(1.0f32), 1 => Just(f32::NAN), 1 => Just(1e-30f32)];
+            (prop::collection::vec(row_value(), nnz), Just(offs), prop::collection::vec(div, lens.len()))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn table_path_equals_plain_path((data, offs, divs) in csr_rows(), base in prop_oneof![Just(None), Just(Some(2.0)), Just(Some(10.0))]) {
+            for k in KERNELS {
+                let l = Log1p::new(k, base);
+                let mut plain = data.clone();
+                normalize_csr_rows_with(&mut plain, &offs, &divs, Some(&l), TablePolicy::Never);
+                let mut table = data.clone();
+                normalize_csr_rows_with(&mut table, &offs, &divs, Some(&l), TablePolicy::Always);
+                prop_assert_eq!(bits(&plain), bits(&table));
+                // f64 too.
+                let d64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+                let v64: Vec<f64> = divs.iter().map(|&v| v as f64).collect();
+                let mut p64 = d64.clone();
+                normalize_csr_rows_with(&mut p64, &offs, &v64, Some(&l), TablePolicy::Never);
+                let mut t64 = d64;
+                normalize_csr_rows_with(&mut t64, &offs, &v64, Some(&l), TablePolicy::Always);
+                prop_assert_eq!(bits(&p64), bits(&t64));
+            }
+        }
+
+        #[test]
+        fn normalize_is_block_independent((data, offs, divs) in csr_rows(), cut in any::<prop::sample::Index>(), log in any::<bool>()) {
+            let l = Log1p::new(Log1pKernel::NumpySvml, None);
+            let l = log.then_some(&l);
+            let rows = divs.len();
+            let mut whole = data.clone();
+            normalize_csr_rows(&mut whole, &offs, &divs, l);
+            let c = cut.index(rows + 1);
+            let mut parts = data.clone();
+            let (lo, hi) = parts.split_at_mut(offs[c]);
+            normalize_csr_rows(lo, &offs[..=c], &divs[..c], l);
+            let rebased: Vec<usize> = offs[c..].iter().map(|o| o - offs[c]).collect();
+            normalize_csr_rows(hi, &rebased, &divs[c..], l);
+            prop_assert_eq!(bits(&parts), bits(&whole));
+            // And element by element: x / d then log1p, with no block structure at all.
+            for i in 0..rows {
+                for j in offs[i]..offs[i + 1] {
+                    let q = data[j] / divs[i];
+                    let want = l.map_or(q, |l| l.apply_one(q));
+                    prop_assert_eq!(whole[j].to_bits(), want.to_bits());
+                }
+            }
+        }
+    }
+}

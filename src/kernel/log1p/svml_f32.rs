@@ -130,18 +130,10 @@ const SPLITTER: u32 = 0x46000000; // 8192: m rounded to 2^-10
 #[inline(always)]
 fn cout_poly(d: f32) -> f32 {
     let mut p = f(P7) * d;
-    p = p + f(P6);
-    p = p * d;
-    p = p + f(P5);
-    p = p * d;
-    p = p + f(P4);
-    p = p * d;
-    p = p + f(P3);
-    p = p * d;
-    p = p + f(P2);
-    p = p * d;
-    p = p + f(P1);
-    p = p * d;
+    for c in [P6, P5, P4, P3, P2, P1] {
+        p += f(c);
+        p *= d;
+    }
     p * d
 }
 

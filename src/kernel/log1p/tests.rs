@@ -69,12 +69,12 @@ fn svml_slice_matches_numpy_at_every_simd_level() {
     let want = column(1);
     for level in [SimdLevel::Avx512, SimdLevel::Avx2Fma, SimdLevel::Scalar] {
         let have = svml_f32::simd_level();
-        let runs = match (level, have) {
-            (SimdLevel::Avx512, SimdLevel::Avx512) => true,
-            (SimdLevel::Avx2Fma, SimdLevel::Avx512 | SimdLevel::Avx2Fma) => true,
-            (SimdLevel::Scalar, _) => true,
-            _ => false,
-        };
+        let runs = matches!(
+            (level, have),
+            (SimdLevel::Avx512, SimdLevel::Avx512)
+                | (SimdLevel::Avx2Fma, SimdLevel::Avx512 | SimdLevel::Avx2Fma)
+                | (SimdLevel::Scalar, _)
+        );
         if !runs {
             println!("SKIPPED svml {level:?}: this CPU lacks the features (has {have:?}); tested at lower levels only");
             continue;
