@@ -289,7 +289,10 @@ pub fn run(args: &SynthArgs) -> Result<String> {
         }
     };
     if args.output.exists() && !args.force {
-        return Err(Error::output(&args.output, "already exists (use --force to replace it)"));
+        return Err(Error::output(
+            &args.output,
+            "already exists (use --force to replace it)",
+        ));
     }
     let stats = write(&args.output, cells, genes, compression, &generator)?;
     let size = std::fs::metadata(&args.output)

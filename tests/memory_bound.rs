@@ -17,14 +17,29 @@ fn peak_rss(cmd: &mut Command) -> u64 {
     // SAFETY: waits for our own child and fills `usage`; the Child handle is not waited again.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed: {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed: {status}"
+    );
     usage.ru_maxrss as u64 * 1024
 }
 
 fn synth(path: &Path, cells: u64, genes: u64, umis: u64) {
     let status = Command::new(BIN)
-        .args(["synth", path.to_str().unwrap(), "--cells", &cells.to_string()])
-        .args(["--genes", &genes.to_string(), "--umis", &umis.to_string(), "--seed", "3"])
+        .args([
+            "synth",
+            path.to_str().unwrap(),
+            "--cells",
+            &cells.to_string(),
+        ])
+        .args([
+            "--genes",
+            &genes.to_string(),
+            "--umis",
+            &umis.to_string(),
+            "--seed",
+            "3",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -37,7 +52,12 @@ fn check(layout_args: &[&str], budget: u64, cells: u64, input: &Path, dir: &Path
             .arg("normalize")
             .arg(input)
             .arg(&output)
-            .args(["--memory", &format!("{}MiB", budget / MIB), "--force", "--quiet"])
+            .args([
+                "--memory",
+                &format!("{}MiB", budget / MIB),
+                "--force",
+                "--quiet",
+            ])
             .args(layout_args),
     );
     let input_size = std::fs::metadata(input).unwrap().len();
@@ -49,7 +69,10 @@ fn check(layout_args: &[&str], budget: u64, cells: u64, input: &Path, dir: &Path
         peak as f64 / MIB as f64,
         bound as f64 / MIB as f64
     );
-    assert!(input_size > 4 * budget, "the input must be several times the budget");
+    assert!(
+        input_size > 4 * budget,
+        "the input must be several times the budget"
+    );
     assert!(peak <= bound, "peak RSS {peak} above {bound}");
     assert!(output.exists());
 }
@@ -63,6 +86,12 @@ fn peak_rss_stays_within_the_budget_on_an_input_larger_than_it() {
     synth(&input, cells, 20_000, 2_000);
     let budget = 32 * MIB;
     check(&[], budget, cells, &input, dir.path());
-    check(&["--exclude-highly-expressed", "--key-added", "f"], budget, cells, &input, dir.path());
+    check(
+        &["--exclude-highly-expressed", "--key-added", "f"],
+        budget,
+        cells,
+        &input,
+        dir.path(),
+    );
     check(&["--target-sum", "1e4"], budget, cells, &input, dir.path());
 }

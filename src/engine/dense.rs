@@ -10,7 +10,7 @@ use super::{excluded_positions, into_factors, target_of, Job, Normalized};
 use crate::error::Result;
 use crate::kernel::mask::dense_mark_highly_expressed;
 use crate::kernel::scale::{factor, target_from_user};
-use crate::kernel::totals::{dense_row_totals, dense_row_totals_kept};
+use crate::kernel::totals::{dense_row_totals, dense_row_totals_kept_ordered, KeptSumOrder};
 use crate::kernel::Real;
 use crate::store::{OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
 
@@ -97,6 +97,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
 
     if let Some(mask) = &excluded {
         let kept: Vec<usize> = (0..n_cols).filter(|&c| !mask[c]).collect();
+        // numpy's order for `x[:, kept].sum(axis=1)` depends on the whole matrix's row count.
+        let order = KeptSumOrder::for_n_obs(n_obs as usize);
         job.progress
             .begin("totals without highly expressed genes", n_obs);
         consume(blocks.clone(), read, |b, values| {
@@ -106,7 +108,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
                 .par_chunks(rows_per_part * n_cols.max(1))
                 .zip(totals[rows].par_chunks_mut(rows_per_part))
                 .for_each_init(Vec::new, |scratch, (v, t)| {
-                    dense_row_totals_kept(v, n_cols, &kept, scratch, t)
+                    dense_row_totals_kept_ordered(v, n_cols, &kept, order, scratch, t)
                 });
             job.progress.advance(b.n_rows() as u64);
             Ok(())

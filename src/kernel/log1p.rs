@@ -1,0 +1,140 @@
+//! `np.log1p` (then `np.divide(x, np.log(base))`) exactly as numpy computes it on the running CPU.
+//!
+//! numpy dispatches `log1p` at run time: on CPUs with the x86-64-v4 group (AVX512F, CD, VL, BW,
+//! DQ — numpy's `X86_V4`, formerly `AVX512_SKX`) it runs Intel's SVML kernels, elsewhere the
+//! system libm. [`Log1pKernel::NumpySvml`] reproduces the f32 SVML kernel bit for bit
+//! ([`svml_f32`]); [`Log1pKernel::Libm`] is glibc's `log1pf`/`log1p` (Rust's `ln_1p`), which
+//! is what numpy gives on other CPUs.
+//!
+//! **f64 is not exact under `NumpySvml`**: numpy's `__svml_log1p8` is not ported; both kernels
+//! use glibc `log1p`, which is within 1 ULP of it.
+
+pub mod svml_f32;
+
+use super::real::Real;
+
+/// Which log1p to reproduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log1pKernel {
+    /// numpy on an x86-64-v4 CPU: SVML (`__svml_log1pf16`) for f32. Bit-exact on every CPU
+    /// (a portable build of the same port runs where AVX-512 is missing, only slower).
+    NumpySvml,
+    /// numpy elsewhere: glibc `log1pf` / `log1p`.
+    Libm,
+}
+
+/// numpy's `X86_V4` condition: AVX512F, AVX512CD, AVX512VL, AVX512BW and AVX512DQ, all enabled by
+/// the OS (std's detection checks XCR0, as numpy does).
+pub fn has_x86_64_v4() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f")
+            && has!("avx512cd")
+            && has!("avx512vl")
+            && has!("avx512bw")
+            && has!("avx512dq")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl Log1pKernel {
+    /// What numpy 2.5 picks on this CPU: `NumpySvml` when the x86-64-v4 group is present
+    /// (numpy's dispatch for `log1p` in `loops_umath_fp.dispatch`), `Libm` otherwise.
+    pub fn numpy_default() -> Self {
+        if has_x86_64_v4() {
+            Log1pKernel::NumpySvml
+        } else {
+            Log1pKernel::Libm
+        }
+    }
+
+    /// Both kernels run everywhere with the same bits; `NumpySvml` is fast only where
+    /// [`Log1pKernel::is_accelerated`] holds.
+    pub fn is_available(self) -> bool {
+        true
+    }
+
+    /// `NumpySvml` runs vectorized (AVX-512, or AVX2 + FMA) rather than the slow scalar port.
+    pub fn is_accelerated(self) -> bool {
+        match self {
+            Log1pKernel::NumpySvml => svml_f32::simd_level() != svml_f32::SimdLevel::Scalar,
+            Log1pKernel::Libm => true,
+        }
+    }
+}
+
+/// A configured log1p: kernel plus optional base.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Log1p {
+    kernel: Log1pKernel,
+    base: Option<f64>,
+    /// `ln(base)` in f64 (numpy: `np.log(base)`, a float64 scalar).
+    ln_base: f64,
+}
+
+impl Log1p {
+    /// `base = None` is the natural log. The divisor `ln(base)` is Rust's `f64::ln` (glibc
+    /// `log`). numpy computes `np.log(base)` with its own AVX-512 f64 log, which agrees with
+    /// glibc for 2, 10, e, 0.5, 3, 7.3 and the other bases in the tests but not for every
+    /// double (~1 in 10^4 arguments differ by 1 ULP).
+    pub fn new(kernel: Log1pKernel, base: Option<f64>) -> Self {
+        Log1p {
+            kernel,
+            base,
+            ln_base: base.map_or(1.0, f64::ln),
+        }
+    }
+
+    pub fn kernel(&self) -> Log1pKernel {
+        self.kernel
+    }
+
+    pub fn base(&self) -> Option<f64> {
+        self.base
+    }
+
+    /// The f64 divisor applied after log1p (1.0 without a base; unused then).
+    pub fn ln_base(&self) -> f64 {
+        self.ln_base
+    }
+
+    /// In place: `x = log1p(x)`, then, with a base, `x = fl_T(f64(x) / ln(base))`.
+    pub fn apply<T: Real>(&self, xs: &mut [T]) {
+        T::log1p_slice(self, xs)
+    }
+
+    pub fn apply_one<T: Real>(&self, x: T) -> T {
+        let mut a = [x];
+        self.apply(&mut a);
+        a[0]
+    }
+
+    /// f32: numpy divides the f32 log1p by the f64 `np.log(base)` in f64 and rounds once
+    /// (`np.divide(x, np.float64, out=x)` casts the loop to f64).
+    pub(crate) fn apply_f32(&self, xs: &mut [f32]) {
+        match self.kernel {
+            Log1pKernel::NumpySvml => svml_f32::log1p_slice(xs),
+            Log1pKernel::Libm => xs.iter_mut().for_each(|x| *x = x.ln_1p()),
+        }
+        if self.base.is_some() {
+            let l = self.ln_base;
+            xs.iter_mut().for_each(|x| *x = (*x as f64 / l) as f32);
+        }
+    }
+
+    /// f64: glibc `log1p` for both kernels (see the module docs), then `/ ln(base)`.
+    pub(crate) fn apply_f64(&self, xs: &mut [f64]) {
+        xs.iter_mut().for_each(|x| *x = x.ln_1p());
+        if self.base.is_some() {
+            let l = self.ln_base;
+            xs.iter_mut().for_each(|x| *x /= l);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
