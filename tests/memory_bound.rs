@@ -11,6 +11,8 @@ const FIXED_OVERHEAD: u64 = 64 * MIB;
 
 /// Runs the command and returns its peak RSS in bytes (wait4's ru_maxrss of that child only).
 fn peak_rss(cmd: &mut Command) -> u64 {
+    // wait4 below reaps the child itself, to read that child's own rusage.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("the binary starts");
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -136,7 +136,7 @@ impl Appender {
     /// Writes what is held back; returns the number of elements in the dataset.
     pub fn finish(&mut self) -> std::result::Result<u64, String> {
         if !self.buf.is_empty() {
-            if (self.buf.len() / self.dtype.size()) as u64 % self.row_len != 0 {
+            if !((self.buf.len() / self.dtype.size()) as u64).is_multiple_of(self.row_len) {
                 return Err(format!("{}: the last row is incomplete", self.name));
             }
             let buf = std::mem::take(&mut self.buf);
