@@ -8,13 +8,12 @@
 
 use std::any::Any;
 
-use super::csr::{note_nan, read_indptr};
+use super::csr::{note_nan, read_indptr, scipy_index_dtype};
 use super::pipeline::consume;
 use super::plan::{sparse_blocks, Block};
 use super::scale::scale_sparse;
 use super::validate::indices_in_range;
 use super::{excluded_positions, into_factors, target_of, Job, Normalized};
-use crate::array::DType;
 use crate::error::Result;
 use crate::kernel::Real;
 use crate::store::{OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
@@ -103,11 +102,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     let factors = totals;
 
     // Pass 2: the CSR output in row blocks; each holds the values in T and their column (i64).
-    let index_dtype = if job.meta.nnz.max(job.meta.n_obs).max(n_vars) <= i32::MAX as u64 {
-        DType::I32
-    } else {
-        DType::I64
-    };
+    let index_dtype = scipy_index_dtype(&job.meta);
     let spec = OutputMatrixSpec {
         layout: OutputLayout::Csr,
         n_obs: job.meta.n_obs,

@@ -8,12 +8,15 @@ use super::plan::{balanced_row_ranges, sparse_blocks, Block};
 use super::scale::{scale_sparse, split_rows_mut};
 use super::validate::{check_indptr_piece, indices_in_range};
 use super::{excluded_positions, into_factors, target_of, Job, Normalized};
+use crate::array::{DType, NumVec};
 use crate::error::Result;
 use crate::kernel::mask::csr_mark_highly_expressed;
 use crate::kernel::scale::{factor, target_from_user};
 use crate::kernel::totals::{csr_row_totals, csr_row_totals_kept};
 use crate::kernel::Real;
-use crate::store::{MatrixSource, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
+use crate::store::{
+    MatrixSink, MatrixSource, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure,
+};
 
 /// indptr is read in pieces of this many entries.
 const INDPTR_PIECE: u64 = 1 << 20;
@@ -34,8 +37,10 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         n_vars: job.meta.n_vars,
         nnz: job.meta.nnz,
         data_dtype: T::DTYPE,
-        structure: SparseStructure::CopyFromInput,
+        structure: output_structure(job)?,
     };
+    // Whether indices and indptr are rewritten (integer input: scipy rebuilds them as int32).
+    let rewrite = matches!(spec.structure, SparseStructure::Write { .. });
     let mut totals = vec![T::default(); n_obs];
     let mut warnings = Vec::new();
 
@@ -43,13 +48,15 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         // Fixed target, no gene mask: totals, factors and scaling in one pass.
         let target: T = target_from_user(job.opts.target_sum.expect("fused implies a target"));
         let mut sink = out.create_matrix(&job.element_path, &spec)?;
+        if rewrite {
+            sink.append_indptr(&[0])?;
+        }
         let mut nan_values = 0;
         job.progress.begin("normalize", job.meta.n_obs);
         stream(
             pass1_blocks,
             |b: &Block| read_block(job, b, true),
             |b, (mut values, indices)| {
-                let _ = indices; // read to check the indices are in range
                 let offsets = block_offsets(&indptr, &b);
                 let rows = b.rows.start as usize..b.rows.end as usize;
                 row_totals(job, &values, &offsets, &mut totals[rows.clone()]);
@@ -58,9 +65,9 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
                 }
                 nan_values += scale(job, &b, &mut values, &offsets, &totals[rows])?;
                 job.progress.advance(b.n_rows() as u64);
-                Ok(T::into_numvec(values))
+                Ok(Piece::new(values, rewrite.then_some(indices), &indptr, &b))
             },
-            |values| sink.append_data(&values),
+            |piece| piece.write(sink.as_mut()),
         )?;
         sink.finish()?;
         job.progress.end();
@@ -133,19 +140,22 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         job.values_per_block(data_size + std::mem::size_of::<T>()),
     );
     let mut sink = out.create_matrix(&job.element_path, &spec)?;
+    if rewrite {
+        sink.append_indptr(&[0])?;
+    }
     let mut nan_values = 0;
     job.progress.begin("normalize", job.meta.n_obs);
     stream(
         pass2_blocks,
-        |b: &Block| read_block(job, b, false),
-        |b, (mut values, _)| {
+        |b: &Block| read_block(job, b, rewrite),
+        |b, (mut values, indices)| {
             let offsets = block_offsets(&indptr, &b);
             let rows = b.rows.start as usize..b.rows.end as usize;
             nan_values += scale(job, &b, &mut values, &offsets, &factors[rows])?;
             job.progress.advance(b.n_rows() as u64);
-            Ok(T::into_numvec(values))
+            Ok(Piece::new(values, rewrite.then_some(indices), &indptr, &b))
         },
-        |values| sink.append_data(&values),
+        |piece| piece.write(sink.as_mut()),
     )?;
     sink.finish()?;
     job.progress.end();
@@ -160,6 +170,78 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         passes,
         warnings,
     })
+}
+
+/// One block of output: the scaled values and, when the structure is rewritten, its indices
+/// and its part of indptr.
+struct Piece {
+    data: NumVec,
+    indices: Option<Vec<i64>>,
+    indptr: Option<Vec<i64>>,
+}
+
+impl Piece {
+    fn new<T: Real>(values: Vec<T>, indices: Option<Vec<u32>>, indptr: &[i64], b: &Block) -> Self {
+        let rows = b.rows.start as usize + 1..=b.rows.end as usize;
+        Piece {
+            data: T::into_numvec(values),
+            indptr: indices.is_some().then(|| indptr[rows].to_vec()),
+            indices: indices.map(|ix| ix.into_iter().map(i64::from).collect()),
+        }
+    }
+
+    fn write(self, sink: &mut dyn MatrixSink) -> Result<()> {
+        if let (Some(indices), Some(indptr)) = (&self.indices, &self.indptr) {
+            sink.append_indptr(indptr)?;
+            sink.append_indices(indices)?;
+        }
+        sink.append_data(&self.data)
+    }
+}
+
+/// What scanpy leaves as the index arrays of a CSR matrix.
+///
+/// Float data keeps them as stored, but scanpy's numba kernel needs `indices` and `indptr` of
+/// one dtype (it raises TypeError otherwise: refused here too). Integer data is cast with
+/// scipy's `astype`, which rebuilds the matrix with the smallest signed index dtype that
+/// fits (int32 unless a dimension or nnz passes 2^31 - 1): copied when already that.
+fn output_structure(job: &Job) -> Result<SparseStructure> {
+    let (indices, indptr) = match (job.meta.indices_dtype, job.meta.indptr_dtype) {
+        (Some(i), Some(p)) => (i, p),
+        _ => return Err(job.error("", "a sparse matrix without index dtypes")),
+    };
+    if job.meta.data_dtype.is_float() {
+        if indices != indptr {
+            return Err(job.error(
+                "",
+                format!(
+                    "indices are {indices} but indptr is {indptr}: scanpy's normalize_total \
+                     raises \"TypeError: indptr and indices must have the same dtype\" on such \
+                     a matrix, so atlasnorm refuses too"
+                ),
+            ));
+        }
+        return Ok(SparseStructure::CopyFromInput);
+    }
+    let wanted = scipy_index_dtype(&job.meta);
+    if indices == wanted && indptr == wanted {
+        Ok(SparseStructure::CopyFromInput)
+    } else {
+        Ok(SparseStructure::Write {
+            indices: wanted,
+            indptr: wanted,
+        })
+    }
+}
+
+/// scipy's `get_index_dtype(..., check_contents=True)` for a matrix of this size: int32 unless
+/// nnz or a dimension does not fit.
+pub(super) fn scipy_index_dtype(meta: &crate::store::MatrixMeta) -> DType {
+    if meta.nnz.max(meta.n_obs).max(meta.n_vars) <= i32::MAX as u64 {
+        DType::I32
+    } else {
+        DType::I64
+    }
 }
 
 /// Reads and checks the whole `indptr` (n_rows + 1 entries): starts at 0, never decreases,

@@ -109,6 +109,18 @@ pub fn normalize_stores(
     opts.validate()?;
     let element = element_of(opts);
     let source = input.open_matrix(&element)?;
+    let meta = source.meta();
+    if opts.log1p && meta.layout != MatrixLayout::Dense && (meta.n_obs == 0 || meta.n_vars == 0) {
+        return Err(Error::input(
+            input.path(),
+            element.store_path(),
+            format!(
+                "a {} x {} sparse matrix: scanpy's log1p raises \"Found array with 0 \
+                 sample(s)/feature(s)\" here, so atlasnorm refuses too (--no-log1p works)",
+                meta.n_obs, meta.n_vars
+            ),
+        ));
+    }
     let mut warnings = Vec::new();
     if opts.log1p && input.has_uns_log1p()? {
         warnings.push("adata.X seems to be already log-transformed.".to_string());
