@@ -114,15 +114,20 @@ class Runner:
         self.tmp = tmp
 
     def check(self, inp: Path, opts: Options, *, ulp_tol: dict | None = None, extra: list[str] = (),
-              name: str = "case"):
+              name: str = "case", expect: str | None = None, keywords: list[str] | None = None):
+        """`expect` ("ok" / "refuse"), when given, pins down what scanpy does here (a recorded fact:
+        the test fails if scanpy's behaviour changes); `keywords` are what a refusal must mention."""
         exp_path = self.tmp / f"{name}.expected.h5ad"
         out = self.tmp / f"{name}.out.h5ad"
         before = sha256(inp)
         expected = expected_outcome(inp, opts, exp_path)
+        if expect is not None:
+            got = "refuse" if isinstance(expected, BaseException) else "ok"
+            assert got == expect, f"scanpy itself: expected {expect!r}, got {got!r} ({expected!r})"
         proc = run_cli(self.cli, ["normalize", inp, out, *opts.cli_args(), *extra])
         if isinstance(expected, BaseException):
             # scanpy raises -> the CLI must refuse, cleanly
-            assert_refused(proc, inp=inp, out=out, inp_hash=before, names=[inp.name])
+            assert_refused(proc, inp=inp, out=out, inp_hash=before, names=[inp.name], keywords=keywords)
             return None
         assert proc.returncode == 0, f"scanpy succeeds here, the CLI failed: {describe(proc)}"
         assert not CRASH_TEXT.search(proc.stderr), describe(proc)

@@ -45,6 +45,13 @@ FACTORS = {
 
 
 def allowed(p: dict) -> bool:
+    # the constraints must be closed under implication between two factors (see pairwise.py):
+    # dense <=> no indptr <=> no indices; legacy => sparse; contiguous => uncompressed;
+    # fractional values => float dtype
+    if "indptr" in p and "indices" in p and (p["indptr"] is None) != (p["indices"] is None):
+        return False
+    if p.get("legacy") and (("indptr" in p and p["indptr"] is None) or ("indices" in p and p["indices"] is None)):
+        return False
     if "layout" in p:
         dense = p["layout"] == "dense"
         for f in ("indptr", "indices"):
