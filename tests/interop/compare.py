@@ -30,23 +30,18 @@ def _uint_view(a: np.ndarray) -> np.ndarray:
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance in units in the last place between same-dtype float arrays (inf where exactly one
-    of the two is NaN or where the NaN bit patterns differ; 0 for identical bits)."""
+    """Distance in units in the last place between same-dtype float arrays, as float64: 0 for
+    identical bits; |bits(a) - bits(b)| (exact integers) where both are finite, non-zero and of one
+    sign; inf everywhere else (NaN vs anything with other bits, -0.0 vs 0.0, zero vs non-zero,
+    sign changes, inf), so a tolerance never excuses those."""
     assert a.dtype == b.dtype and a.dtype.kind == "f"
-    ibits = {4: np.int32, 8: np.int64}[a.dtype.itemsize]
-    ia = a.view(ibits).astype(np.int64)
-    ib = b.view(ibits).astype(np.int64)
-    if a.dtype.itemsize == 4:
-        mn = np.int64(-(2**31))
-    else:
-        mn = np.iinfo(np.int64).min
-    # map the sign-magnitude bit patterns onto a monotone integer line
-    oa = np.where(ia < 0, mn - ia, ia).astype(np.float64)
-    ob = np.where(ib < 0, mn - ib, ib).astype(np.float64)
-    d = np.abs(oa - ob)
-    na, nb = np.isnan(a), np.isnan(b)
-    same_bits = _uint_view(np.ascontiguousarray(a)) == _uint_view(np.ascontiguousarray(b))
-    d = np.where(na | nb, np.where(same_bits, 0.0, np.inf), d)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    ia = a.view({4: np.int32, 8: np.int64}[a.dtype.itemsize]).astype(np.int64)
+    ib = b.view({4: np.int32, 8: np.int64}[b.dtype.itemsize]).astype(np.int64)
+    comparable = np.isfinite(a) & np.isfinite(b) & (a != 0) & (b != 0) & ((ia < 0) == (ib < 0))
+    d = np.where(comparable, np.abs(np.where(comparable, ia - ib, 0)), 0).astype(np.float64)
+    d[~comparable] = np.inf
+    d[ia == ib] = 0.0
     return d
 
 

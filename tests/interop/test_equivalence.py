@@ -157,3 +157,45 @@ def test_pairwise_design_covers_every_pair():
     assert need <= got, f"uncovered pairs: {sorted(need - got, key=repr)[:10]}"
     assert all(allowed(r) for r in rows)
     assert rows == pairwise(FACTORS, allowed), "design is not deterministic"
+
+
+def test_threads_and_memory_budget_give_identical_matrices(cli, runner, tmp_path):
+    """--threads 1, --threads 2 and a tiny --memory (many blocks) must give the same matrix bytes,
+    and that matrix must be scanpy's."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from conftest import run_cli
+    from gen import counts, fractional, write_simple
+
+    rng = np.random.default_rng(11)
+    M = sp.csr_matrix(fractional(rng, counts(rng, 20000, 1000, zero_rows=(0, 777))).astype(np.float32))
+    inp = tmp_path / "big.h5ad"
+    write_simple(inp, M, minimal=True)
+    opts = Options(key_added=KEY)
+    out = runner.check(inp, opts, extra=["--threads", "2"], name="threads2")
+    ref = _matrix_bytes(out)
+    for name, extra in (("threads1", ["--threads", "1"]), ("memory1MiB", ["--memory", "1MiB", "--threads", "2"])):
+        o = tmp_path / f"{name}.h5ad"
+        proc = run_cli(cli, ["normalize", inp, o, *opts.cli_args(), *extra])
+        assert proc.returncode == 0, proc.stderr
+        assert _matrix_bytes(o) == ref, f"{name}: matrix differs from the --threads 2 run"
+
+
+def _matrix_bytes(path) -> dict:
+    """X and obs of an output, as raw bytes + dtypes (read with anndata, as the contract says)."""
+    import warnings
+
+    import anndata
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = anndata.read_h5ad(path)
+    X = a.X
+    return {
+        "format": X.format,
+        "data": (X.data.dtype.str, X.data.tobytes()),
+        "indices": (X.indices.dtype.str, X.indices.tobytes()),
+        "indptr": (X.indptr.dtype.str, X.indptr.tobytes()),
+        "factor": a.obs[KEY].to_numpy().tobytes(),
+    }
