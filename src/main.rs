@@ -34,6 +34,7 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct NormalizeArgs {
     input: PathBuf,
     output: PathBuf,
