@@ -152,9 +152,27 @@ impl Generator {
         })
     }
 
-    /// A generous bound on stored values per cell (for choosing the indptr width).
-    pub fn max_expected_per_cell(&self) -> u64 {
-        self.prob.len() as u64
+    /// Whether cells `0..cells` may hold more than `limit` stored values: estimated from a
+    /// sample of cells, counted exactly when the estimate is within 25% of the limit.
+    pub fn nnz_may_exceed(&self, cells: u64, limit: u64) -> bool {
+        let step = (cells / 2000).max(1);
+        let sample: Vec<u64> = (0..cells).step_by(step as usize).collect();
+        let sampled: u64 = sample
+            .par_iter()
+            .map_init(Vec::new, |draws, &i| self.cell(i, draws).genes.len() as u64)
+            .sum();
+        let estimate = sampled as f64 / sample.len().max(1) as f64 * cells as f64;
+        if estimate < 0.8 * limit as f64 {
+            return false;
+        }
+        if estimate > 1.25 * limit as f64 {
+            return true;
+        }
+        let exact: u64 = (0..cells)
+            .into_par_iter()
+            .map_init(Vec::new, |draws, i| self.cell(i, draws).genes.len() as u64)
+            .sum();
+        exact > limit
     }
 
     /// The counts of cell `index` (the same for a seed whatever else is generated).
@@ -321,15 +339,16 @@ fn write(
     let mut file = AnnDataWriter::create(path, cells, genes, compression, CHUNK_LEN)?;
     file.write_obs_index(&(0..cells).map(|i| format!("cell{i}")).collect::<Vec<_>>())?;
     file.write_var_index(&(0..genes).map(|i| format!("gene{i}")).collect::<Vec<_>>())?;
-    // int64 indptr once the values may pass 2^31 (anndata does the same).
-    let indptr_dtype = if cells * generator.max_expected_per_cell() >= i32::MAX as u64 {
+    // scipy (and so anndata) stores indices and indptr as int32 unless nnz passes 2^31 - 1,
+    // then both as int64; a mixed pair is not something anndata writes.
+    let index_dtype = if generator.nnz_may_exceed(cells, i32::MAX as u64) {
         DType::I64
     } else {
         DType::I32
     };
     let mut stats = Stats::default();
     {
-        let mut x = file.csr_x(DType::F32, DType::I32, indptr_dtype)?;
+        let mut x = file.csr_x(DType::F32, index_dtype, index_dtype)?;
         x.append_indptr(&[0])?;
         let mut offset = 0i64;
         for start in (0..cells).step_by(CELLS_PER_STEP as usize) {

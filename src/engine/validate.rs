@@ -28,29 +28,44 @@ pub fn check_indptr_piece(piece: &[i64], at: u64, previous: Option<i64>) -> Resu
 
 /// Converts stored indices to u32 positions, checking each is in `0..bound`.
 /// `first` is the position of `indices[0]` in the whole array, for the message.
+/// Converts in one step from the stored dtype (no wider temporary: blocks are large).
 pub fn indices_in_range(indices: NumVec, bound: u64, first: u64) -> Result<Vec<u32>, String> {
     if bound > u64::from(u32::MAX) + 1 {
         return Err(format!(
             "{bound} positions along the indexed axis: more than 2^32 is not supported"
         ));
     }
-    let wide = indices
-        .to_i64()
-        .ok_or_else(|| "indices are not integers".to_string())?;
-    let mut out = Vec::with_capacity(wide.len());
-    let mut bad = None;
-    for (k, &i) in wide.iter().enumerate() {
-        if i < 0 || i as u64 >= bound {
-            bad.get_or_insert((k, i));
-        }
-        out.push(i as u32);
+    macro_rules! convert {
+        ($v:expr) => {{
+            let mut out = Vec::with_capacity($v.len());
+            let mut bad = None;
+            for (k, &i) in $v.iter().enumerate() {
+                // i128 holds every stored integer type exactly.
+                let wide = i as i128;
+                if wide < 0 || wide >= bound as i128 {
+                    bad.get_or_insert((k, wide));
+                }
+                out.push(wide as u32);
+            }
+            match bad {
+                None => Ok(out),
+                Some((k, i)) => Err(format!(
+                    "index out of range: indices[{}] = {i}, but the matrix has {bound} along that axis",
+                    first + k as u64
+                )),
+            }
+        }};
     }
-    match bad {
-        None => Ok(out),
-        Some((k, i)) => Err(format!(
-            "index out of range: indices[{}] = {i}, but the matrix has {bound} along that axis",
-            first + k as u64
-        )),
+    match indices {
+        NumVec::I8(v) => convert!(v),
+        NumVec::I16(v) => convert!(v),
+        NumVec::I32(v) => convert!(v),
+        NumVec::I64(v) => convert!(v),
+        NumVec::U8(v) => convert!(v),
+        NumVec::U16(v) => convert!(v),
+        NumVec::U32(v) => convert!(v),
+        NumVec::U64(v) => convert!(v),
+        NumVec::F32(_) | NumVec::F64(_) => Err("indices are not integers".to_string()),
     }
 }
 
