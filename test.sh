@@ -14,4 +14,4 @@ cargo build --release --quiet
 cargo test --release
 
 export ATLASNORM_BIN="$PWD/target/release/atlasnorm"
-"$ATLASNORM_PYTHON" -m pytest tests/interop -q -p no:cacheprovider "$@"
+"$ATLASNORM_PYTHON" -m pytest tests/interop -q -p no:cacheprovider -n 2 "$@"
