@@ -90,6 +90,7 @@ enum KernelChoice {
 }
 
 fn main() -> ExitCode {
+    remove_temporaries_on_interrupt();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Normalize(args) => normalize(args),
@@ -104,6 +105,21 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove the half-written output (it lives under a temporary
+/// name) and exit with 128 + the signal, as a shell would report it.
+fn remove_temporaries_on_interrupt() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                atlasnorm::store::temp::remove_all();
+                eprintln!("atlasnorm: interrupted; the unfinished output was removed");
+                std::process::exit(128 + signal);
+            }
+        });
     }
 }
 

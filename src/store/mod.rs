@@ -7,6 +7,7 @@
 //! under the output's name on [`OutputStore::commit`].
 
 pub mod h5ad;
+pub mod temp;
 
 use std::ops::Range;
 use std::path::Path;

@@ -19,42 +19,11 @@ use super::sink::{Appender, CsrSink, DenseSink};
 use super::H5adInput;
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
+use crate::store::temp::TempFile;
 use crate::store::{
     ElementPath, MatrixLayout, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore,
     SparseStructure,
 };
-
-/// A file under a temporary name that is removed when dropped, unless kept.
-pub(crate) struct TempFile {
-    pub path: PathBuf,
-    pub keep: bool,
-}
-
-impl TempFile {
-    /// `.NAME.atlasnorm-PID.tmp` next to `target`.
-    pub fn next_to(target: &Path) -> TempFile {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        TempFile {
-            path: dir.join(format!(".{name}.atlasnorm-{}.tmp", std::process::id())),
-            keep: false,
-        }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
 
 /// An .h5ad output under construction.
 pub struct H5adOutput {
@@ -455,7 +424,7 @@ impl OutputStore for H5adOutput {
                 self.tmp.path.display()
             ))
         })?;
-        self.tmp.keep = true;
+        self.tmp.keep();
         Ok(())
     }
 }

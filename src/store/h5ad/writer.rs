@@ -11,10 +11,10 @@ use super::file::{
     create_write, set_encoding, set_i64_array_attr, set_str_array_attr, set_str_attr, short,
 };
 use super::layout::{create_dataset, guess_chunk, Storage};
-use super::output::TempFile;
 use super::sink::{Appender, CsrSink};
 use crate::array::DType;
 use crate::error::{Error, Result};
+use crate::store::temp::TempFile;
 use crate::store::MatrixSink;
 
 /// Compression of the datasets of a new file.
@@ -271,7 +271,7 @@ impl AnnDataWriter {
                 ),
             )
         })?;
-        self.tmp.keep = true;
+        self.tmp.keep();
         Ok(())
     }
 }

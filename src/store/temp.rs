@@ -1,0 +1,86 @@
+//! Outputs live under a temporary name next to their final one until they are complete.
+//!
+//! Every live temporary is registered, so that an interrupt (SIGINT, SIGTERM) can remove
+//! them before the process exits: nothing half-written is left behind, under any name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A file under a temporary name, removed when dropped unless [`TempFile::keep`] was called.
+pub struct TempFile {
+    pub path: PathBuf,
+    kept: bool,
+}
+
+impl TempFile {
+    /// `.NAME.atlasnorm-PID.tmp` next to `target`, registered for removal on interrupt.
+    pub fn next_to(target: &Path) -> TempFile {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        let path = dir.join(format!(".{name}.atlasnorm-{}.tmp", std::process::id()));
+        registry().push(path.clone());
+        TempFile { path, kept: false }
+    }
+
+    /// The file has moved to its final name: nothing to remove any more.
+    pub fn keep(&mut self) {
+        self.kept = true;
+        forget(&self.path);
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+            forget(&self.path);
+        }
+    }
+}
+
+/// Removes every temporary output still alive; for signal handlers about to exit.
+pub fn remove_all() {
+    for path in registry().drain(..) {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+fn registry() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn forget(path: &Path) {
+    registry().retain(|p| p != path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_are_removed_on_drop_and_on_interrupt_but_not_when_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dropped = TempFile::next_to(&dir.path().join("a.h5ad"));
+        std::fs::write(&dropped.path, b"x").unwrap();
+        let path = dropped.path.clone();
+        drop(dropped);
+        assert!(!path.exists());
+
+        let mut kept = TempFile::next_to(&dir.path().join("b.h5ad"));
+        std::fs::write(&kept.path, b"x").unwrap();
+        kept.keep();
+        let live = TempFile::next_to(&dir.path().join("c.h5ad"));
+        std::fs::write(&live.path, b"x").unwrap();
+        remove_all();
+        assert!(kept.path.exists());
+        assert!(!live.path.exists());
+    }
+}
