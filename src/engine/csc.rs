@@ -8,10 +8,9 @@
 
 use std::any::Any;
 
-use super::csr::{note_nan, read_indptr, scipy_index_dtype};
+use super::csr::{note_nan, read_indptr, scale, scipy_index_dtype};
 use super::pipeline::consume;
 use super::plan::{sparse_blocks, Block};
-use super::scale::scale_sparse;
 use super::validate::indices_in_range;
 use super::{excluded_positions, into_factors, target_of, Job, Normalized};
 use crate::error::Result;
@@ -148,24 +147,13 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             }
             Ok(())
         })?;
-        nan_values += scale_sparse(
+        nan_values += scale(
+            job,
+            rows.clone(),
             &mut values,
             &offsets,
             &factors[rows.clone()],
-            job.log1p.as_ref(),
-            job.threads * 4,
-        )
-        .map_err(|bad| {
-            job.error(
-                "data",
-                format!(
-                    "{} normalized values in rows {}..{} are NaN or infinite; scanpy's \
-                         log1p raises \"Input contains NaN\" here, so atlasnorm refuses too \
-                         (--no-log1p writes them as scanpy's normalize_total does)",
-                    bad.count, rows.start, rows.end
-                ),
-            )
-        })?;
+        )?;
         let base = block.values.start as i64;
         let indptr: Vec<i64> = offsets[1..].iter().map(|&o| base + o as i64).collect();
         sink.append_indptr(&indptr)?;

@@ -42,36 +42,18 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     // Whether indices and indptr are rewritten (integer input: scipy rebuilds them as int32).
     let rewrite = matches!(spec.structure, SparseStructure::Write { .. });
     let mut totals = vec![T::default(); n_obs];
-    let mut warnings = Vec::new();
 
     if job.fused() {
         // Fixed target, no gene mask: totals, factors and scaling in one pass.
         let target: T = target_from_user(job.opts.target_sum.expect("fused implies a target"));
-        let mut sink = out.create_matrix(&job.element_path, &spec)?;
-        if rewrite {
-            sink.append_indptr(&[0])?;
-        }
-        let mut nan_values = 0;
-        job.progress.begin("normalize", job.meta.n_obs);
-        stream(
-            pass1_blocks,
-            |b: &Block| read_block(job, b, true),
-            |b, (mut values, indices)| {
-                let offsets = block_offsets(&indptr, &b);
-                let rows = b.rows.start as usize..b.rows.end as usize;
-                row_totals(job, &values, &offsets, &mut totals[rows.clone()]);
-                for t in &mut totals[rows.clone()] {
-                    *t = factor(*t, target);
-                }
-                nan_values += scale(job, &b, &mut values, &offsets, &totals[rows])?;
-                job.progress.advance(b.n_rows() as u64);
-                Ok(Piece::new(values, rewrite.then_some(indices), &indptr, &b))
-            },
-            |piece| piece.write(sink.as_mut()),
-        )?;
-        sink.finish()?;
-        job.progress.end();
-        note_nan(job, nan_values, &mut warnings);
+        let mut warnings = Vec::new();
+        let scaling = Scaling {
+            job,
+            indptr: &indptr,
+            rewrite,
+            fused_target: Some(target),
+        };
+        scaling.run(out, &spec, pass1_blocks, &mut totals, &mut warnings)?;
         return Ok(Normalized {
             factors: totals,
             target,
@@ -132,34 +114,24 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
 
     let target = target_of(job.opts, &totals);
     into_factors(&mut totals, target);
-    let factors = totals;
+    let mut factors = totals;
 
-    // Pass 2: scale. Holds raw data + converted values per value.
+    // Pass 2: scale. Holds raw data + converted values per value (+ indices when rewritten).
     let pass2_blocks = sparse_blocks(
         &indptr,
-        job.values_per_block(data_size + std::mem::size_of::<T>()),
+        job.values_per_block(
+            data_size + std::mem::size_of::<T>() + if rewrite { index_size + 4 } else { 0 },
+        ),
     );
-    let mut sink = out.create_matrix(&job.element_path, &spec)?;
-    if rewrite {
-        sink.append_indptr(&[0])?;
-    }
-    let mut nan_values = 0;
-    job.progress.begin("normalize", job.meta.n_obs);
-    stream(
-        pass2_blocks,
-        |b: &Block| read_block(job, b, rewrite),
-        |b, (mut values, indices)| {
-            let offsets = block_offsets(&indptr, &b);
-            let rows = b.rows.start as usize..b.rows.end as usize;
-            nan_values += scale(job, &b, &mut values, &offsets, &factors[rows])?;
-            job.progress.advance(b.n_rows() as u64);
-            Ok(Piece::new(values, rewrite.then_some(indices), &indptr, &b))
-        },
-        |piece| piece.write(sink.as_mut()),
-    )?;
-    sink.finish()?;
-    job.progress.end();
-    note_nan(job, nan_values, &mut warnings);
+
+    let mut warnings = Vec::new();
+    let scaling = Scaling {
+        job,
+        indptr: &indptr,
+        rewrite,
+        fused_target: None,
+    };
+    scaling.run(out, &spec, pass2_blocks, &mut factors, &mut warnings)?;
     Ok(Normalized {
         factors,
         target,
@@ -170,6 +142,64 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         passes,
         warnings,
     })
+}
+
+/// The pass that writes the output: each block's values divided by their row's factor (and
+/// log-transformed), with indices and indptr when the structure is rewritten.
+struct Scaling<'a, T> {
+    job: &'a Job<'a>,
+    indptr: &'a [i64],
+    rewrite: bool,
+    /// With a fixed target and no gene mask the totals are computed here too (one pass):
+    /// `factors` then receives them block by block.
+    fused_target: Option<T>,
+}
+
+impl<T: Real> Scaling<'_, T> {
+    fn run(
+        &self,
+        out: &mut dyn OutputStore,
+        spec: &OutputMatrixSpec,
+        blocks: Vec<Block>,
+        factors: &mut [T],
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let job = self.job;
+        let mut sink = out.create_matrix(&job.element_path, spec)?;
+        if self.rewrite {
+            sink.append_indptr(&[0])?;
+        }
+        let mut nan_values = 0;
+        let read_indices = self.rewrite || self.fused_target.is_some();
+        job.progress.begin("normalize", job.meta.n_obs);
+        stream(
+            blocks,
+            |b: &Block| read_block(job, b, read_indices),
+            |b, (mut values, indices)| {
+                let offsets = block_offsets(self.indptr, &b);
+                let rows = b.rows.start as usize..b.rows.end as usize;
+                if let Some(target) = self.fused_target {
+                    row_totals(job, &values, &offsets, &mut factors[rows.clone()]);
+                    for t in &mut factors[rows.clone()] {
+                        *t = factor(*t, target);
+                    }
+                }
+                nan_values += scale(job, rows.clone(), &mut values, &offsets, &factors[rows])?;
+                job.progress.advance(b.n_rows() as u64);
+                Ok(Piece::new(
+                    values,
+                    self.rewrite.then_some(indices),
+                    self.indptr,
+                    &b,
+                ))
+            },
+            |piece| piece.write(sink.as_mut()),
+        )?;
+        sink.finish()?;
+        job.progress.end();
+        note_nan(job, nan_values, warnings);
+        Ok(())
+    }
 }
 
 /// One block of output: the scaled values and, when the structure is rewritten, its indices
@@ -304,9 +334,9 @@ fn row_totals<T: Real>(job: &Job, values: &[T], offsets: &[usize], out: &mut [T]
 }
 
 /// Scales one block; refuses like scanpy's log1p when values are NaN or infinite.
-fn scale<T: Real>(
+pub(super) fn scale<T: Real>(
     job: &Job,
-    block: &Block,
+    rows: std::ops::Range<usize>,
     values: &mut [T],
     offsets: &[usize],
     factors: &[T],
@@ -326,7 +356,7 @@ fn scale<T: Real>(
                  input, or a NaN factor when no cell has a positive total); scanpy's log1p \
                  raises \"Input contains NaN\" here, so atlasnorm refuses too \
                  (--no-log1p writes them as scanpy's normalize_total does)",
-                bad.count, block.rows.start, block.rows.end
+                bad.count, rows.start, rows.end
             ),
         )
     })

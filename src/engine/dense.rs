@@ -31,38 +31,19 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     let parts = job.threads * 4;
     let mut totals = vec![T::default(); n_obs as usize];
     let mut warnings = Vec::new();
-    let read =
-        |b: &Block| -> Result<Vec<T>> { Ok(T::from_numvec(job.source.read_rows(b.rows.clone())?)) };
+    let read = |b: &Block| read_rows(job, b);
 
     if job.fused() {
         let target: T = target_from_user(job.opts.target_sum.expect("fused implies a target"));
-        let mut sink = out.create_matrix(&job.element_path, &spec)?;
-        let mut nan_values = 0;
-        job.progress.begin("normalize", n_obs);
-        stream(
+        scale_pass(
+            job,
+            out,
+            &spec,
             blocks,
-            read,
-            |b, mut values| {
-                let rows = b.rows.start as usize..b.rows.end as usize;
-                row_totals(&values, n_cols, &mut totals[rows.clone()], parts);
-                for t in &mut totals[rows.clone()] {
-                    *t = factor(*t, target);
-                }
-                nan_values += scale_dense(
-                    &mut values,
-                    n_cols,
-                    &totals[rows],
-                    job.log1p.as_ref(),
-                    parts,
-                );
-                job.progress.advance(b.n_rows() as u64);
-                Ok(T::into_numvec(values))
-            },
-            |values| sink.append_data(&values),
+            Some(target),
+            &mut totals,
+            &mut warnings,
         )?;
-        sink.finish()?;
-        job.progress.end();
-        note_nan(job, nan_values, &mut warnings);
         return Ok(Normalized {
             factors: totals,
             target,
@@ -119,15 +100,48 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
 
     let target = target_of(job.opts, &totals);
     into_factors(&mut totals, target);
-    let factors = totals;
-    let mut sink = out.create_matrix(&job.element_path, &spec)?;
+    let mut factors = totals;
+    scale_pass(job, out, &spec, blocks, None, &mut factors, &mut warnings)?;
+    Ok(Normalized {
+        factors,
+        target,
+        excluded: excluded
+            .as_deref()
+            .map(excluded_positions)
+            .unwrap_or_default(),
+        passes,
+        warnings,
+    })
+}
+
+/// The pass that writes the output: every value divided by its row's factor (and
+/// log-transformed). With `fused_target` (fixed target, no gene mask) the totals are computed
+/// here too and `factors` receives them block by block.
+fn scale_pass<T: Real>(
+    job: &Job,
+    out: &mut dyn OutputStore,
+    spec: &OutputMatrixSpec,
+    blocks: Vec<Block>,
+    fused_target: Option<T>,
+    factors: &mut [T],
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let n_cols = job.meta.n_vars as usize;
+    let parts = job.threads * 4;
+    let mut sink = out.create_matrix(&job.element_path, spec)?;
     let mut nan_values = 0;
-    job.progress.begin("normalize", n_obs);
+    job.progress.begin("normalize", job.meta.n_obs);
     stream(
         blocks,
-        read,
+        |b: &Block| read_rows(job, b),
         |b, mut values| {
             let rows = b.rows.start as usize..b.rows.end as usize;
+            if let Some(target) = fused_target {
+                row_totals(&values, n_cols, &mut factors[rows.clone()], parts);
+                for t in &mut factors[rows.clone()] {
+                    *t = factor(*t, target);
+                }
+            }
             nan_values += scale_dense(
                 &mut values,
                 n_cols,
@@ -142,17 +156,12 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     )?;
     sink.finish()?;
     job.progress.end();
-    note_nan(job, nan_values, &mut warnings);
-    Ok(Normalized {
-        factors,
-        target,
-        excluded: excluded
-            .as_deref()
-            .map(excluded_positions)
-            .unwrap_or_default(),
-        passes,
-        warnings,
-    })
+    note_nan(job, nan_values, warnings);
+    Ok(())
+}
+
+fn read_rows<T: Real>(job: &Job, b: &Block) -> Result<Vec<T>> {
+    Ok(T::from_numvec(job.source.read_rows(b.rows.clone())?))
 }
 
 /// Row totals of a dense block, in parallel.
