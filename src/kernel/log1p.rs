@@ -10,6 +10,7 @@
 //! use glibc `log1p`, which is within 1 ULP of it.
 
 pub mod svml_f32;
+pub mod svml_f64;
 
 use super::real::Real;
 
