@@ -12,6 +12,13 @@ Every expected value is produced by numpy/scanpy itself (never by the Rust code)
 * totals, masks, medians via scanpy's own private helpers (_normalize_csr, stats.sum,
   _compute_nnz_median) and whole sc.pp.normalize_total / sc.pp.log1p runs.
 The random inputs come from fixed seeds, so re-running gives identical files.
+
+Bulk check of the f64 SVML port (tens of millions of inputs, too many to embed):
+
+    /work/main/.tools/py312/bin/python scripts/gen_kernel_vectors.py --f64-bulk /tmp/f64bulk
+    ATLASNORM_F64_BULK=/tmp/f64bulk cargo test --release --lib svml_f64_bulk -- --ignored --nocapture
+
+writes each input category and numpy's log1p of it as raw f64 bits; the Rust test compares.
 """
 
 import json
@@ -57,6 +64,118 @@ if len(sys.argv) > 1 and sys.argv[1] == "--libm-child":
     y32 = np.log1p(x32)
     y64 = np.log1p(x64)
     print(json.dumps({"y32": u32(y32).tolist(), "y64": [int(v) for v in u64(y64)]}))
+    sys.exit(0)
+
+def f64_vector_inputs(g):
+    """f64 inputs for the embedded vectors: (bits, number of hand-picked ones), then random ones
+    that gen_kernel_vectors filters."""
+    def b(v):
+        return np.array(v, dtype=np.uint64)
+
+    fixed = [u64([0.0, -0.0, 1.0, -1.0, -2.0, -0.5, 0.5, 2.0, 3.0, 1e-300, -1e-300, 1e300, -1e300,
+                  np.inf, -np.inf, np.finfo(np.float64).max, -np.finfo(np.float64).max,
+                  np.finfo(np.float64).tiny, 2.0**-53, -(2.0**-53), 2.0**-54, 2.0**52, 2.0**53,
+                  2.0**53 + 2, 1e-16, -1e-16, 0.75, -0.25, 0.009765625, 1.5, 1e4, 123456.789])]
+    # NaNs with payloads, both signs, quiet and signalling.
+    fixed.append(b([0x7ff8000000000000, 0xfff8000000000000, 0x7ff0000000000001,
+                    0xfff0000000000001, 0x7ff4000000000000, 0x7fffffffffffffff,
+                    0xffffffffffffffff, 0x7ff8000012345678, 0xfff4000000abcdef]))
+    # Around -1: -1 and its neighbours, -1 + k 2^-53, -1 - k 2^-52.
+    m1 = int(u64(-1.0)[0])
+    fixed.append(b([m1 - k for k in range(1, 9)] + [m1 + k for k in range(0, 9)]))
+    fixed.append(u64(-1.0 + np.arange(1, 40) * 2.0**-53))
+    fixed.append(u64(-1.0 + np.exp(g.uniform(np.log(1e-16), np.log(0.5), 60))))
+    # Powers of two and neighbours, 2^-1074 .. 2^1023, with negative twins below 1.
+    for e in range(-1074, 1024, 11):
+        p = int(u64(2.0**e)[0])
+        fixed.append(b([max(p - 1, 0), p, p + 1]))
+        if e < 0:
+            fixed.append(b([p | (1 << 63)]))
+    # Integers (counts), around 2^20 and 2^53.
+    fixed.append(u64(np.arange(0, 301, dtype=np.float64)))
+    for c in (2.0**20, 2.0**32, 2.0**52, 2.0**53):
+        fixed.append(u64(c + np.array([-2, -1, -0.5, 0, 1, 2])))
+    # Subnormals, both signs.
+    fixed.append(g.integers(1, 1 << 52, 60, dtype=np.uint64))
+    fixed.append(g.integers(1, 1 << 52, 30, dtype=np.uint64) | np.uint64(1 << 63))
+    # x < -1, huge values, NaN space, +-inf (the callout lanes and the top binade).
+    fixed.append(g.integers(int(u64(-1.0)[0]) + 1, 0xfff0000000000000, 60, dtype=np.uint64))
+    fixed.append(g.integers(0x7fe0000000000000, 0x7ff0000000000000, 40, dtype=np.uint64))
+    fixed.append(g.integers(0x7ff0000000000001, 1 << 64, 30, dtype=np.uint64))
+    # M = 1 + x right at the steps of roundscale(rcp14(M), 2^-5) (top 16 significand bits).
+    steps = [0x040f, 0x0c97, 0x15b4, 0x1f70, 0x29e6, 0x3523, 0x4143, 0x4e5f, 0x5c99, 0x6c15,
+             0x7d07, 0x8f9c, 0xa41a, 0xbad0, 0xd41c, 0xf080]
+    for p in steps:
+        for q in (p - 1, p):
+            lowbits = g.integers(0, 1 << 36, 4, dtype=np.uint64)
+            mant = np.uint64(q << 36) | lowbits
+            ex = g.integers(0x3ff, 0x3ff + 30, 4, dtype=np.uint64)
+            fixed.append(u64((ex << np.uint64(52) | mant).view(np.float64) - 1.0))
+    fixed = np.concatenate(fixed).astype(np.uint64)
+    # Random: bit patterns of both signs, [0, 2^20], normalized-count ratios, near 0.
+    rnd = [g.integers(0, 1 << 64, 20000, dtype=np.uint64),
+           u64(g.uniform(0, 2.0**20, 20000)),
+           u64(g.integers(1, 300, 20000) * (1e4 / g.integers(200, 60000, 20000))),
+           u64(np.exp(g.uniform(np.log(1e-12), np.log(2.0**20), 20000)))]
+    return np.concatenate([fixed] + rnd), len(fixed)
+
+
+def f64_bulk(out_dir, scale):
+    """--f64-bulk OUT_DIR [SCALE]: write <name>.x.bin / <name>.y.bin (little-endian f64 bits:
+    inputs and numpy's SVML log1p) for the ignored Rust test `svml_f64_bulk_against_numpy`."""
+    g = np.random.default_rng(20260503)
+    n = int(1_000_000 * scale)
+    f64_ = np.float64
+    steps = np.array([0x040f, 0x0c97, 0x15b4, 0x1f70, 0x29e6, 0x3523, 0x4143, 0x4e5f, 0x5c99,
+                      0x6c15, 0x7d07, 0x8f9c, 0xa41a, 0xbad0, 0xd41c, 0xf080], dtype=np.uint64)
+    q = steps[g.integers(0, 16, n)] - g.integers(0, 2, n).astype(np.uint64)
+    step_m = (g.integers(0x3ff - 40, 0x3ff + 60, n, dtype=np.uint64) << np.uint64(52)
+              | q << np.uint64(36) | g.integers(0, 1 << 36, n, dtype=np.uint64))
+    cats = {
+        "bits_positive": g.integers(0, 0x7ff0000000000000, 8 * n, dtype=np.uint64),
+        "bits_negative": g.integers(1 << 63, 0xfff0000000000000, 4 * n, dtype=np.uint64),
+        "bits_all": g.integers(0, 1 << 64, 4 * n, dtype=np.uint64),
+        "dense_0_2p20": u64(g.uniform(0, 2.0**20, 8 * n)),
+        "log_uniform_2m30_2p20": u64(np.exp(g.uniform(np.log(2.0**-30), np.log(2.0**20), 4 * n))),
+        "integers_0_4194304": u64(np.arange(0, 1 << 22, dtype=f64_)),
+        "integers_random_2p53": u64(g.integers(0, 1 << 53, n).astype(f64_)),
+        "count_ratios": u64(g.poisson(g.exponential(3.0, 4 * n)) * (
+            1e4 / g.integers(200, 60000, 4 * n))),
+        "count_ratios_median": u64(g.integers(1, 2000, 2 * n) / g.uniform(0.05, 20, 2 * n)),
+        "subnormals": g.integers(1, 1 << 52, n, dtype=np.uint64)
+        | (g.integers(0, 2, n, dtype=np.uint64) << np.uint64(63)),
+        "near_zero": u64(np.exp(g.uniform(np.log(5e-324), np.log(2.0**-20), n))
+                         * np.where(g.random(n) < 0.5, -1.0, 1.0)),
+        "near_minus1": u64(-1.0 + np.exp(g.uniform(np.log(2.0**-53), np.log(1.0), 2 * n))),
+        "near_minus1_ulps": np.concatenate([
+            u64(-1.0 + np.arange(1, n + 1) * 2.0**-53),
+            int(u64(-1.0)[0]) + np.arange(0, n, dtype=np.uint64)]),
+        "huge": g.integers(0x7e00000000000000, 0x7ff0000000000000, n, dtype=np.uint64),
+        "nan_inf_special": np.concatenate([
+            g.integers(0x7ff0000000000001, 0x8000000000000000, n // 2, dtype=np.uint64),
+            g.integers(0xfff0000000000001, 1 << 64, n // 2, dtype=np.uint64),
+            u64([np.inf, -np.inf, 0.0, -0.0, -1.0, 1.0, np.finfo(f64_).max,
+                 -np.finfo(f64_).max, 5e-324, -5e-324])]),
+        "rcp14_steps": u64(step_m.view(f64_) - 1.0),
+    }
+    os.makedirs(out_dir, exist_ok=True)
+    np.seterr(all="ignore")
+    total = 0
+    for name, x in cats.items():
+        x = np.ascontiguousarray(x, dtype=np.uint64)
+        y = np.log1p(x.view(f64_))
+        x.tofile(os.path.join(out_dir, name + ".x.bin"))
+        u64(y).tofile(os.path.join(out_dir, name + ".y.bin"))
+        total += len(x)
+        print("%-24s %10d" % (name, len(x)), file=sys.stderr)
+    print("total %d inputs in %s" % (total, out_dir), file=sys.stderr)
+
+
+if len(sys.argv) > 2 and sys.argv[1] == "--f64-bulk":
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    assert __cpu_features__["X86_V4"], "numpy must use SVML (an AVX-512 CPU)"
+    f64_bulk(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 1.0)
     sys.exit(0)
 
 import numba  # noqa: E402
@@ -166,25 +285,46 @@ body = (
     "    [" + ", ".join("0x%08x" % int(v) for v in r) + "]" for r in tab) + ",\n]")
 write("log1p_f32.rs", body)
 
-# log1p f64: SVML f64 is not reproduced (only claimed within 1 ULP); libm path exact.
-x64 = np.concatenate([
+# log1p f64: numpy's SVML kernel (__svml_log1p8_ha) and the libm path, plus / np.log(2) as
+# sc.pp.log1p(base=2) divides. The first inputs keep their old draws from `rng` (so the later
+# sections stay unchanged); the rest come from their own generator.
+x64_old = np.concatenate([
     np.array([0.0, -0.0, 1.0, -1.0, -2.0, 1e-300, 5e-324, 1e-10, 0.5, 2.0, 1e300, np.inf,
               -np.inf, np.nan]),
     np.arange(0, 64, dtype=np.float64) / 3.7,
     np.exp(rng.uniform(np.log(1e-8), np.log(1e8), 1500)),
 ])
+x64_bits, n64_fixed = f64_vector_inputs(np.random.default_rng(20260502))
+x64_bits = np.concatenate([u64(x64_old), x64_bits])
+n64_fixed += len(x64_old)
 child = subprocess.run(
     [sys.executable, __file__, "--libm-child"],
-    input=json.dumps({"x32": [], "x64": [int(v) for v in u64(x64)]}),
+    input=json.dumps({"x32": [], "x64": [int(v) for v in x64_bits]}),
     capture_output=True, text=True, check=True,
     env=dict(os.environ, NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL"),
 )
 y64_libm = np.array(json.loads(child.stdout)["y64"], dtype=np.uint64)
-y64_svml = u64(np.log1p(x64))
-tab = np.stack([u64(x64), y64_svml, y64_libm], axis=1)
+y64_svml = u64(np.log1p(x64_bits.view(np.float64)))
+# Keep every hand-picked input, the random ones where SVML and libm differ (up to 1500) and
+# 500 agreeing random ones.
+differs = y64_svml != y64_libm
+keep = np.zeros(len(x64_bits), dtype=bool)
+keep[:n64_fixed] = True
+rnd = np.arange(len(x64_bits)) >= n64_fixed
+keep[np.flatnonzero(rnd & differs)[:1500]] = True
+keep[np.flatnonzero(rnd & ~differs)[:500]] = True
+x64 = x64_bits[keep].view(np.float64)
+y64 = np.log1p(x64)
+y64_b2 = y64.copy()
+np.divide(y64_b2, np.log(2), out=y64_b2)  # what sc.pp.log1p(base=2) does
+tab = np.stack([u64(x64), u64(y64), u64(y64_b2), y64_libm[keep]], axis=1)
+n_rare = int(np.sum(~((x64 > -1) & (x64 < np.inf))))
 body = (
-    "/// [x, numpy log1p f64 (SVML __svml_log1p8), numpy log1p f64 (libm path)] as f64 bits.\n"
-    "pub const LOG1P_F64: &[[u64; 3]] = &[\n"
+    "/// [x, numpy log1p f64 (SVML __svml_log1p8_ha), ... / np.log(2), numpy log1p f64 (libm\n"
+    "///  path)] as f64 bits; %d inputs, %d where SVML and libm differ, %d SVML rare-path lanes\n"
+    "///  (x NaN, x <= -1, x = +inf).\n"
+    "pub const LOG1P_F64: &[[u64; 4]] = &[\n"
+    % (len(tab), int(np.sum(tab[:, 1] != tab[:, 3])), n_rare)
     + ",\n".join("    [" + ", ".join("0x%016x" % int(v) for v in r) + "]" for r in tab)
     + ",\n];\n"
 )

@@ -2,22 +2,24 @@
 //!
 //! numpy dispatches `log1p` at run time: on CPUs with the x86-64-v4 group (AVX512F, CD, VL, BW,
 //! DQ — numpy's `X86_V4`, formerly `AVX512_SKX`) it runs Intel's SVML kernels, elsewhere the
-//! system libm. [`Log1pKernel::NumpySvml`] reproduces the f32 SVML kernel bit for bit
-//! ([`svml_f32`]); [`Log1pKernel::Libm`] is glibc's `log1pf`/`log1p` (Rust's `ln_1p`), which
-//! is what numpy gives on other CPUs.
-//!
-//! **f64 is not exact under `NumpySvml`**: numpy's `__svml_log1p8` is not ported; both kernels
-//! use glibc `log1p`, which is within 1 ULP of it.
+//! system libm. [`Log1pKernel::NumpySvml`] reproduces the SVML kernels bit for bit: f32
+//! `__svml_log1pf16` ([`svml_f32`]) and f64 `__svml_log1p8_ha` ([`svml_f64`]);
+//! [`Log1pKernel::Libm`] is glibc's `log1pf`/`log1p` (Rust's `ln_1p`), which is what numpy gives
+//! on other CPUs.
 
 pub mod svml_f32;
+pub mod svml_f64;
 
 use super::real::Real;
 
 /// Which log1p to reproduce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Log1pKernel {
-    /// numpy on an x86-64-v4 CPU: SVML (`__svml_log1pf16`) for f32. Bit-exact on every CPU
-    /// (a portable build of the same port runs where AVX-512 is missing, only slower).
+    /// numpy on an x86-64-v4 CPU: SVML `__svml_log1pf16` for f32, `__svml_log1p8_ha` for f64.
+    /// f32 is bit-exact on every CPU (a portable build of the same port runs where AVX-512 is
+    /// missing, only slower). f64 runs SVML's own instruction sequence on x86-64-v4 CPUs (so it
+    /// equals numpy on the same CPU) and a portable emulation elsewhere, whose one approximate
+    /// step (`vrcp14pd`) is tabulated from an AMD Zen 4 (see [`svml_f64`]).
     NumpySvml,
     /// numpy elsewhere: glibc `log1pf` / `log1p`.
     Libm,
@@ -126,9 +128,12 @@ impl Log1p {
         }
     }
 
-    /// f64: glibc `log1p` for both kernels (see the module docs), then `/ ln(base)`.
+    /// f64: SVML `__svml_log1p8_ha` or glibc `log1p`, then `/ ln(base)` (`np.divide` in f64).
     pub(crate) fn apply_f64(&self, xs: &mut [f64]) {
-        xs.iter_mut().for_each(|x| *x = x.ln_1p());
+        match self.kernel {
+            Log1pKernel::NumpySvml => svml_f64::log1p_slice(xs),
+            Log1pKernel::Libm => xs.iter_mut().for_each(|x| *x = x.ln_1p()),
+        }
         if self.base.is_some() {
             let l = self.ln_base;
             xs.iter_mut().for_each(|x| *x /= l);
