@@ -17,16 +17,11 @@ from gen import LAYER, MatrixSpec, excluded_genes, write_case
 from oracle import Options
 from pairwise import pairwise, required_pairs
 
-# numpy's float64 log1p on an AVX-512 CPU is Intel's SVML kernel (__svml_log1p8), which atlasnorm does
-# not reproduce bit for bit yet (SPEC-scanpy.md §2.1); a correctly rounded or glibc log1p is within one
-# ULP of it. So float64 output after log1p is allowed this many ULP; everything else must be exact.
-# Set to 0 once the f64 SVML kernel is ported.
-MAX_ULP_F64_LOG1P = 1
-# With a base, y = log1p(x) / ln(base) in float64: the 1-ULP error of log1p is a relative error of at
-# most 2^-52 that the division carries over, i.e. up to 2 ULP of y when y sits low in its binade
-# (|dy| <= 2^-52 |y| <= 2 ulp(y)), and the division's own rounding can add half an ULP: at most 2 ULP
-# as an integer distance (seen: 2 ULP with base 2). Set to 0 with MAX_ULP_F64_LOG1P.
-MAX_ULP_F64_LOG1P_BASE = 2
+# numpy's float64 log1p on an AVX-512 CPU is Intel's SVML kernel (__svml_log1p8_ha); atlasnorm ports it
+# bit for bit (src/kernel/log1p/svml_f64.rs), so float64 output after log1p must be exact like
+# everything else. The knobs stay so a CPU where the port could not apply would have to say so here.
+MAX_ULP_F64_LOG1P = 0
+MAX_ULP_F64_LOG1P_BASE = 0
 
 MAX_FRACTION = 0.1  # with gen.counts() this excludes some genes, never all (checked per case)
 KEY = "norm_factor"
