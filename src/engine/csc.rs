@@ -12,7 +12,7 @@ use super::csr::{note_nan, read_indptr, scale, scipy_index_dtype};
 use super::pipeline::consume;
 use super::plan::{sparse_blocks, Block};
 use super::validate::indices_in_range;
-use super::{excluded_positions, into_factors, target_of, Job, Normalized};
+use super::{into_factors, target_of, Job, Normalized};
 use crate::error::Result;
 use crate::kernel::Real;
 use crate::store::{OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
@@ -165,16 +165,13 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     job.progress.end();
     let mut warnings = Vec::new();
     note_nan(job, nan_values, &mut warnings);
-    Ok(Normalized {
+    Ok(Normalized::new(
         factors,
         target,
-        excluded: excluded
-            .as_deref()
-            .map(excluded_positions)
-            .unwrap_or_default(),
+        excluded.as_deref(),
         passes,
         warnings,
-    })
+    ))
 }
 
 /// Rounds f64 accumulators once to T; for T = f64 the vector is reused as it is, so the

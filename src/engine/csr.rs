@@ -7,7 +7,7 @@ use super::pipeline::{consume, stream};
 use super::plan::{balanced_row_ranges, sparse_blocks, Block};
 use super::scale::{scale_sparse, split_rows_mut};
 use super::validate::{check_indptr_piece, indices_in_range};
-use super::{excluded_positions, into_factors, target_of, Job, Normalized};
+use super::{into_factors, target_of, Job, Normalized};
 use crate::array::{DType, NumVec};
 use crate::error::Result;
 use crate::kernel::mask::csr_mark_highly_expressed;
@@ -54,13 +54,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             fused_target: Some(target),
         };
         scaling.run(out, &spec, pass1_blocks, &mut totals, &mut warnings)?;
-        return Ok(Normalized {
-            factors: totals,
-            target,
-            excluded: Vec::new(),
-            passes: 1,
-            warnings,
-        });
+        return Ok(Normalized::new(totals, target, None, 1, warnings));
     }
 
     // Pass 1: totals (and the gene mask, from the first totals).
@@ -132,16 +126,13 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         fused_target: None,
     };
     scaling.run(out, &spec, pass2_blocks, &mut factors, &mut warnings)?;
-    Ok(Normalized {
+    Ok(Normalized::new(
         factors,
         target,
-        excluded: excluded
-            .as_deref()
-            .map(excluded_positions)
-            .unwrap_or_default(),
+        excluded.as_deref(),
         passes,
         warnings,
-    })
+    ))
 }
 
 /// The pass that writes the output: each block's values divided by their row's factor (and

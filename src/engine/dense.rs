@@ -6,7 +6,7 @@ use super::csr::note_nan;
 use super::pipeline::{consume, stream};
 use super::plan::{dense_blocks, Block};
 use super::scale::scale_dense;
-use super::{excluded_positions, into_factors, target_of, Job, Normalized};
+use super::{into_factors, target_of, Job, Normalized};
 use crate::error::Result;
 use crate::kernel::mask::dense_mark_highly_expressed;
 use crate::kernel::scale::{factor, target_from_user};
@@ -44,13 +44,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             &mut totals,
             &mut warnings,
         )?;
-        return Ok(Normalized {
-            factors: totals,
-            target,
-            excluded: Vec::new(),
-            passes: 1,
-            warnings,
-        });
+        return Ok(Normalized::new(totals, target, None, 1, warnings));
     }
 
     let mut excluded = job
@@ -102,16 +96,13 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     into_factors(&mut totals, target);
     let mut factors = totals;
     scale_pass(job, out, &spec, blocks, None, &mut factors, &mut warnings)?;
-    Ok(Normalized {
+    Ok(Normalized::new(
         factors,
         target,
-        excluded: excluded
-            .as_deref()
-            .map(excluded_positions)
-            .unwrap_or_default(),
+        excluded.as_deref(),
         passes,
         warnings,
-    })
+    ))
 }
 
 /// The pass that writes the output: every value divided by its row's factor (and

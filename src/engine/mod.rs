@@ -273,6 +273,25 @@ pub(crate) struct Normalized<T> {
     pub warnings: Vec<String>,
 }
 
+impl<T> Normalized<T> {
+    /// `excluded` is the gene mask, if genes were excluded.
+    pub fn new(
+        factors: Vec<T>,
+        target: T,
+        excluded: Option<&[bool]>,
+        passes: u32,
+        warnings: Vec<String>,
+    ) -> Self {
+        Normalized {
+            factors,
+            target,
+            excluded: excluded.map(excluded_positions).unwrap_or_default(),
+            passes,
+            warnings,
+        }
+    }
+}
+
 /// The target: the user's (in T) or the median of the positive totals.
 pub(crate) fn target_of<T: Real>(opts: &Options, totals: &[T]) -> T {
     match opts.target_sum {
@@ -289,7 +308,7 @@ pub(crate) fn into_factors<T: Real>(totals: &mut [T], target: T) {
 }
 
 /// Positions of the excluded genes.
-pub(crate) fn excluded_positions(excluded: &[bool]) -> Vec<u64> {
+fn excluded_positions(excluded: &[bool]) -> Vec<u64> {
     excluded
         .iter()
         .enumerate()

@@ -143,3 +143,29 @@ impl Log1p {
 
 #[cfg(test)]
 mod tests;
+
+/// Which compiled variant the SVML ports use on this CPU (both precisions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// x86-64-v4: the SVML instruction sequence itself, numpy's bits on this very CPU.
+    Avx512,
+    /// The portable port compiled with AVX2 + FMA.
+    Avx2Fma,
+    /// The portable port; `mul_add` is glibc's `fma`/`fmaf` (same bits, several times slower).
+    Scalar,
+}
+
+/// The fastest [`SimdLevel`] this CPU runs (std caches the detection, so this is cheap).
+pub fn simd_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_x86_64_v4() && std::arch::is_x86_feature_detected!("fma") {
+            return SimdLevel::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return SimdLevel::Avx2Fma;
+        }
+    }
+    SimdLevel::Scalar
+}

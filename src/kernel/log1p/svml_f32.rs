@@ -265,29 +265,7 @@ unsafe fn slice_avx2(xs: &mut [f32]) {
     slice_body(xs)
 }
 
-/// Which compiled variant [`log1p_slice`] uses on this CPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimdLevel {
-    Avx512,
-    Avx2Fma,
-    /// No FMA instruction: `mul_add` is glibc's `fmaf`; same bits, several times slower.
-    Scalar,
-}
-
-/// Detected once per call (the std detection is cached, so this is cheap).
-pub fn simd_level() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::has_x86_64_v4() && std::arch::is_x86_feature_detected!("fma") {
-            return SimdLevel::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx2Fma;
-        }
-    }
-    SimdLevel::Scalar
-}
+pub use super::{simd_level, SimdLevel};
 
 /// In-place numpy/SVML float32 log1p over a slice, with the fastest variant this CPU runs.
 pub fn log1p_slice(xs: &mut [f32]) {

@@ -528,31 +528,7 @@ pub fn measure_rc_steps() -> Option<Vec<u16>> {
     None
 }
 
-/// Which implementation [`log1p_slice`] uses on this CPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimdLevel {
-    /// The SVML instruction sequence itself (x86-64-v4): numpy's bits on this very CPU.
-    Avx512,
-    /// The portable port compiled with AVX2 + FMA.
-    Avx2Fma,
-    /// The portable port; `mul_add` is glibc's `fma` (same bits, much slower).
-    Scalar,
-}
-
-/// The fastest [`SimdLevel`] this CPU runs.
-pub fn simd_level() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::has_x86_64_v4() && std::arch::is_x86_feature_detected!("fma") {
-            return SimdLevel::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx2Fma;
-        }
-    }
-    SimdLevel::Scalar
-}
+pub use super::{simd_level, SimdLevel};
 
 /// In-place numpy/SVML float64 log1p over a slice, with the fastest variant this CPU runs.
 pub fn log1p_slice(xs: &mut [f64]) {
