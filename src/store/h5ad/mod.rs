@@ -8,6 +8,7 @@
 //! * [`AnnDataWriter`]: brand-new AnnData files (the synthetic data generator).
 //! * [`inspect`]: a readable listing of a file.
 
+mod chunks;
 mod encoding;
 mod file;
 mod inspect;

@@ -6,6 +6,7 @@ use hdf5::{Dataset, Dataspace, Datatype, Selection};
 use hdf5_sys::h5d::H5Dwrite;
 use hdf5_sys::h5p::H5P_DEFAULT;
 
+use super::chunks::RawChunks;
 use super::file::short;
 use super::layout::datatype;
 use crate::array::{DType, NumVec};
@@ -35,6 +36,9 @@ pub(crate) struct Appender {
     /// The dataset's final length in elements when known (it was created that large);
     /// `None`: it grows as values arrive.
     expected: Option<u64>,
+    /// Whole chunks are encoded on rayon threads and written raw (`None`: through HDF5's
+    /// filter pipeline).
+    raw: Option<RawChunks>,
 }
 
 impl Appender {
@@ -55,7 +59,10 @@ impl Appender {
                 rows * row_len
             }
         };
+        let raw = RawChunks::of(&ds, dtype)
+            .filter(|r| chunk_rows.is_some_and(|c| c.max(1) * row_len == r.chunk_elems()));
         Ok(Appender {
+            raw,
             mem_type: datatype(dtype)?,
             ds,
             name,
@@ -165,6 +172,21 @@ impl Appender {
             let mut new_shape = shape.clone();
             new_shape[0] = (rows0 + rows) as usize;
             self.ds.resize(new_shape).map_err(fail)?;
+        }
+        if let Some(raw) = &self.raw {
+            let ce = raw.chunk_elems();
+            if start.is_multiple_of(ce) && n.is_multiple_of(ce) {
+                raw.write(&self.ds, start / ce, bytes).map_err(|p| {
+                    format!(
+                        "{}: cannot write elements {}..{}: {p}",
+                        self.name,
+                        start,
+                        start + n
+                    )
+                })?;
+                self.written += n;
+                return Ok(());
+            }
         }
         let r = rows0 as usize..(rows0 + rows) as usize;
         let selection: Selection = if shape.len() == 1 {

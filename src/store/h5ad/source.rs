@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use hdf5::{Dataset, H5Type};
 
+use super::chunks::{NotRaw, RawChunks};
 use super::encoding::MatrixElem;
 use super::file::read_problem;
 use crate::array::{DType, NumVec};
@@ -20,18 +21,32 @@ enum Arrays {
     Dense(Dataset),
 }
 
+/// Raw-chunk plans of the arrays (`None`: read through HDF5's pipeline).
+#[derive(Default)]
+struct Raw {
+    data: Option<RawChunks>,
+    indices: Option<RawChunks>,
+    indptr: Option<RawChunks>,
+}
+
 /// A matrix of an .h5ad file, opened for reading.
 pub struct H5adSource {
     file: PathBuf,
     element: String,
     meta: MatrixMeta,
     arrays: Arrays,
+    raw: Raw,
 }
 
 impl H5adSource {
     pub(crate) fn new(file: PathBuf, element: String, elem: MatrixElem) -> Self {
         match elem {
             MatrixElem::Sparse(s) => H5adSource {
+                raw: Raw {
+                    data: RawChunks::of(&s.data, s.data_dtype),
+                    indices: RawChunks::of(&s.indices, s.indices_dtype),
+                    indptr: RawChunks::of(&s.indptr, s.indptr_dtype),
+                },
                 file,
                 element,
                 meta: MatrixMeta {
@@ -50,6 +65,10 @@ impl H5adSource {
                 },
             },
             MatrixElem::Dense(d) => H5adSource {
+                raw: Raw {
+                    data: RawChunks::of(&d.ds, d.dtype),
+                    ..Raw::default()
+                },
                 file,
                 element,
                 meta: MatrixMeta {
@@ -90,6 +109,7 @@ impl H5adSource {
     fn read_member(
         &self,
         ds: &Dataset,
+        raw: Option<&RawChunks>,
         member: &str,
         dtype: DType,
         len: u64,
@@ -103,6 +123,9 @@ impl H5adSource {
                     range.start, range.end
                 ),
             ));
+        }
+        if let Some(v) = raw.and_then(|r| read_raw(r, ds, dtype, range.clone())) {
+            return Ok(v);
         }
         read_1d(ds, dtype, range.clone()).map_err(|e| {
             self.fail(
@@ -151,6 +174,33 @@ macro_rules! by_dtype {
     };
 }
 
+/// Elements `range` through raw chunks, decoded in parallel; `None` when that path cannot
+/// deliver them (the caller reads through HDF5, which also describes any damage).
+pub(crate) fn read_raw(
+    raw: &RawChunks,
+    ds: &Dataset,
+    dtype: DType,
+    range: Range<u64>,
+) -> Option<NumVec> {
+    fn typed<T: Copy + Default>(
+        raw: &RawChunks,
+        ds: &Dataset,
+        range: Range<u64>,
+    ) -> std::result::Result<Vec<T>, NotRaw> {
+        let mut v = vec![T::default(); (range.end - range.start) as usize];
+        // SAFETY: plain numeric types without padding, any bit pattern valid.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                v.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of_val(&v[..]),
+            )
+        };
+        raw.read(ds, range, bytes)?;
+        Ok(v)
+    }
+    by_dtype!(dtype, typed(raw, ds, range)).ok()
+}
+
 /// `range` of a 1-D dataset in its stored dtype.
 pub(crate) fn read_1d(ds: &Dataset, dtype: DType, range: Range<u64>) -> hdf5::Result<NumVec> {
     by_dtype!(dtype, slice_1d(ds, range))
@@ -168,7 +218,14 @@ impl MatrixSource for H5adSource {
             _ => self.meta.n_obs,
         };
         let dtype = self.meta.indptr_dtype.unwrap_or(DType::I64);
-        let v = self.read_member(indptr, "indptr", dtype, major + 1, range.clone())?;
+        let v = self.read_member(
+            indptr,
+            self.raw.indptr.as_ref(),
+            "indptr",
+            dtype,
+            major + 1,
+            range.clone(),
+        )?;
         v.to_i64().ok_or_else(|| {
             self.fail(
                 "indptr",
@@ -183,12 +240,26 @@ impl MatrixSource for H5adSource {
     fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
         let (_, indices, _) = self.sparse("indices")?;
         let dtype = self.meta.indices_dtype.unwrap_or(DType::I64);
-        self.read_member(indices, "indices", dtype, self.meta.nnz, range)
+        self.read_member(
+            indices,
+            self.raw.indices.as_ref(),
+            "indices",
+            dtype,
+            self.meta.nnz,
+            range,
+        )
     }
 
     fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
         let (data, _, _) = self.sparse("data")?;
-        self.read_member(data, "data", self.meta.data_dtype, self.meta.nnz, range)
+        self.read_member(
+            data,
+            self.raw.data.as_ref(),
+            "data",
+            self.meta.data_dtype,
+            self.meta.nnz,
+            range,
+        )
     }
 
     fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
@@ -205,6 +276,12 @@ impl MatrixSource for H5adSource {
             ));
         }
         let n_cols = self.meta.n_vars;
+        if let Some(raw) = &self.raw.data {
+            let r = rows.start * n_cols..rows.end * n_cols;
+            if let Some(v) = read_raw(raw, ds, self.meta.data_dtype, r) {
+                return Ok(v);
+            }
+        }
         by_dtype!(self.meta.data_dtype, rows_2d(ds, rows.clone(), n_cols)).map_err(|e| {
             self.fail(
                 "",
