@@ -11,9 +11,10 @@ one process and interleaved round by round so that a change in machine load hits
                                                             imports included; output compressed
                                                             like the input's X)
 
-each --repeat times (median reported), with peak RSS from GNU time (%M). Before the rounds the input
-is read once (a warm-up), so that all three find it in the page cache; the share of the input that is
-resident is measured (fincore) before every timed run and reported. Destinations are deleted and
+each --repeat times (median reported), with peak RSS from GNU time (%M). Before every timed run the
+input is read once, untimed (a warm-up), so that all three find it in the page cache whatever ran
+before; the share of the input that is resident is measured (fincore) just before each timed run and
+the minimum is reported. Destinations are deleted and
 `sync` is called (both untimed) before every run, so that no contender pays for another's writeback.
 Afterwards atlasnorm's output is compared with scanpy's bit for bit (X's data/indices/indptr or dense
 values as raw bits, dtype, shape and encoding; obs[KEY] with --key-added; uns/log1p) -> MATCH/MISMATCH.
@@ -163,11 +164,21 @@ def machine(workdir: Path, binary: list[str], python: str) -> dict:
         "loadavg": load(),
         "atlasnorm_bin": binary[0],
         "atlasnorm_version": sh([*binary, "--version"]),
+        "atlasnorm_bin_mtime": _mtime(binary[0]),
         "repo_commit": commit + ("-dirty" if dirty else ""),
         "python": python,
         "versions": dict(zip(names, versions)),
         "cp_version": sh(["cp", "--version"]).splitlines()[0] if sh(["cp", "--version"]) else "",
     }
+
+
+def _mtime(path: str) -> str | None:
+    exe = shutil.which(path) or path
+    try:
+        return dt.datetime.fromtimestamp(os.stat(exe).st_mtime).astimezone().isoformat(
+            timespec="seconds")
+    except OSError:
+        return None
 
 
 def print_machine(m: dict) -> None:
@@ -178,7 +189,8 @@ def print_machine(m: dict) -> None:
           f"{human(m['disk_free'])} free on {m['workdir']} ({m['workdir_fs']}), "
           f"Linux {m['kernel']}")
     print(f"Load average at start: {m['loadavg']}")
-    print(f"atlasnorm: {m['atlasnorm_version']} ({m['atlasnorm_bin']}); repo {m['repo_commit']}")
+    print(f"atlasnorm: {m['atlasnorm_version']} ({m['atlasnorm_bin']}, built "
+          f"{m.get('atlasnorm_bin_mtime')}); checkout {m['repo_commit']}")
     print(f"scanpy {v.get('scanpy')}, anndata {v.get('anndata')}, numpy {v.get('numpy')}, "
           f"numba {v.get('numba')}, Python {v.get('python')} ({m['python']}); {m['cp_version']}")
     print(flush=True)
@@ -465,6 +477,8 @@ def bench_input(path: Path, args, binary: list[str], python: str, outdir: Path) 
                 os.sync()
             if c == "scanpy":
                 remove(tfile)
+            if args.warm and fits:  # re-warm: scanpy's RSS or the outputs may have evicted it
+                warm_up(path)
             resident = resident_fraction(path)
             r = run_timed(cmds[c], envs[c], errf, args.timeout)
             r["resident_before"] = resident
@@ -551,7 +565,7 @@ def markdown(results: list[dict], m: dict, args) -> str:
     lines = [
         f"Measured {m['date']} on {m['host']}: {m['cpu_model']}, {m['nproc']} cores, "
         f"{human(m['mem_total'])} RAM, {m['workdir_fs']}; {m['atlasnorm_version']} "
-        f"({m['repo_commit']}), scanpy {m['versions'].get('scanpy')}, anndata "
+        f"(binary {m['atlasnorm_bin']}; checkout {m['repo_commit']}), scanpy {m['versions'].get('scanpy')}, anndata "
         f"{m['versions'].get('anndata')}. Median of {args.repeat} interleaved rounds; wall seconds "
         f"(process start to exit, scanpy's Python imports included); peak RSS from GNU time (%M). "
         f"atlasnorm options: defaults" + (f", --memory {args.memory}" if args.memory else "")
@@ -647,7 +661,7 @@ def main() -> None:
                         "MemoryError or an OOM kill is then reported, not fatal)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per run before a kill")
     p.add_argument("--no-warm", dest="warm", action="store_false",
-                   help="no warm-up read of the input before the rounds")
+                   help="no warm-up read of the input before each run")
     p.add_argument("--no-sync", dest="sync", action="store_false",
                    help="don't call sync (untimed) before each run")
     p.add_argument("--keep-outputs", action="store_true", help="keep the three outputs")
