@@ -81,8 +81,10 @@ pub const PROFILES: &[Profile] = &[
 
 /// Spread of log library sizes between cells.
 const LIBRARY_SIGMA: f64 = 0.5;
-/// Spread of log gene weights: heavy-tailed expression, a few genes very high.
-const GENE_SIGMA: f64 = 2.2;
+/// Spread of log gene weights: heavy-tailed expression, a few genes very high. Tuned on the
+/// 10x PBMC matrix in ../shared/data/real (Zheng 2017): at its 1,512 median UMIs and 16,791 genes
+/// this gives ~600 genes a cell and ~67% of values equal to 1 (real: 594 and 0.68).
+const GENE_SIGMA: f64 = 2.8;
 /// Cells generated per parallel work unit.
 const CELLS_PER_UNIT: usize = 2048;
 
@@ -392,6 +394,27 @@ mod tests {
             assert!(c.genes.windows(2).all(|w| w[0] < w[1]));
             assert!(c.genes.iter().all(|&x| x < 500));
         }
+    }
+
+    /// ../shared/data/real/README.md: fastTopics_pbmc_facs_zheng2017.h5ad (10x PBMC, pbmc68k's
+    /// chemistry) has 16,791 genes, a median of 1,512 UMIs and 594 genes a cell, 68% ones.
+    #[test]
+    fn statistics_match_the_real_10x_pbmc_matrix() {
+        let g = Generator::new(16_791, 1_512.0, 11).unwrap();
+        let mut stats = Stats::default();
+        let mut genes_per_cell: Vec<usize> = Vec::new();
+        for c in g.cells(0..2000) {
+            stats.add(&c);
+            genes_per_cell.push(c.genes.len());
+        }
+        genes_per_cell.sort_unstable();
+        let median_genes = genes_per_cell[genes_per_cell.len() / 2] as f64;
+        let ones = stats.ones as f64 / stats.stored as f64;
+        assert!(
+            (median_genes / 594.0 - 1.0).abs() < 0.15,
+            "{median_genes} genes/cell: {stats}"
+        );
+        assert!((ones - 0.68).abs() < 0.04, "{ones} ones: {stats}");
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn peak_rss_stays_within_the_budget_on_an_input_larger_than_it() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.h5ad");
     let cells = 60_000;
-    // ~60k cells × ~900 genes a cell ≈ 54M stored values ≈ 430 MB uncompressed.
+    // ~60k cells × ~760 genes a cell ≈ 46M stored values ≈ 350 MiB uncompressed.
     synth(&input, cells, 20_000, 2_000);
     let budget = 32 * MIB;
     check(&[], budget, cells, &input, dir.path());
