@@ -60,8 +60,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         job.progress.begin("highly expressed genes", n_vars);
         consume(col_blocks.clone(), read, |b, (values, rows)| {
             for col in b.rows.clone() {
-                let range = (col_ptr[col as usize] as u64 - b.values.start) as usize
-                    ..(col_ptr[col as usize + 1] as u64 - b.values.start) as usize;
+                let range = column_range(&col_ptr, &b, col);
                 let hit = range.clone().any(|j| {
                     values[j].to_f64() > job.opts.max_fraction * totals[rows[j] as usize].to_f64()
                 });
@@ -81,8 +80,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
                 if mask[col as usize] {
                     continue;
                 }
-                let range = (col_ptr[col as usize] as u64 - b.values.start) as usize
-                    ..(col_ptr[col as usize + 1] as u64 - b.values.start) as usize;
+                let range = column_range(&col_ptr, &b, col);
                 for j in range {
                     acc[rows[j] as usize] += values[j].to_f64();
                 }
@@ -133,8 +131,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         let mut columns = vec![0i64; block.n_values()];
         consume(col_blocks.clone(), read, |b, (vals, rws)| {
             for col in b.rows.clone() {
-                let range = (col_ptr[col as usize] as u64 - b.values.start) as usize
-                    ..(col_ptr[col as usize + 1] as u64 - b.values.start) as usize;
+                let range = column_range(&col_ptr, &b, col);
                 for j in range {
                     let r = rws[j] as usize;
                     if rows.contains(&r) {
@@ -172,6 +169,13 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         passes,
         warnings,
     ))
+}
+
+/// Positions of column `col`'s values within the values read for block `b`.
+fn column_range(col_ptr: &[i64], b: &Block, col: u64) -> std::ops::Range<usize> {
+    let start = col_ptr[col as usize] as u64 - b.values.start;
+    let end = col_ptr[col as usize + 1] as u64 - b.values.start;
+    start as usize..end as usize
 }
 
 /// Rounds f64 accumulators once to T; for T = f64 the vector is reused as it is, so the
