@@ -146,6 +146,7 @@ fn normalize(args: NormalizeArgs) -> Result<(), Error> {
             .unwrap_or(DEFAULT_MEMORY),
         force: args.force,
         max_block_values: args.block_values,
+        zarr: Default::default(),
     };
     let progress = Bars::new(!args.quiet && std::io::stderr().is_terminal());
     let report = atlasnorm::normalize(&args.input, &args.output, &opts, &progress)?;

@@ -35,6 +35,42 @@ pub struct Options {
     /// At most this many stored values per block, below what the budget allows (for tests
     /// and tuning: small blocks exercise the block boundaries).
     pub max_block_values: Option<u64>,
+    /// How a `.zarr` OUTPUT is written.
+    pub zarr: ZarrOutputOptions,
+}
+
+/// Zarr format version of an output store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZarrFormat {
+    V2,
+    V3,
+}
+
+/// Compression of the arrays of a `.zarr` output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZarrCodec {
+    None,
+    /// zstd at a level (anndata's v3 default: level 0).
+    Zstd(i32),
+    /// blosc with lz4 at a clevel, byte shuffle (anndata's v2 default: clevel 5).
+    BloscLz4(u8),
+    /// blosc with zstd at a clevel, byte shuffle.
+    BloscZstd(u8),
+    /// gzip at a level.
+    Gzip(u32),
+}
+
+/// How a `.zarr` OUTPUT is laid out. `None` fields follow the input when it is zarr (same
+/// format, codecs and chunking as the input's matrix) and anndata's defaults otherwise
+/// (v3, sharded, zstd level 0).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ZarrOutputOptions {
+    pub format: Option<ZarrFormat>,
+    pub codec: Option<ZarrCodec>,
+    /// Elements per chunk of a 1-D array (rows per chunk for 2-D arrays).
+    pub chunk: Option<u64>,
+    /// Elements per shard of a 1-D array (zarr v3 only); `Some(0)` writes no shards.
+    pub shard: Option<u64>,
 }
 
 impl Default for Options {
@@ -52,6 +88,7 @@ impl Default for Options {
             memory: DEFAULT_MEMORY,
             force: false,
             max_block_values: None,
+            zarr: ZarrOutputOptions::default(),
         }
     }
 }

@@ -86,7 +86,7 @@ fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> 
     let element = element_of(opts);
     // Open the matrix first so that a missing or malformed element fails before any output.
     drop(store.open_matrix(&element)?);
-    let out = store::create_output(store.as_ref(), output, &element)?;
+    let out = store::create_output(store.as_ref(), output, &element, opts)?;
     normalize_stores(store.as_ref(), out, opts, progress)
 }
 

@@ -8,6 +8,8 @@
 
 pub mod h5ad;
 pub mod temp;
+pub mod tree;
+pub mod zarr;
 
 use std::ops::Range;
 use std::path::Path;
@@ -155,21 +157,20 @@ pub trait OutputStore: Send {
 pub fn open_input(path: &Path) -> Result<Box<dyn InputStore>> {
     match backend_of(path) {
         Backend::H5ad => Ok(Box::new(h5ad::H5adInput::open(path)?)),
-        Backend::Zarr => Err(crate::error::Error::input(
-            path,
-            "/",
-            ".zarr stores are not supported yet (only .h5ad)",
-        )),
+        Backend::Zarr => Ok(Box::new(zarr::ZarrInput::open(path)?)),
     }
 }
 
 /// Starts an output at a temporary name next to `output`: a copy of everything in `input`
 /// except `normalized`, which the engine then writes through [`OutputStore::create_matrix`].
+/// `options` supplies the zarr output layout and the memory budget for copying.
 pub fn create_output(
     input: &dyn InputStore,
     output: &Path,
     normalized: &ElementPath,
+    options: &crate::Options,
 ) -> Result<Box<dyn OutputStore>> {
+    let _ = options;
     match (backend_of(input.path()), backend_of(output)) {
         (Backend::H5ad, Backend::H5ad) => {
             let input = input
