@@ -212,7 +212,13 @@ fn temporary_output_is_removed_on_drop() {
     assert!(!target.exists());
     // error path: a sink that is asked for the wrong thing, then dropped
     {
-        let mut out = create_output(&input, &target, &ElementPath::X).unwrap();
+        let mut out = create_output(
+            &input,
+            &target,
+            &ElementPath::X,
+            &atlasnorm::Options::default(),
+        )
+        .unwrap();
         let spec = OutputMatrixSpec {
             layout: OutputLayout::Csr,
             n_obs: 37,
