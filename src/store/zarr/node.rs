@@ -319,23 +319,24 @@ pub(crate) fn read_node(
             let Some(doc) = get_json(storage, path, "zarr.json")? else {
                 return Ok(None);
             };
-            let kind =
-                match doc.get("node_type").and_then(Value::as_str) {
-                    Some("group") => NodeKind::Group,
-                    Some("array") => NodeKind::Array,
-                    Some(other) => return Err(Problem::new(
+            let kind = match doc.get("node_type").and_then(Value::as_str) {
+                Some("group") => NodeKind::Group,
+                Some("array") => NodeKind::Array,
+                Some(other) => {
+                    return Err(Problem::new(
                         elem,
                         format!(
                             "malformed 'zarr.json': node_type '{other}' (expected group or array)"
                         ),
-                    )),
-                    None => {
-                        return Err(Problem::new(
-                            elem,
-                            "malformed 'zarr.json': no 'node_type' key",
-                        ))
-                    }
-                };
+                    ))
+                }
+                None => {
+                    return Err(Problem::new(
+                        elem,
+                        "malformed 'zarr.json': no 'node_type' key",
+                    ))
+                }
+            };
             match doc.get("zarr_format") {
                 Some(v) if v.as_u64() == Some(3) => {}
                 Some(v) => {

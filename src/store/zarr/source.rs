@@ -451,9 +451,9 @@ impl ShardCheck {
 
 enum Arrays {
     Sparse {
-        data: ZArray,
-        indices: ZArray,
-        indptr: ZArray,
+        data: Box<ZArray>,
+        indices: Box<ZArray>,
+        indptr: Box<ZArray>,
     },
     Dense(Box<ZArray>),
 }
@@ -616,9 +616,9 @@ fn open_sparse(
             indptr_dtype: Some(indptr_dtype),
         },
         Arrays::Sparse {
-            data,
-            indices,
-            indptr,
+            data: Box::new(data),
+            indices: Box::new(indices),
+            indptr: Box::new(indptr),
         },
     ))
 }
