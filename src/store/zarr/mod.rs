@@ -2,16 +2,45 @@
 //!
 //! * [`ZarrInput`]: an AnnData store opened for reading, with [`MatrixSource`]s for X and
 //!   layers and a [`TreeReader`](crate::store::tree::TreeReader) over the whole tree.
+//! * [`ZarrOutput`]: an output store (a raw copy of a zarr input, or built through its
+//!   [`TreeWriter`](crate::store::tree::TreeWriter)), staged and committed with consolidated
+//!   metadata written last.
 //!
 //! Everything here works on a [`Storage`] handle, never on paths directly, so that the same
 //! code serves a local directory and object storage.
 
+mod consolidated;
+mod copy;
 mod input;
+pub mod layout;
+mod output;
+mod sink;
+pub mod staging;
 pub mod storage;
+mod tree_write;
 
 use std::sync::Arc;
 
 pub use input::ZarrInput;
+pub use output::ZarrOutput;
 
 /// A zarr store: local directory or object storage, behind zarrs' synchronous storage traits.
 pub type Storage = Arc<dyn zarrs::storage::ReadableWritableListableStorageTraits>;
+
+/// The key of `name` inside the node at `path` (`""` is the root).
+pub(crate) fn key_in(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}/{name}")
+    }
+}
+
+/// The input's storage handle and format, for copying from it.
+///
+/// MERGE NOTE: becomes `Some((input.storage(), input.zarr_format()))` once the read side's
+/// accessors land; until then no `.zarr` input can be opened, so this is never reached.
+pub(crate) fn input_storage(input: &ZarrInput) -> Option<(&Storage, crate::options::ZarrFormat)> {
+    let _ = input;
+    None
+}
