@@ -170,7 +170,6 @@ pub fn create_output(
     normalized: &ElementPath,
     options: &crate::Options,
 ) -> Result<Box<dyn OutputStore>> {
-    let _ = options;
     match (backend_of(input.path()), backend_of(output)) {
         (Backend::H5ad, Backend::H5ad) => {
             let input = input
@@ -179,6 +178,24 @@ pub fn create_output(
                 .expect("an .h5ad path is always opened by the h5ad backend");
             Ok(Box::new(h5ad::H5adOutput::create(
                 input, output, normalized,
+            )?))
+        }
+        (Backend::Zarr, Backend::Zarr) => {
+            let input = input
+                .as_any()
+                .downcast_ref::<zarr::ZarrInput>()
+                .expect("a .zarr path is always opened by the zarr backend");
+            let Some(source) = zarr::input_storage(input) else {
+                return Err(crate::error::Error::output(
+                    output,
+                    "reading .zarr input is not supported yet",
+                ));
+            };
+            Ok(Box::new(zarr::ZarrOutput::create(
+                Some(source),
+                output,
+                normalized,
+                options,
             )?))
         }
         _ => Err(crate::error::Error::output(

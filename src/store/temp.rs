@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// A file under a temporary name, removed when dropped unless [`TempFile::keep`] was called.
+/// A file (or directory: a zarr store) under a temporary name, removed when dropped unless [`TempFile::keep`] was called.
 pub struct TempFile {
     pub path: PathBuf,
     kept: bool,
@@ -40,16 +40,29 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
+            remove_path(&self.path);
             forget(&self.path);
         }
+    }
+}
+
+/// Removes a temporary file, or a temporary directory with everything in it (zarr stores).
+pub fn remove_path(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
     }
 }
 
 /// Removes every temporary output still alive; for signal handlers about to exit.
 pub fn remove_all() {
     for path in registry().drain(..) {
-        let _ = std::fs::remove_file(&path);
+        remove_path(&path);
     }
 }
 
