@@ -201,6 +201,37 @@ fn copy_members(
     Ok(())
 }
 
+/// Carries everything of `reader` except the matrix `normalized` into `writer`, plus that
+/// matrix's sparsity structure when it is a CSR group: its group (attributes) with `indices`
+/// and `indptr`, so that the engine only adds `data` (`SparseStructure::CopyFromInput`).
+pub fn copy_all_but_matrix(
+    reader: &dyn TreeReader,
+    writer: &mut dyn TreeWriter,
+    normalized: &str,
+    budget: u64,
+) -> Result<()> {
+    // `copy_tree` creates every group on the way (e.g. `layers`), even when the skipped
+    // matrix was its only member.
+    copy_tree(reader, writer, &[normalized], budget)?;
+    if node_kind(reader, normalized)? != Some(NodeKind::Group) {
+        return Ok(());
+    }
+    let attrs = reader.group_attrs(normalized)?;
+    if attrs.get("encoding-type").and_then(|v| v.as_str()) != Some("csr_matrix") {
+        return Ok(());
+    }
+    let members = reader.children(normalized)?;
+    let has = |m: &str| members.iter().any(|(n, k)| n == m && *k == NodeKind::Array);
+    if has("indices") && has("indptr") {
+        writer.create_group(normalized, &attrs)?;
+        for member in ["indices", "indptr"] {
+            let path = format!("{normalized}/{member}");
+            copy_array(reader, writer, &path, &path, budget)?;
+        }
+    }
+    Ok(())
+}
+
 /// The kind of the node at `path`, or `None` when it does not exist.
 pub fn node_kind(reader: &dyn TreeReader, path: &str) -> Result<Option<NodeKind>> {
     let path = path.trim_matches('/');

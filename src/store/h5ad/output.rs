@@ -21,9 +21,7 @@ use super::H5adInput;
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::store::temp::TempFile;
-use crate::store::tree::{
-    copy_array, copy_tree, node_kind, Attrs, NodeKind, TreeReader, TreeWriter,
-};
+use crate::store::tree::{copy_all_but_matrix, TreeReader};
 use crate::store::{
     ElementPath, MatrixLayout, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore,
     SparseStructure,
@@ -134,25 +132,7 @@ impl H5adOutput {
             )
         })?;
         let mut writer = H5adTreeWriter::new(file.clone(), output);
-        let path = normalized.store_path();
-        copy_tree(reader, &mut writer, &[path.as_str()], budget)?;
-        if matches!(normalized, ElementPath::Layer(_)) && !file.link_exists("layers") {
-            writer.create_group("layers", &dict_attrs())?;
-        }
-        if node_kind(reader, &path)? == Some(NodeKind::Group) {
-            let attrs = reader.group_attrs(&path)?;
-            if attrs.get("encoding-type").and_then(|v| v.as_str()) == Some("csr_matrix") {
-                let members = reader.children(&path)?;
-                let has = |m: &str| members.iter().any(|(n, k)| n == m && *k == NodeKind::Array);
-                if has("indices") && has("indptr") {
-                    writer.create_group(&path, &attrs)?;
-                    for member in ["indices", "indptr"] {
-                        let p = format!("{path}/{member}");
-                        copy_array(reader, &mut writer, &p, &p, budget)?;
-                    }
-                }
-            }
-        }
+        copy_all_but_matrix(reader, &mut writer, &normalized.store_path(), budget)?;
         writer.check_complete()?;
         Ok(H5adOutput {
             file: Some(file),
@@ -181,14 +161,6 @@ impl H5adOutput {
         let what = what.to_string();
         move |e| self.fail(format!("{what}: {}", short(&e)))
     }
-}
-
-/// `encoding-type: dict` 0.1.0 as JSON attributes.
-fn dict_attrs() -> Attrs {
-    let mut a = Attrs::new();
-    a.insert("encoding-type".into(), "dict".into());
-    a.insert("encoding-version".into(), "0.1.0".into());
-    a
 }
 
 /// `H5Ocopy` of `src/name` to `dst/dst_name`: chunks are copied raw, without decoding.

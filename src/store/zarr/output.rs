@@ -276,7 +276,16 @@ impl OutputStore for ZarrOutput {
             self.ensure_group("layers", encoding("dict", "0.1.0"))
                 .map_err(|e| self.wrap(e))?;
         }
-        self.erase(&path).map_err(|e| self.wrap(e))?;
+        // A tree-built output already holds the structure (`tree::copy_all_but_matrix`).
+        let keep_structure = self.input.is_none()
+            && spec.layout == OutputLayout::Csr
+            && spec.structure == SparseStructure::CopyFromInput;
+        let stale = if keep_structure {
+            format!("{path}/data")
+        } else {
+            path.clone()
+        };
+        self.erase(&stale).map_err(|e| self.wrap(e))?;
         let budget = self.writer_budget();
         match spec.layout {
             OutputLayout::Dense => {
@@ -485,9 +494,15 @@ impl ZarrOutput {
     /// CSR in, CSR out: copies `indices` and `indptr` of the input's element as they are.
     fn copy_structure(&self, path: &str, spec: &OutputMatrixSpec) -> Result<()> {
         let Some((input, format)) = &self.input else {
-            return Err(self.fail(format!(
-                "{path}: cannot copy indices and indptr: the input is not a zarr store"
-            )));
+            // Built from a tree (another format): `tree::copy_all_but_matrix` carried them.
+            for member in ["indices", "indptr"] {
+                if self.node_attrs(&key_in(path, member))?.is_none() {
+                    return Err(self.fail(format!(
+                        "{path}/{member}: missing; the sparsity structure was not carried over"
+                    )));
+                }
+            }
+            return Ok(());
         };
         let attrs = match format {
             ZarrFormat::V3 => read_json(input, &key_in(path, "zarr.json"))
