@@ -234,3 +234,227 @@ fn create_from_tree_leaves_nothing_on_failure() {
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+/// A tree given in memory, the way the zarr side presents anndata's zarr stores (JSON
+/// attributes: `ordered` as a JSON bool, `shape` as a list, an empty `column-order` as `[]`;
+/// `null` elements as 0-d bool arrays, a root-level null `raw`).
+struct MemReader {
+    nodes: std::collections::BTreeMap<String, (Attrs, Option<(ArrayInfo, ArrayData)>)>,
+}
+
+impl TreeReader for MemReader {
+    fn children(
+        &self,
+        group: &str,
+    ) -> atlasnorm::Result<Vec<(String, atlasnorm::store::tree::NodeKind)>> {
+        let prefix = if group.is_empty() {
+            String::new()
+        } else {
+            format!("{group}/")
+        };
+        Ok(self
+            .nodes
+            .iter()
+            .filter(|(p, _)| !p.is_empty() && p.starts_with(&prefix))
+            .filter(|(p, _)| !p[prefix.len()..].contains('/'))
+            .map(|(p, (_, a))| {
+                let kind = if a.is_some() {
+                    atlasnorm::store::tree::NodeKind::Array
+                } else {
+                    atlasnorm::store::tree::NodeKind::Group
+                };
+                (p[prefix.len()..].to_string(), kind)
+            })
+            .collect())
+    }
+    fn group_attrs(&self, group: &str) -> atlasnorm::Result<Attrs> {
+        Ok(self.nodes[group].0.clone())
+    }
+    fn array_info(&self, array: &str) -> atlasnorm::Result<ArrayInfo> {
+        Ok(self.nodes[array].1.as_ref().unwrap().0.clone())
+    }
+    fn read_rows(&self, array: &str, rows: std::ops::Range<u64>) -> atlasnorm::Result<ArrayData> {
+        let (info, data) = self.nodes[array].1.as_ref().unwrap();
+        assert_eq!(rows, 0..info.n_rows(), "one block in this test");
+        Ok(data.clone())
+    }
+}
+
+fn json_attrs(v: serde_json::Value) -> Attrs {
+    v.as_object().unwrap().clone()
+}
+
+#[test]
+fn zarr_like_tree_becomes_an_anndata_h5ad() {
+    use atlasnorm::store::tree::ElemType;
+    use serde_json::json;
+    let mut nodes = std::collections::BTreeMap::new();
+    let enc = |t: &str, v: &str| json!({"encoding-type": t, "encoding-version": v});
+    let mut group = |p: &str, a: serde_json::Value| {
+        nodes.insert(p.to_string(), (json_attrs(a), None));
+    };
+    group("", enc("anndata", "0.1.0"));
+    group(
+        "obs",
+        json!({"encoding-type": "dataframe", "encoding-version": "0.2.0",
+               "_index": "_index", "column-order": []}),
+    );
+    group(
+        "var",
+        json!({"encoding-type": "dataframe", "encoding-version": "0.2.0",
+               "_index": "_index", "column-order": ["kind"]}),
+    );
+    group(
+        "var/kind",
+        json!({"encoding-type": "categorical", "encoding-version": "0.2.0", "ordered": true}),
+    );
+    group(
+        "X",
+        json!({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": [3, 2]}),
+    );
+    group("layers", enc("dict", "0.1.0"));
+    group("uns", enc("dict", "0.1.0"));
+    let mut array = |p: &str, a: serde_json::Value, elem, shape: Vec<u64>, d: ArrayData| {
+        let attrs = json_attrs(a);
+        let info = ArrayInfo {
+            elem,
+            shape,
+            attrs: attrs.clone(),
+        };
+        nodes.insert(p.to_string(), (attrs, Some((info, d))));
+    };
+    let strs = |v: &[&str]| ArrayData::String(v.iter().map(|s| s.to_string()).collect());
+    array(
+        "obs/_index",
+        enc("string-array", "0.2.0"),
+        ElemType::String,
+        vec![3],
+        strs(&["c0", "c1", "c2"]),
+    );
+    array(
+        "var/_index",
+        enc("string-array", "0.2.0"),
+        ElemType::String,
+        vec![2],
+        strs(&["g0", "g1"]),
+    );
+    array(
+        "var/kind/codes",
+        enc("array", "0.2.0"),
+        ElemType::Num(DType::I8),
+        vec![2],
+        ArrayData::Num(NumVec::I8(vec![1, 0])),
+    );
+    array(
+        "var/kind/categories",
+        enc("string-array", "0.2.0"),
+        ElemType::String,
+        vec![2],
+        strs(&["lo", "hi"]),
+    );
+    array(
+        "X/data",
+        json!({}),
+        ElemType::Num(DType::F32),
+        vec![3],
+        ArrayData::Num(NumVec::F32(vec![1.0, 2.0, 3.0])),
+    );
+    array(
+        "X/indices",
+        json!({}),
+        ElemType::Num(DType::I32),
+        vec![3],
+        ArrayData::Num(NumVec::I32(vec![0, 0, 1])),
+    );
+    array(
+        "X/indptr",
+        json!({}),
+        ElemType::Num(DType::I32),
+        vec![4],
+        ArrayData::Num(NumVec::I32(vec![0, 1, 1, 3])),
+    );
+    let null = || json!({"encoding-type": "null", "encoding-version": "0.1.0"});
+    array(
+        "raw",
+        null(),
+        ElemType::Bool,
+        vec![],
+        ArrayData::Bool(vec![false]),
+    );
+    array(
+        "uns/none",
+        null(),
+        ElemType::Bool,
+        vec![],
+        ArrayData::Bool(vec![false]),
+    );
+    array(
+        "uns/flag",
+        enc("numeric-scalar", "0.2.0"),
+        ElemType::Bool,
+        vec![],
+        ArrayData::Bool(vec![true]),
+    );
+    array(
+        "uns/mask",
+        enc("array", "0.2.0"),
+        ElemType::Bool,
+        vec![3],
+        ArrayData::Bool(vec![true, false, true]),
+    );
+    array(
+        "uns/title",
+        enc("string", "0.2.0"),
+        ElemType::String,
+        vec![],
+        strs(&["héllo"]),
+    );
+    array(
+        "uns/x",
+        enc("numeric-scalar", "0.2.0"),
+        ElemType::Num(DType::F64),
+        vec![],
+        ArrayData::Num(NumVec::F64(vec![0.25])),
+    );
+    let reader = MemReader { nodes };
+    let dir = tempdir();
+    let outp = dir.path().join("from_tree.h5ad");
+    let mut w = H5adTreeWriter::create(&outp).unwrap();
+    copy_tree(&reader, &mut w, &[], 1 << 20).unwrap();
+    w.finish().unwrap();
+    let r = run_py(
+        r#"
+import sys, numpy as np, h5py, anndata as ad
+a = ad.read_h5ad(sys.argv[1])
+assert a.shape == (3, 2) and list(a.obs_names) == ["c0", "c1", "c2"]
+assert a.X.format == "csr" and a.X.dtype == np.float32
+assert np.array_equal(a.X.toarray(), [[1, 0], [0, 0], [2, 3]])
+assert list(a.var["kind"]) == ["hi", "lo"] and a.var["kind"].cat.ordered
+assert a.raw is None
+assert a.uns["none"] is None and a.uns["flag"] == True
+assert a.uns["title"] == "héllo" and a.uns["x"] == 0.25
+assert a.uns["mask"].dtype == bool and list(a.uns["mask"]) == [True, False, True]
+with h5py.File(sys.argv[1]) as f:
+    assert "raw" not in f
+    co = f["obs"].attrs["column-order"]
+    assert co.dtype == np.float64 and co.shape == (0,), co
+    assert f["var"].attrs.get_id("column-order").get_type().is_variable_str()
+    o = f["var/kind"].attrs.get_id("ordered")
+    assert o.get_type().get_class() == h5py.h5t.ENUM and o.shape == ()
+    s = f["X"].attrs["shape"]
+    assert s.dtype == np.int64 and list(s) == [3, 2]
+    t = f["X"].attrs.get_id("encoding-type").get_type()
+    assert t.is_variable_str() and t.get_cset() == h5py.h5t.CSET_UTF8
+    n = f["uns/none"]
+    assert n.shape is None and n.dtype == np.float32
+    assert f["uns/mask"].id.get_type().get_class() == h5py.h5t.ENUM
+    assert f["uns/title"].shape == () and f["uns/flag"].shape == ()
+    for m in ("data", "indices", "indptr"):
+        assert f["X"][m].chunks is not None and f["X"][m].maxshape == (None,)
+    assert f["obs/_index"].chunks is None
+print("OK")
+"#,
+        &[s(&outp)],
+    );
+    assert_eq!(r.trim(), "OK");
+}
