@@ -125,7 +125,18 @@ impl TreeReader for H5adInput {
 
     fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData> {
         let ds = self.tree_dataset(array)?;
-        let info = self.array_info(array)?;
+        // Shape and type only (no attributes: this runs once a block).
+        let space = ds
+            .space()
+            .map_err(|e| self.tree_err(array, format!("cannot read the shape: {}", short(&e))))?;
+        if space.is_null() {
+            return Err(self.tree_err(array, "an empty (null) dataset has no rows"));
+        }
+        let info = ArrayInfo {
+            elem: elem_type(&ds).map_err(|p| self.tree_err(array, p))?,
+            shape: space.shape().iter().map(|&d| d as u64).collect(),
+            attrs: Attrs::new(),
+        };
         if rows.start > rows.end || rows.end > info.n_rows() {
             return Err(self.tree_err(
                 array,
