@@ -218,10 +218,12 @@ def _chunking(n: int | tuple, store: str, chunking: str, small: int | tuple):
 
 def write_zarr_matrix(path: Path, element: str, M, *, store: str, codec: str | None = None,
                       chunking: str = "anndata", index: str | None = "int32",
-                      indptr: str | None = None, consolidate: bool = True) -> None:
+                      indptr: str | None = None, consolidate: bool = True,
+                      layouts: dict | None = None) -> None:
     """(Re)write the matrix at `element` of the store at `path` exactly as told: M is scipy CSR/CSC
     (kept as is) or a numpy array (dense). `codec` None = the store's anndata default;
-    `index` the dtype of indices (and of indptr unless `indptr` is given)."""
+    `index` the dtype of indices (and of indptr unless `indptr` is given); `layouts` maps
+    "data"/"indices"/"indptr" ("" for dense) to explicit (chunks, shards or None)."""
     import zarr
 
     fmt = store_format(store)
@@ -234,6 +236,8 @@ def write_zarr_matrix(path: Path, element: str, M, *, store: str, codec: str | N
     def arr(group, name, data, small, attrs=None):
         data = np.ascontiguousarray(data)
         chunks, shards = _chunking(data.shape if data.ndim > 1 else len(data), store, chunking, small)
+        if layouts and name in layouts:
+            chunks, shards = layouts[name]
         kw = dict(data=data, chunks=chunks, compressors=comp, attributes=attrs or {}, overwrite=True)
         if shards is not None:
             kw["shards"] = shards
@@ -242,6 +246,8 @@ def write_zarr_matrix(path: Path, element: str, M, *, store: str, codec: str | N
     parent_path, _, leaf = element.rpartition("/")
     parent = root[parent_path] if parent_path else root
     if isinstance(M, np.ndarray):
+        if layouts and "" in layouts:
+            layouts = {leaf: layouts[""]}
         arr(parent, leaf, M, SMALL_DENSE_CHUNK, {"encoding-type": "array", "encoding-version": "0.2.0"})
     else:
         fmt_name = "csr" if M.format == "csr" else "csc"
@@ -249,8 +255,9 @@ def write_zarr_matrix(path: Path, element: str, M, *, store: str, codec: str | N
             "encoding-type": f"{fmt_name}_matrix", "encoding-version": "0.1.0", "shape": [int(s) for s in M.shape],
         })
         arr(g, "data", np.asarray(M.data), SMALL_CHUNK)
-        arr(g, "indices", np.asarray(M.indices).astype(index), SMALL_CHUNK)
-        arr(g, "indptr", np.asarray(M.indptr).astype(indptr or index), SMALL_INDPTR_CHUNK)
+        # index None: keep the matrix's own index dtypes
+        arr(g, "indices", np.asarray(M.indices).astype(index or M.indices.dtype), SMALL_CHUNK)
+        arr(g, "indptr", np.asarray(M.indptr).astype(indptr or index or M.indptr.dtype), SMALL_INDPTR_CHUNK)
     if consolidate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
