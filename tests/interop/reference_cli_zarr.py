@@ -103,6 +103,10 @@ def _meta(store: Path, rel: str, src: str) -> tuple[int, dict, str] | None:
         m = _json(p / "zarr.json", src, f"{name} (zarr.json)")
         if not isinstance(m, dict) or m.get("node_type") not in ("group", "array"):
             raise Refuse(f"{src}: {name}: malformed zarr metadata (zarr.json without a valid node_type)")
+        if m["node_type"] == "array":
+            lacking = [k for k in ("shape", "data_type", "chunk_grid", "codecs") if k not in m]
+            if lacking:
+                raise Refuse(f"{src}: {name}: malformed zarr metadata (zarr.json lacks {', '.join(lacking)})")
         return 3, m, m["node_type"]
     if (p / ".zarray").exists():
         m = _json(p / ".zarray", src, f"{name} (.zarray)")

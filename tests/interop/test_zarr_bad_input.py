@@ -309,7 +309,7 @@ def _big_input(p: Path, n_obs: int = 60000, n_vars: int = 2000, per_row: int = 6
     rng = np.random.default_rng(1)
     ind = np.sort(rng.integers(0, n_vars, size=(n_obs, per_row), dtype=np.int32), axis=1).ravel()
     data = rng.integers(1, 20, size=n_obs * per_row).astype(np.float32)
-    indptr = np.arange(0, n_obs * per_row + 1, per_row, dtype=np.int64)
+    indptr = np.arange(0, n_obs * per_row + 1, per_row, dtype=np.int32)
     tiny = sp.csr_matrix((np.ones(1, np.float32), np.zeros(1, np.int32), np.array([0, 1] + [1] * (n_obs - 1))),
                          shape=(n_obs, n_vars))
     write_zarr_simple(p, tiny, store="v3-plain", minimal=True)
