@@ -206,7 +206,11 @@ pub fn create_output(
             }
             // Another format (or another zarr version): re-encode the tree.
             let reader = tree_reader(input_any).ok_or_else(|| unknown_backend(output))?;
-            let mut out = zarr::ZarrOutput::create_empty(output, options)?;
+            let layout_from = input_any
+                .downcast_ref::<zarr::ZarrInput>()
+                .and_then(zarr::input_storage);
+            let mut out =
+                zarr::ZarrOutput::create_for_tree(layout_from, output, normalized, options)?;
             tree::copy_all_but_matrix(reader, &mut out, &element, budget)?;
             Ok(Box::new(out))
         }

@@ -30,7 +30,13 @@ pub struct ZarrOutput {
     staging: Option<Staging>,
     pub(super) format: ZarrFormat,
     pub(super) zarr: ZarrOutputOptions,
+    /// The zarr input whose arrays the normalized matrix's arrays mirror (codec, chunks).
     input: Option<(Storage, ZarrFormat)>,
+    /// Built through the [`TreeWriter`](crate::store::tree::TreeWriter) (another format or
+    /// zarr version) rather than copied raw from `input`.
+    tree_built: bool,
+    /// Store path of the normalized matrix (its carried-over arrays get its layout).
+    pub(super) normalized: String,
     pub(super) target: PathBuf,
     pub(super) memory: u64,
 }
@@ -72,6 +78,8 @@ impl ZarrOutput {
             format,
             zarr: opts.zarr.clone(),
             input: input.map(|(s, f)| (s.clone(), f)),
+            tree_built: false,
+            normalized: normalized.store_path(),
             target: output.to_path_buf(),
             memory: opts.memory,
         };
@@ -90,6 +98,24 @@ impl ZarrOutput {
     /// An empty output (no input to copy), e.g. for `.h5ad` → `.zarr`.
     pub fn create_empty(output: &Path, opts: &Options) -> Result<Self> {
         Self::create(None, output, &ElementPath::X, opts)
+    }
+
+    /// An empty output to be filled through the tree writer (`.h5ad` → `.zarr`, or zarr v2
+    /// ↔ v3), whose normalized matrix mirrors the layout of `layout_from`'s (a zarr input
+    /// of the other version) where there is one.
+    pub fn create_for_tree(
+        layout_from: Option<(&Storage, ZarrFormat)>,
+        output: &Path,
+        normalized: &ElementPath,
+        opts: &Options,
+    ) -> Result<Self> {
+        let mut plain = opts.clone();
+        // The format is the user's or (no zarr input) anndata's default, never the input's.
+        plain.zarr.format = Some(opts.zarr.format.unwrap_or(ZarrFormat::V3));
+        let mut out = Self::create(None, output, normalized, &plain)?;
+        out.input = layout_from.map(|(s, f)| (s.clone(), f));
+        out.tree_built = true;
+        Ok(out)
     }
 
     /// The zarr format being written.
@@ -130,7 +156,7 @@ impl ZarrOutput {
 
     /// Layout of an output array mirroring the input array at `path` (when the input is
     /// zarr and has it), with the user's choices on top.
-    fn hint_for(&self, input_path: Option<&str>) -> LayoutHint {
+    pub(super) fn hint_for(&self, input_path: Option<&str>) -> LayoutHint {
         let mut hint = match (&self.input, input_path) {
             (Some((storage, format)), Some(p)) => {
                 let doc = match format {
@@ -277,7 +303,7 @@ impl OutputStore for ZarrOutput {
                 .map_err(|e| self.wrap(e))?;
         }
         // A tree-built output already holds the structure (`tree::copy_all_but_matrix`).
-        let keep_structure = self.input.is_none()
+        let keep_structure = self.tree_built
             && spec.layout == OutputLayout::Csr
             && spec.structure == SparseStructure::CopyFromInput;
         let stale = if keep_structure {
@@ -493,16 +519,19 @@ impl ZarrOutput {
 
     /// CSR in, CSR out: copies `indices` and `indptr` of the input's element as they are.
     fn copy_structure(&self, path: &str, spec: &OutputMatrixSpec) -> Result<()> {
-        let Some((input, format)) = &self.input else {
-            // Built from a tree (another format): `tree::copy_all_but_matrix` carried them.
-            for member in ["indices", "indptr"] {
-                if self.node_attrs(&key_in(path, member))?.is_none() {
-                    return Err(self.fail(format!(
-                        "{path}/{member}: missing; the sparsity structure was not carried over"
-                    )));
+        let (input, format) = match &self.input {
+            Some((input, format)) if !self.tree_built => (input, format),
+            _ => {
+                // Built from a tree (another format): `tree::copy_all_but_matrix` carried them.
+                for member in ["indices", "indptr"] {
+                    if self.node_attrs(&key_in(path, member))?.is_none() {
+                        return Err(self.fail(format!(
+                            "{path}/{member}: missing; the sparsity structure was not carried over"
+                        )));
+                    }
                 }
+                return Ok(());
             }
-            return Ok(());
         };
         let attrs = match format {
             ZarrFormat::V3 => read_json(input, &key_in(path, "zarr.json"))

@@ -25,12 +25,21 @@ impl TreeWriter for ZarrOutput {
     }
 
     fn create_array(&mut self, array: &str, info: &ArrayInfo) -> Result<()> {
+        // The normalized matrix's carried-over `indices`/`indptr` follow its layout.
+        let of_matrix = array
+            .strip_prefix(self.normalized.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+        let hint = if of_matrix {
+            self.hint_for(Some(array))
+        } else {
+            self.tree_hint()
+        };
         let mut w = self
             .new_array(
                 array,
                 info.elem,
                 &info.shape,
-                &self.tree_hint(),
+                &hint,
                 self.writer_budget(),
                 info.attrs.clone(),
             )
