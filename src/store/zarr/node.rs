@@ -319,6 +319,7 @@ pub(crate) fn read_node(
             let Some(doc) = get_json(storage, path, "zarr.json")? else {
                 return Ok(None);
             };
+            let name = crate::store::tree::join(path, "zarr.json");
             let kind = match doc.get("node_type").and_then(Value::as_str) {
                 Some("group") => NodeKind::Group,
                 Some("array") => NodeKind::Array,
@@ -326,14 +327,14 @@ pub(crate) fn read_node(
                     return Err(Problem::new(
                         elem,
                         format!(
-                            "malformed 'zarr.json': node_type '{other}' (expected group or array)"
+                            "malformed '{name}': node_type '{other}' (expected group or array)"
                         ),
                     ))
                 }
                 None => {
                     return Err(Problem::new(
                         elem,
-                        "malformed 'zarr.json': no 'node_type' key",
+                        format!("malformed '{name}': no 'node_type' key"),
                     ))
                 }
             };
@@ -342,13 +343,13 @@ pub(crate) fn read_node(
                 Some(v) => {
                     return Err(Problem::new(
                         elem,
-                        format!("malformed 'zarr.json': 'zarr_format' is {v}, expected 3"),
+                        format!("malformed '{name}': 'zarr_format' is {v}, expected 3"),
                     ))
                 }
                 None => {
                     return Err(Problem::new(
                         elem,
-                        "malformed 'zarr.json': no 'zarr_format' key",
+                        format!("malformed '{name}': no 'zarr_format' key"),
                     ))
                 }
             }
@@ -358,12 +359,12 @@ pub(crate) fn read_node(
                 Some(_) => {
                     return Err(Problem::new(
                         elem,
-                        "malformed 'zarr.json': 'attributes' is not an object",
+                        format!("malformed '{name}': 'attributes' is not an object"),
                     ))
                 }
             };
             if kind == NodeKind::Array {
-                check_array_doc(&doc, elem, "zarr.json", &["shape", "data_type", "codecs"])?;
+                check_array_doc(&doc, elem, &name, &["shape", "data_type", "codecs"])?;
             }
             let array = (kind == NodeKind::Array).then_some(doc);
             Ok(Some(NodeMeta { kind, attrs, array }))
@@ -378,7 +379,8 @@ pub(crate) fn read_node(
                 return Ok(None);
             };
             if let Some(doc) = &array {
-                check_array_doc(doc, elem, ".zarray", &["shape", "chunks", "dtype"])?;
+                let name = crate::store::tree::join(path, ".zarray");
+                check_array_doc(doc, elem, &name, &["shape", "chunks", "dtype"])?;
             }
             let attrs = get_json(storage, path, ".zattrs")?.unwrap_or_default();
             Ok(Some(NodeMeta { kind, attrs, array }))
