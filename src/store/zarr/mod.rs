@@ -14,6 +14,7 @@
 
 mod consolidated;
 mod copy;
+mod gate;
 mod input;
 mod inspect;
 pub mod layout;

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::gate::GatedStorage;
 use super::Storage;
 use crate::error::{Error, Result};
 use crate::store::temp::{remove_path, TempFile};
@@ -48,7 +49,7 @@ impl Staging {
         Ok(Staging::LocalRename {
             tmp,
             target: target.to_path_buf(),
-            storage: Arc::new(store),
+            storage: Arc::new(GatedStorage::new(Arc::new(store))),
         })
     }
 
