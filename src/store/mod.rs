@@ -191,11 +191,13 @@ pub fn create_output(
         }
         Backend::Zarr => {
             if let Some(zarr_input) = input_any.downcast_ref::<zarr::ZarrInput>() {
-                let same_format = options
-                    .zarr
-                    .format
-                    .is_none_or(|f| f == zarr_input.zarr_format());
-                if same_format {
+                // Same format and layout: untouched elements (and a CSR matrix's structure)
+                // are copied as encoded bytes. A format, codec, chunk or shard choice means
+                // re-encoding: through the tree below.
+                let z = &options.zarr;
+                let same_format = z.format.is_none_or(|f| f == zarr_input.zarr_format());
+                let same_layout = z.codec.is_none() && z.chunk.is_none() && z.shard.is_none();
+                if same_format && same_layout {
                     return Ok(Box::new(zarr::ZarrOutput::create(
                         zarr::input_storage(zarr_input),
                         output,
@@ -204,7 +206,7 @@ pub fn create_output(
                     )?));
                 }
             }
-            // Another format (or another zarr version): re-encode the tree.
+            // Another format, zarr version or layout: re-encode the tree.
             let reader = tree_reader(input_any).ok_or_else(|| unknown_backend(output))?;
             let layout_from = input_any
                 .downcast_ref::<zarr::ZarrInput>()
