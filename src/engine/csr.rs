@@ -3,13 +3,15 @@
 
 use rayon::prelude::*;
 
-use super::pipeline::{consume, stream};
-use super::plan::{balanced_row_ranges, sparse_blocks, Block};
+use super::pipeline::{consume_pooled, stream_pooled};
+use super::plan::{
+    balanced_row_ranges, sparse_blocks, streamed_block_values, Block, BLOCKS_IN_FLIGHT,
+};
 use super::scale::{scale_sparse, split_rows_mut};
-use super::validate::{check_indptr_piece, indices_in_range};
+use super::validate::{check_indices, check_indptr_piece, indices_into_u32};
 use super::{into_factors, target_of, Job, Normalized};
 use crate::array::{DType, NumVec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernel::mask::csr_mark_highly_expressed;
 use crate::kernel::scale::{factor, target_from_user};
 use crate::kernel::totals::{csr_row_totals, csr_row_totals_kept};
@@ -29,7 +31,10 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     // Pass 1 holds raw data + raw indices + converted values + u32 indices per value.
     let pass1_blocks = sparse_blocks(
         &indptr,
-        job.values_per_block(data_size + index_size + std::mem::size_of::<T>() + 4),
+        streamed_block_values(
+            job.values_per_block(data_size + index_size + std::mem::size_of::<T>() + 4),
+            job.threads,
+        ),
     );
     let spec = OutputMatrixSpec {
         layout: OutputLayout::Csr,
@@ -53,86 +58,229 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             rewrite,
             fused_target: Some(target),
         };
-        scaling.run(out, &spec, pass1_blocks, &mut totals, &mut warnings)?;
+        let sink = out.create_matrix(&job.element_path, &spec)?;
+        scaling.run(sink, pass1_blocks, &mut totals, &mut warnings)?;
         return Ok(Normalized::new(totals, target, None, 1, warnings));
     }
 
-    // Pass 1: totals (and the gene mask, from the first totals).
-    let mut excluded = job
-        .opts
-        .exclude_highly_expressed
-        .then(|| vec![false; job.meta.n_vars as usize]);
-    job.progress.begin("totals", job.meta.n_obs);
-    consume(
-        pass1_blocks.clone(),
-        |b: &Block| read_block(job, b, true),
-        |b, (values, indices)| {
-            let offsets = block_offsets(&indptr, &b);
-            let rows = b.rows.start as usize..b.rows.end as usize;
-            row_totals(job, &values, &offsets, &mut totals[rows.clone()]);
-            if let Some(mask) = excluded.as_mut() {
-                csr_mark_highly_expressed(
-                    &values,
-                    &indices,
-                    &offsets,
-                    &totals[rows],
-                    job.opts.max_fraction,
-                    mask,
-                );
-            }
-            job.progress.advance(b.n_rows() as u64);
-            Ok(())
-        },
-    )?;
-    job.progress.end();
-    let mut passes = 2;
+    std::thread::scope(|scope| {
+        // The output matrix is set up (copying indices and indptr from the input: HDF5 work
+        // under its lock) while pass 1 reads the input, outside that lock where it can.
+        let element = &job.element_path;
+        let spec_ref = &spec;
+        let creating = scope.spawn(move || out.create_matrix(element, spec_ref));
 
-    // Pass 1b: totals over the kept genes only.
-    if let Some(mask) = &excluded {
-        job.progress
-            .begin("totals without highly expressed genes", job.meta.n_obs);
-        consume(
-            pass1_blocks,
-            |b: &Block| read_block(job, b, true),
-            |b, (values, indices)| {
-                let offsets = block_offsets(&indptr, &b);
+        // Pass 1: totals (and the gene mask, from the first totals).
+        let mut excluded = job
+            .opts
+            .exclude_highly_expressed
+            .then(|| vec![false; job.meta.n_vars as usize]);
+        job.progress.begin("totals", job.meta.n_obs);
+        let pass1 = consume_pooled(
+            pass1_blocks.clone(),
+            BLOCKS_IN_FLIGHT as usize,
+            BlockBuf::new,
+            |b: &Block, buf: &mut BlockBuf| read_block::<T>(job, b, true, buf),
+            |b, buf| {
+                let offsets = block_offsets(&indptr, b);
                 let rows = b.rows.start as usize..b.rows.end as usize;
-                csr_row_totals_kept(&values, &indices, &offsets, mask, &mut totals[rows]);
+                let values = buf.values::<T>();
+                row_totals(job, values, &offsets, &mut totals[rows.clone()]);
+                if let Some(mask) = excluded.as_mut() {
+                    indices_into_u32(&buf.indices, &mut buf.idx);
+                    let values = buf.values::<T>();
+                    csr_mark_highly_expressed(
+                        values,
+                        &buf.idx,
+                        &offsets,
+                        &totals[rows],
+                        job.opts.max_fraction,
+                        mask,
+                    );
+                }
                 job.progress.advance(b.n_rows() as u64);
                 Ok(())
             },
-        )?;
+        );
+        let sink = creating
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("the output set-up panicked".into())));
+        pass1?;
+        let sink = sink?;
         job.progress.end();
-        passes += 1;
+        let mut passes = 2;
+
+        // Pass 1b: totals over the kept genes only.
+        if let Some(mask) = &excluded {
+            job.progress
+                .begin("totals without highly expressed genes", job.meta.n_obs);
+            consume_pooled(
+                pass1_blocks,
+                BLOCKS_IN_FLIGHT as usize,
+                BlockBuf::new,
+                |b: &Block, buf: &mut BlockBuf| read_block::<T>(job, b, true, buf),
+                |b, buf| {
+                    let offsets = block_offsets(&indptr, b);
+                    let rows = b.rows.start as usize..b.rows.end as usize;
+                    indices_into_u32(&buf.indices, &mut buf.idx);
+                    let values = buf.values::<T>();
+                    csr_row_totals_kept(values, &buf.idx, &offsets, mask, &mut totals[rows]);
+                    job.progress.advance(b.n_rows() as u64);
+                    Ok(())
+                },
+            )?;
+            job.progress.end();
+            passes += 1;
+        }
+
+        let target = target_of(job.opts, &totals);
+        into_factors(&mut totals, target);
+        let mut factors = totals;
+
+        // Pass 2: scale. Holds raw data + converted values per value (+ indices when
+        // rewritten).
+        let pass2_blocks = sparse_blocks(
+            &indptr,
+            streamed_block_values(
+                job.values_per_block(
+                    data_size + std::mem::size_of::<T>() + if rewrite { index_size + 8 } else { 0 },
+                ),
+                job.threads,
+            ),
+        );
+
+        let mut warnings = Vec::new();
+        let scaling = Scaling {
+            job,
+            indptr: &indptr,
+            rewrite,
+            fused_target: None,
+        };
+        scaling.run(sink, pass2_blocks, &mut factors, &mut warnings)?;
+        Ok(Normalized::new(
+            factors,
+            target,
+            excluded.as_deref(),
+            passes,
+            warnings,
+        ))
+    })
+}
+
+/// One block's buffers, reused block after block (see [`stream_pooled`]).
+struct BlockBuf {
+    /// Stored values, in the stored dtype (scaled in place when that is the working dtype).
+    data: NumVec,
+    /// The values in the working dtype when the stored one differs.
+    conv: NumVec,
+    /// Stored indices, in the stored dtype (checked as they are read).
+    indices: NumVec,
+    /// Indices as u32, when a kernel needs them.
+    idx: Vec<u32>,
+    /// Output indices and indptr entries when the structure is rewritten.
+    out_indices: Vec<i64>,
+    out_indptr: Vec<i64>,
+}
+
+impl BlockBuf {
+    fn new() -> Self {
+        BlockBuf {
+            data: NumVec::F32(Vec::new()),
+            conv: NumVec::F32(Vec::new()),
+            indices: NumVec::I32(Vec::new()),
+            idx: Vec::new(),
+            out_indices: Vec::new(),
+            out_indptr: Vec::new(),
+        }
     }
 
-    let target = target_of(job.opts, &totals);
-    into_factors(&mut totals, target);
-    let mut factors = totals;
+    /// Converts the stored values to T (into `conv`) unless they are stored as T.
+    fn convert<T: Real>(&mut self) {
+        if self.data.dtype() != T::DTYPE {
+            convert_into::<T>(&self.data, &mut self.conv);
+        }
+    }
 
-    // Pass 2: scale. Holds raw data + converted values per value (+ indices when rewritten).
-    let pass2_blocks = sparse_blocks(
-        &indptr,
-        job.values_per_block(
-            data_size + std::mem::size_of::<T>() + if rewrite { index_size + 4 } else { 0 },
-        ),
-    );
+    /// The values in T (after [`BlockBuf::convert`]).
+    fn values<T: Real>(&self) -> &[T] {
+        let v = if self.data.dtype() == T::DTYPE {
+            &self.data
+        } else {
+            &self.conv
+        };
+        real_slice(v).expect("converted to the working dtype")
+    }
 
-    let mut warnings = Vec::new();
-    let scaling = Scaling {
-        job,
-        indptr: &indptr,
-        rewrite,
-        fused_target: None,
-    };
-    scaling.run(out, &spec, pass2_blocks, &mut factors, &mut warnings)?;
-    Ok(Normalized::new(
-        factors,
-        target,
-        excluded.as_deref(),
-        passes,
-        warnings,
-    ))
+    fn values_mut<T: Real>(&mut self) -> &mut [T] {
+        let v = if self.data.dtype() == T::DTYPE {
+            &mut self.data
+        } else {
+            &mut self.conv
+        };
+        real_slice_mut(v).expect("converted to the working dtype")
+    }
+
+    /// The values to write: the stored buffer when it is in T, else the converted one.
+    fn output(&self, dtype: DType) -> &NumVec {
+        if self.data.dtype() == dtype {
+            &self.data
+        } else {
+            &self.conv
+        }
+    }
+}
+
+pub(super) fn real_slice<T: Real>(v: &NumVec) -> Option<&[T]> {
+    use std::any::Any;
+    match v {
+        NumVec::F32(x) => (x as &dyn Any).downcast_ref::<Vec<T>>(),
+        NumVec::F64(x) => (x as &dyn Any).downcast_ref::<Vec<T>>(),
+        _ => None,
+    }
+    .map(Vec::as_slice)
+}
+
+pub(super) fn real_slice_mut<T: Real>(v: &mut NumVec) -> Option<&mut [T]> {
+    use std::any::Any;
+    match v {
+        NumVec::F32(x) => (x as &mut dyn Any).downcast_mut::<Vec<T>>(),
+        NumVec::F64(x) => (x as &mut dyn Any).downcast_mut::<Vec<T>>(),
+        _ => None,
+    }
+    .map(Vec::as_mut_slice)
+}
+
+/// `src` converted to T into `dst` (reusing its allocation), rounded like numpy's `astype`
+/// (one rounding, to nearest: Rust's `as` from any integer or float type).
+#[allow(clippy::unnecessary_cast)]
+pub(super) fn convert_into<T: Real>(src: &NumVec, dst: &mut NumVec) {
+    macro_rules! conv {
+        ($variant:ident, $t:ty) => {{
+            if !matches!(dst, NumVec::$variant(_)) {
+                *dst = NumVec::$variant(Vec::new());
+            }
+            let NumVec::$variant(out) = dst else {
+                unreachable!()
+            };
+            out.clear();
+            match src {
+                NumVec::I8(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::I16(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::I32(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::I64(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::U8(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::U16(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::U32(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::U64(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::F32(v) => out.extend(v.iter().map(|&x| x as $t)),
+                NumVec::F64(v) => out.extend(v.iter().map(|&x| x as $t)),
+            }
+        }};
+    }
+    match T::DTYPE {
+        DType::F64 => conv!(F64, f64),
+        _ => conv!(F32, f32),
+    }
 }
 
 /// The pass that writes the output: each block's values divided by their row's factor (and
@@ -149,42 +297,51 @@ struct Scaling<'a, T> {
 impl<T: Real> Scaling<'_, T> {
     fn run(
         &self,
-        out: &mut dyn OutputStore,
-        spec: &OutputMatrixSpec,
+        mut sink: Box<dyn MatrixSink + '_>,
         blocks: Vec<Block>,
         factors: &mut [T],
         warnings: &mut Vec<String>,
     ) -> Result<()> {
         let job = self.job;
-        let mut sink = out.create_matrix(&job.element_path, spec)?;
         if self.rewrite {
             sink.append_indptr(&[0])?;
         }
         let mut nan_values = 0;
         let read_indices = self.rewrite || self.fused_target.is_some();
         job.progress.begin("normalize", job.meta.n_obs);
-        stream(
+        stream_pooled(
             blocks,
-            |b: &Block| read_block(job, b, read_indices),
-            |b, (mut values, indices)| {
-                let offsets = block_offsets(self.indptr, &b);
+            BLOCKS_IN_FLIGHT as usize,
+            BlockBuf::new,
+            |b: &Block, buf: &mut BlockBuf| read_block::<T>(job, b, read_indices, buf),
+            |b, buf| {
+                let offsets = block_offsets(self.indptr, b);
                 let rows = b.rows.start as usize..b.rows.end as usize;
                 if let Some(target) = self.fused_target {
-                    row_totals(job, &values, &offsets, &mut factors[rows.clone()]);
+                    row_totals(job, buf.values::<T>(), &offsets, &mut factors[rows.clone()]);
                     for t in &mut factors[rows.clone()] {
                         *t = factor(*t, target);
                     }
                 }
-                nan_values += scale(job, rows.clone(), &mut values, &offsets, &factors[rows])?;
+                let values = buf.values_mut::<T>();
+                nan_values += scale(job, rows.clone(), values, &offsets, &factors[rows])?;
+                if self.rewrite {
+                    let ptr = b.rows.start as usize + 1..=b.rows.end as usize;
+                    buf.out_indptr.clear();
+                    buf.out_indptr.extend_from_slice(&self.indptr[ptr]);
+                    buf.out_indices.clear();
+                    indices_into_i64(&buf.indices, &mut buf.out_indices);
+                }
                 job.progress.advance(b.n_rows() as u64);
-                Ok(Piece::new(
-                    values,
-                    self.rewrite.then_some(indices),
-                    self.indptr,
-                    &b,
-                ))
+                Ok(())
             },
-            |piece| piece.write(sink.as_mut()),
+            |_, buf| {
+                if self.rewrite {
+                    sink.append_indptr(&buf.out_indptr)?;
+                    sink.append_indices(&buf.out_indices)?;
+                }
+                sink.append_data(buf.output(T::DTYPE))
+            },
         )?;
         sink.finish()?;
         job.progress.end();
@@ -193,30 +350,19 @@ impl<T: Real> Scaling<'_, T> {
     }
 }
 
-/// One block of output: the scaled values and, when the structure is rewritten, its indices
-/// and its part of indptr.
-struct Piece {
-    data: NumVec,
-    indices: Option<Vec<i64>>,
-    indptr: Option<Vec<i64>>,
-}
-
-impl Piece {
-    fn new<T: Real>(values: Vec<T>, indices: Option<Vec<u32>>, indptr: &[i64], b: &Block) -> Self {
-        let rows = b.rows.start as usize + 1..=b.rows.end as usize;
-        Piece {
-            data: T::into_numvec(values),
-            indptr: indices.is_some().then(|| indptr[rows].to_vec()),
-            indices: indices.map(|ix| ix.into_iter().map(i64::from).collect()),
-        }
-    }
-
-    fn write(self, sink: &mut dyn MatrixSink) -> Result<()> {
-        if let (Some(indices), Some(indptr)) = (&self.indices, &self.indptr) {
-            sink.append_indptr(indptr)?;
-            sink.append_indices(indices)?;
-        }
-        sink.append_data(&self.data)
+/// Checked indices as i64 into a reused buffer.
+#[allow(clippy::unnecessary_cast)]
+fn indices_into_i64(indices: &NumVec, out: &mut Vec<i64>) {
+    match indices {
+        NumVec::I8(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::I16(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::I32(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::I64(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::U8(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::U16(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::U32(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::U64(v) => out.extend(v.iter().map(|&i| i as i64)),
+        NumVec::F32(_) | NumVec::F64(_) => {}
     }
 }
 
@@ -301,17 +447,24 @@ pub(super) fn block_offsets(indptr: &[i64], block: &Block) -> Vec<usize> {
         .collect()
 }
 
-/// Reads a block's values in T and, if asked, its indices (checked to be genes).
-fn read_block<T: Real>(job: &Job, block: &Block, with_indices: bool) -> Result<(Vec<T>, Vec<u32>)> {
-    let values = T::from_numvec(job.source.read_data(block.values.clone())?);
-    let indices = if with_indices {
-        let raw = job.source.read_indices(block.values.clone())?;
-        indices_in_range(raw, job.meta.n_vars, block.values.start)
-            .map_err(|problem| job.error("indices", problem))?
-    } else {
-        Vec::new()
-    };
-    Ok((values, indices))
+/// Reads a block's values (converted to T) and, if asked, its indices (checked to be genes)
+/// into `buf`.
+fn read_block<T: Real>(
+    job: &Job,
+    block: &Block,
+    with_indices: bool,
+    buf: &mut BlockBuf,
+) -> Result<()> {
+    job.source
+        .read_data_into(block.values.clone(), &mut buf.data)?;
+    buf.convert::<T>();
+    if with_indices {
+        job.source
+            .read_indices_into(block.values.clone(), &mut buf.indices)?;
+        check_indices(&buf.indices, job.meta.n_vars, block.values.start)
+            .map_err(|problem| job.error("indices", problem))?;
+    }
+    Ok(())
 }
 
 /// Totals of the block's rows, in parallel over row ranges.

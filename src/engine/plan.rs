@@ -29,6 +29,19 @@ pub const BLOCKS_IN_FLIGHT: u64 = 5;
 /// peak RSS up to ~1.1× the budget at 0.7 on a 2.8 GB input with a 256 MiB budget).
 const BLOCK_SHARE: f64 = 0.5;
 
+/// Blocks streamed through a pool of reused buffers are kept this small (per 4 worker
+/// threads) even when the budget allows more: the buffers are faulted in once and stay warm
+/// in the caches, and reading, computing and writing overlap at a finer grain. Larger blocks
+/// only cost memory (measured on pbmc68k: 0.5 M–1 M values a block used ~20% less CPU than
+/// the ~7 M the default budget gives).
+pub const STREAM_BLOCK_VALUES: u64 = 1 << 20;
+
+/// The block size for a streamed pass: the budget's, capped at [`STREAM_BLOCK_VALUES`] per
+/// 4 threads.
+pub fn streamed_block_values(budgeted: u64, threads: usize) -> u64 {
+    budgeted.min(STREAM_BLOCK_VALUES * threads.div_ceil(4).max(1) as u64)
+}
+
 /// How many stored values one block may hold when each costs `bytes_per_value` bytes
 /// while in flight.
 pub fn values_per_block(budget: u64, bytes_per_value: u64) -> u64 {

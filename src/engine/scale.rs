@@ -17,8 +17,8 @@ pub fn for_row_parts<T: Send>(
     data: &mut [T],
     offsets: &[usize],
     parts: usize,
-    f: impl Fn(&mut [T], &[usize], Range<usize>) + Sync,
-) {
+    f: impl Fn(&mut [T], &[usize], Range<usize>) -> u64 + Sync,
+) -> u64 {
     let ranges = balanced_row_ranges(offsets, parts);
     let mut pieces = Vec::with_capacity(ranges.len());
     let mut rest = data;
@@ -27,14 +27,17 @@ pub fn for_row_parts<T: Send>(
         pieces.push((head, r));
         rest = tail;
     }
-    pieces.into_par_iter().for_each(|(piece, rows)| {
-        let base = offsets[rows.start];
-        let local: Vec<usize> = offsets[rows.start..=rows.end]
-            .iter()
-            .map(|o| o - base)
-            .collect();
-        f(piece, &local, rows)
-    });
+    pieces
+        .into_par_iter()
+        .map(|(piece, rows)| {
+            let base = offsets[rows.start];
+            let local: Vec<usize> = offsets[rows.start..=rows.end]
+                .iter()
+                .map(|o| o - base)
+                .collect();
+            f(piece, &local, rows)
+        })
+        .sum()
 }
 
 /// Splits `out` (one entry a row) along `ranges`.
@@ -68,18 +71,21 @@ pub fn scale_sparse<T: Real>(
     parts: usize,
 ) -> Result<u64, NotFinite> {
     let divisors: Vec<T> = factors.iter().map(|&f| divisor(f)).collect();
-    let zero = T::default();
+    // Branch-free scan (vectorizes): any value negative, NaN or infinite?
     let risky = log1p.is_some()
-        && (data
+        && (data.par_chunks(1 << 16).any(|c| {
+            c.iter().fold(false, |acc, v| {
+                let x = v.to_f64();
+                acc | !(0.0..=f64::MAX).contains(&x)
+            })
+        }) || divisors
             .iter()
-            .any(|v| v.partial_cmp(&zero).is_none_or(|o| o.is_lt()) || !v.to_f64().is_finite())
-            || divisors
-                .iter()
-                .enumerate()
-                .any(|(i, d)| d.is_nan() && offsets[i + 1] > offsets[i]));
+            .enumerate()
+            .any(|(i, d)| d.is_nan() && offsets[i + 1] > offsets[i]));
     if risky {
         for_row_parts(data, offsets, parts, |piece, local, rows| {
-            normalize_csr_rows(piece, local, &divisors[rows], None)
+            normalize_csr_rows(piece, local, &divisors[rows], None);
+            0
         });
         let bad = data.par_iter().filter(|v| !v.to_f64().is_finite()).count() as u64;
         if bad > 0 {
@@ -87,12 +93,14 @@ pub fn scale_sparse<T: Real>(
         }
         let log1p = log1p.expect("risky implies log1p");
         data.par_chunks_mut(1 << 14).for_each(|c| log1p.apply(c));
+        Ok(count_nan(data))
     } else {
-        for_row_parts(data, offsets, parts, |piece, local, rows| {
-            normalize_csr_rows(piece, local, &divisors[rows], log1p)
-        });
+        // NaN are counted in each piece right after it is computed, while it is in cache.
+        Ok(for_row_parts(data, offsets, parts, |piece, local, rows| {
+            normalize_csr_rows(piece, local, &divisors[rows], log1p);
+            nan_in(piece)
+        }))
     }
-    Ok(count_nan(data))
 }
 
 /// Divides each dense row by its divisor and applies log1p (no finiteness check: scanpy's
@@ -111,12 +119,19 @@ pub fn scale_dense<T: Real>(
     let rows_per_part = factors.len().div_ceil(parts.max(1)).max(1);
     data.par_chunks_mut(rows_per_part * n_cols)
         .zip(divisors.par_chunks(rows_per_part))
-        .for_each(|(piece, divs)| normalize_dense_rows(piece, n_cols, divs, log1p));
-    count_nan(data)
+        .map(|(piece, divs)| {
+            normalize_dense_rows(piece, n_cols, divs, log1p);
+            nan_in(piece)
+        })
+        .sum()
 }
 
 fn count_nan<T: Real>(data: &[T]) -> u64 {
-    data.par_chunks(1 << 16)
-        .map(|c| c.iter().filter(|v| v.is_nan()).count() as u64)
-        .sum()
+    data.par_chunks(1 << 16).map(nan_in).sum()
+}
+
+/// NaN in `c`, counted without branches (`x != x` only for NaN).
+#[allow(clippy::eq_op)]
+fn nan_in<T: Real>(c: &[T]) -> u64 {
+    c.iter().map(|&v| u64::from(v != v)).sum()
 }

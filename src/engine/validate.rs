@@ -69,9 +69,119 @@ pub fn indices_in_range(indices: NumVec, bound: u64, first: u64) -> Result<Vec<u
     }
 }
 
+/// Checks that every stored index is in `0..bound` without converting: a branch-free
+/// min/max over the block (vectorized), then, only if that fails, a search for the first
+/// offender for the message. `first` is the position of `indices[0]` in the whole array.
+pub fn check_indices(indices: &NumVec, bound: u64, first: u64) -> Result<(), String> {
+    if bound > u64::from(u32::MAX) + 1 {
+        return Err(format!(
+            "{bound} positions along the indexed axis: more than 2^32 is not supported"
+        ));
+    }
+    macro_rules! check {
+        ($v:expr) => {{
+            let v = $v;
+            // min and max in i128 (exact for every stored integer type).
+            let (mut lo, mut hi) = (0i128, -1i128);
+            for c in v.chunks(1 << 14) {
+                let cmin = c
+                    .iter()
+                    .copied()
+                    .fold(c[0], |a, b| if b < a { b } else { a });
+                let cmax = c
+                    .iter()
+                    .copied()
+                    .fold(c[0], |a, b| if b > a { b } else { a });
+                if hi < lo {
+                    (lo, hi) = (cmin as i128, cmax as i128);
+                } else {
+                    lo = lo.min(cmin as i128);
+                    hi = hi.max(cmax as i128);
+                }
+            }
+            if v.is_empty() || (lo >= 0 && hi < bound as i128) {
+                return Ok(());
+            }
+            let (k, &i) = v
+                .iter()
+                .enumerate()
+                .find(|(_, &i)| (i as i128) < 0 || (i as i128) >= bound as i128)
+                .expect("min or max is out of range");
+            Err(format!(
+                "index out of range: indices[{}] = {}, but the matrix has {bound} along that axis",
+                first + k as u64,
+                i as i128
+            ))
+        }};
+    }
+    match indices {
+        NumVec::I8(v) => check!(v),
+        NumVec::I16(v) => check!(v),
+        NumVec::I32(v) => check!(v),
+        NumVec::I64(v) => check!(v),
+        NumVec::U8(v) => check!(v),
+        NumVec::U16(v) => check!(v),
+        NumVec::U32(v) => check!(v),
+        NumVec::U64(v) => check!(v),
+        NumVec::F32(_) | NumVec::F64(_) => Err("indices are not integers".to_string()),
+    }
+}
+
+/// Checked indices (see [`check_indices`]) as u32 into a reused buffer.
+pub fn indices_into_u32(indices: &NumVec, out: &mut Vec<u32>) {
+    out.clear();
+    macro_rules! conv {
+        ($v:expr) => {
+            out.extend($v.iter().map(|&i| i as u32))
+        };
+    }
+    match indices {
+        NumVec::I8(v) => conv!(v),
+        NumVec::I16(v) => conv!(v),
+        NumVec::I32(v) => conv!(v),
+        NumVec::I64(v) => conv!(v),
+        NumVec::U8(v) => conv!(v),
+        NumVec::U16(v) => conv!(v),
+        NumVec::U32(v) => conv!(v),
+        NumVec::U64(v) => conv!(v),
+        NumVec::F32(_) | NumVec::F64(_) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_checks_agree_with_the_converting_check() {
+        let cases: Vec<(NumVec, u64)> = vec![
+            (NumVec::I32(vec![0, 4, 2]), 5),
+            (NumVec::I32(vec![0, 5, -1]), 5),
+            (NumVec::I64(vec![-1]), 5),
+            (NumVec::U16(vec![7, 1]), 5),
+            (NumVec::U64(vec![u64::MAX]), 5),
+            (NumVec::I8(vec![]), 5),
+            (NumVec::I32((0..100_000).map(|i| i % 7).collect()), 7),
+            (
+                NumVec::I32(
+                    (0..100_000)
+                        .map(|i| if i == 77_777 { 9 } else { 1 })
+                        .collect(),
+                ),
+                7,
+            ),
+        ];
+        for (v, bound) in cases {
+            let old = indices_in_range(v.clone(), bound, 10);
+            let new = check_indices(&v, bound, 10);
+            assert_eq!(old.as_ref().err(), new.as_ref().err(), "{v:?}");
+            if let Ok(old) = old {
+                let mut out = vec![99];
+                indices_into_u32(&v, &mut out);
+                assert_eq!(out, old);
+            }
+        }
+    }
 
     #[test]
     fn indptr_must_start_at_zero_and_not_decrease() {

@@ -73,6 +73,24 @@ pub trait MatrixSource: Send + Sync {
     fn read_data(&self, range: Range<u64>) -> Result<NumVec>;
     /// Rows of a dense matrix, row-major, in the stored dtype (dense only).
     fn read_rows(&self, rows: Range<u64>) -> Result<NumVec>;
+
+    /// [`MatrixSource::read_data`] into `out`, which the caller reuses block after block: a
+    /// backend that can fills `out`'s allocation instead of making a new one (whatever `out`
+    /// held before is replaced; its dtype may change to the stored one).
+    fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        *out = self.read_data(range)?;
+        Ok(())
+    }
+    /// [`MatrixSource::read_indices`] into a reused buffer (see [`MatrixSource::read_data_into`]).
+    fn read_indices_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        *out = self.read_indices(range)?;
+        Ok(())
+    }
+    /// [`MatrixSource::read_rows`] into a reused buffer (see [`MatrixSource::read_data_into`]).
+    fn read_rows_into(&self, rows: Range<u64>, out: &mut NumVec) -> Result<()> {
+        *out = self.read_rows(rows)?;
+        Ok(())
+    }
 }
 
 /// How the output matrix is stored.

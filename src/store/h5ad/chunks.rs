@@ -7,12 +7,15 @@
 //! `H5Dwrite_chunk` (cheap, under the lock) and runs inflate/deflate and (un)shuffling on
 //! rayon threads. Anything else is left to HDF5's own pipeline.
 
+use std::fs::File;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use hdf5::filters::Filter;
 use hdf5::Dataset;
-use hdf5_sys::h5::{haddr_t, hsize_t};
-use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk2, H5Dwrite_chunk};
+use hdf5_sys::h5::{haddr_t, herr_t, hsize_t, HADDR_UNDEF};
+use hdf5_sys::h5d::{H5Dchunk_iter, H5Dget_chunk_info_by_coord, H5Dread_chunk2, H5Dwrite_chunk};
 use hdf5_sys::h5p::H5P_DEFAULT;
 use libdeflater::{CompressionLvl, Compressor, Decompressor};
 use rayon::prelude::*;
@@ -38,6 +41,91 @@ pub(crate) struct RawChunks {
     /// Position of the deflate filter in the pipeline, and its level.
     deflate: Option<(u32, u32)>,
 }
+
+/// Where every stored chunk of a dataset lies in the file, read once with `H5Dchunk_iter`,
+/// so that chunks are fetched with `pread` on a file descriptor of our own: without HDF5's
+/// global lock (reads then overlap with HDF5 work on other threads) and, for unfiltered
+/// chunks, straight into the caller's buffer (no intermediate copy, no allocation).
+pub(crate) struct ChunkMap {
+    file: File,
+    /// Per chunk (by position along the first axis): file offset, stored size, filter mask.
+    /// `None`: the chunk was never written.
+    chunks: Vec<Option<(u64, u64, u32)>>,
+}
+
+struct IterState {
+    chunk_rows: u64,
+    base: u64,
+    file_len: u64,
+    chunks: Vec<Option<(u64, u64, u32)>>,
+    bad: bool,
+}
+
+unsafe extern "C" fn chunk_cb(
+    offset: *const hsize_t,
+    filter_mask: std::ffi::c_uint,
+    addr: haddr_t,
+    size: hsize_t,
+    op_data: *mut std::ffi::c_void,
+) -> std::ffi::c_int {
+    // SAFETY: op_data is the &mut IterState passed to H5Dchunk_iter below; offset has rank
+    // entries (at least one).
+    let st = unsafe { &mut *op_data.cast::<IterState>() };
+    let first = unsafe { *offset };
+    let k = first / st.chunk_rows;
+    let at = addr.wrapping_add(st.base);
+    if addr == HADDR_UNDEF
+        || first % st.chunk_rows != 0
+        || k as usize >= st.chunks.len()
+        || at.checked_add(size).is_none_or(|end| end > st.file_len)
+    {
+        st.bad = true;
+        return 1; // stop: the caller falls back to HDF5
+    }
+    st.chunks[k as usize] = Some((at, size, filter_mask));
+    0
+}
+
+impl ChunkMap {
+    /// The chunk table of `ds` (laid out as `raw` says) in the file at `path`; `None` when it
+    /// cannot be read or looks wrong (HDF5's own reads then judge the file).
+    pub fn of(ds: &Dataset, raw: &RawChunks, path: &Path) -> Option<Self> {
+        let file = File::open(path).ok()?;
+        let file_len = file.metadata().ok()?.len();
+        let base = ds.file().ok()?.userblock();
+        let n_rows = *ds.shape().first()? as u64;
+        let n_chunks = n_rows.div_ceil(raw.chunk_rows) as usize;
+        let mut st = IterState {
+            chunk_rows: raw.chunk_rows,
+            base,
+            file_len,
+            chunks: vec![None; n_chunks],
+            bad: false,
+        };
+        let status: herr_t = hdf5::sync::sync(|| unsafe {
+            H5Dchunk_iter(
+                ds.id(),
+                H5P_DEFAULT,
+                Some(chunk_cb),
+                (&mut st as *mut IterState).cast(),
+            )
+        });
+        if status < 0 || st.bad {
+            return None;
+        }
+        Some(ChunkMap {
+            file,
+            chunks: st.chunks,
+        })
+    }
+
+    fn get(&self, k: u64) -> Option<(u64, u64, u32)> {
+        self.chunks.get(k as usize).copied().flatten()
+    }
+}
+
+/// Unfiltered bytes are copied with `pread` in pieces of this size, in parallel.
+const PREAD_PIECE: usize = 4 << 20;
 
 /// Why the raw path did not deliver; the caller then reads through HDF5's pipeline
 /// (which reports a damaged file in its own words).
@@ -106,7 +194,13 @@ impl RawChunks {
     /// Reads elements `range` (row-major over the whole dataset) into `out`
     /// (`range.len() * elem_size` bytes): the stored chunks are fetched under the lock,
     /// then decoded in parallel straight into `out`.
-    pub fn read(&self, ds: &Dataset, range: Range<u64>, out: &mut [u8]) -> Result<(), NotRaw> {
+    pub fn read(
+        &self,
+        ds: &Dataset,
+        map: Option<&ChunkMap>,
+        range: Range<u64>,
+        out: &mut [u8],
+    ) -> Result<(), NotRaw> {
         let es = self.elem_size;
         debug_assert_eq!(out.len() as u64, (range.end - range.start) * es as u64);
         if range.is_empty() {
@@ -115,10 +209,82 @@ impl RawChunks {
         let ce = self.chunk_elems();
         let cb = self.chunk_bytes();
         let (c0, c1) = (range.start / ce, range.end.div_ceil(ce));
+        if let Some(map) = map {
+            if self.deflate.is_none() && self.shuffle.is_none() {
+                return self.pread_plain(map, range, out);
+            }
+        }
         // A stored chunk is never much larger than the chunk itself (deflate's worst case
         // is a few bytes per 16 KiB block); anything bigger is damage: let HDF5 judge it.
         let max_stored = cb + cb / 8 + 4096;
-        let raws = hdf5::sync::sync(|| -> Result<Vec<(u32, Vec<u8>)>, NotRaw> {
+        let fetched = match map {
+            Some(map) => (c0..c1)
+                .into_par_iter()
+                .map(|k| {
+                    let (addr, size, mask) = map.get(k).ok_or(NotRaw)?;
+                    if size == 0 || size as usize > max_stored {
+                        return Err(NotRaw);
+                    }
+                    let mut buf = vec![0u8; size as usize];
+                    map.file.read_exact_at(&mut buf, addr).map_err(|_| NotRaw)?;
+                    Ok((mask, buf))
+                })
+                .collect::<Result<Vec<_>, NotRaw>>(),
+            None => self.fetch_locked(ds, c0..c1, max_stored),
+        };
+        let raws = fetched?;
+        self.decode_into(range, out, raws)
+    }
+
+    /// Unfiltered chunks: their bytes go straight from the file into `out`, one `pread` per
+    /// run of chunks that lie back to back in the file (split into pieces copied in parallel).
+    fn pread_plain(&self, map: &ChunkMap, range: Range<u64>, out: &mut [u8]) -> Result<(), NotRaw> {
+        let es = self.elem_size as u64;
+        let ce = self.chunk_elems();
+        let cb = self.chunk_bytes() as u64;
+        // Runs of (file offset, bytes), in the order they fill `out`.
+        let mut runs: Vec<(u64, usize)> = Vec::new();
+        let mut at = range.start;
+        while at < range.end {
+            let k = at / ce;
+            let (addr, size, mask) = map.get(k).ok_or(NotRaw)?;
+            if size != cb || mask != 0 {
+                return Err(NotRaw);
+            }
+            let hi = range.end.min((k + 1) * ce);
+            let file_at = addr + (at - k * ce) * es;
+            let len = ((hi - at) * es) as usize;
+            match runs.last_mut() {
+                Some((start, n)) if *start + *n as u64 == file_at => *n += len,
+                _ => runs.push((file_at, len)),
+            }
+            at = hi;
+        }
+        let mut work: Vec<(u64, &mut [u8])> = Vec::new();
+        let mut rest = out;
+        for (addr, len) in runs {
+            let (run, tail) = rest.split_at_mut(len);
+            rest = tail;
+            let mut off = addr;
+            for part in run.chunks_mut(PREAD_PIECE) {
+                let n = part.len() as u64;
+                work.push((off, part));
+                off += n;
+            }
+        }
+        work.into_par_iter()
+            .try_for_each(|(addr, dst)| map.file.read_exact_at(dst, addr).map_err(|_| NotRaw))
+    }
+
+    /// The stored chunks `chunks` through `H5Dread_chunk` (under HDF5's lock).
+    fn fetch_locked(
+        &self,
+        ds: &Dataset,
+        chunks: Range<u64>,
+        max_stored: usize,
+    ) -> Result<Vec<(u32, Vec<u8>)>, NotRaw> {
+        let (c0, c1) = (chunks.start, chunks.end);
+        hdf5::sync::sync(|| -> Result<Vec<(u32, Vec<u8>)>, NotRaw> {
             let mut raws = Vec::with_capacity((c1 - c0) as usize);
             for k in c0..c1 {
                 let offset = self.offset(k);
@@ -156,7 +322,19 @@ impl RawChunks {
                 raws.push((mask, buf));
             }
             Ok(raws)
-        })?;
+        })
+    }
+
+    /// Decodes the stored chunks covering `range` in parallel into `out`.
+    fn decode_into(
+        &self,
+        range: Range<u64>,
+        out: &mut [u8],
+        raws: Vec<(u32, Vec<u8>)>,
+    ) -> Result<(), NotRaw> {
+        let es = self.elem_size;
+        let ce = self.chunk_elems();
+        let (c0, c1) = (range.start / ce, range.end.div_ceil(ce));
         // The part of `out` each chunk fills.
         let mut parts: Vec<(u64, &mut [u8], usize)> = Vec::with_capacity(raws.len());
         let mut rest = out;
@@ -382,9 +560,15 @@ mod tests {
             raw.write(&ds, 0, &bytes[..4 * 97 * 8]).unwrap();
             raw.write(&ds, 4, &bytes[4 * 97 * 8..]).unwrap();
             assert_eq!(ds.read_raw::<f64>().unwrap(), values, "filters {i}");
+            file.flush().unwrap();
+            let map = ChunkMap::of(&ds, &raw, &dir.path().join("t.h5"));
+            assert!(map.is_some());
             for r in [0..n, 0..1, 96..98, 100..900, n - 1..n, 3..3] {
                 let mut out = vec![0u8; (r.end - r.start) as usize * 8];
-                raw.read(&ds, r.clone(), &mut out).unwrap();
+                raw.read(&ds, None, r.clone(), &mut out).unwrap();
+                let mut out2 = vec![0u8; out.len()];
+                raw.read(&ds, map.as_ref(), r.clone(), &mut out2).unwrap();
+                assert_eq!(out, out2, "{r:?} through the chunk map");
                 assert_eq!(
                     out,
                     bytes[r.start as usize * 8..r.end as usize * 8],

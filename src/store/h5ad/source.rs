@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use hdf5::{Dataset, H5Type};
 
-use super::chunks::{NotRaw, RawChunks};
+use super::chunks::{ChunkMap, NotRaw, RawChunks};
 use super::encoding::MatrixElem;
 use super::file::read_problem;
 use crate::array::{DType, NumVec};
@@ -27,6 +27,23 @@ struct Raw {
     data: Option<RawChunks>,
     indices: Option<RawChunks>,
     indptr: Option<RawChunks>,
+    /// Where the chunks of data and indices lie in the file (read with `pread`, outside
+    /// HDF5's lock).
+    data_map: Option<ChunkMap>,
+    indices_map: Option<ChunkMap>,
+}
+
+impl Raw {
+    fn mapped(mut self, file: &std::path::Path, data: &Dataset, indices: Option<&Dataset>) -> Self {
+        self.data_map = self.data.as_ref().and_then(|r| ChunkMap::of(data, r, file));
+        if let Some(ds) = indices {
+            self.indices_map = self
+                .indices
+                .as_ref()
+                .and_then(|r| ChunkMap::of(ds, r, file));
+        }
+        self
+    }
 }
 
 /// A matrix of an .h5ad file, opened for reading.
@@ -46,7 +63,9 @@ impl H5adSource {
                     data: RawChunks::of(&s.data, s.data_dtype),
                     indices: RawChunks::of(&s.indices, s.indices_dtype),
                     indptr: RawChunks::of(&s.indptr, s.indptr_dtype),
-                },
+                    ..Raw::default()
+                }
+                .mapped(&file, &s.data, Some(&s.indices)),
                 file,
                 element,
                 meta: MatrixMeta {
@@ -68,7 +87,8 @@ impl H5adSource {
                 raw: Raw {
                     data: RawChunks::of(&d.ds, d.dtype),
                     ..Raw::default()
-                },
+                }
+                .mapped(&file, &d.ds, None),
                 file,
                 element,
                 meta: MatrixMeta {
@@ -106,15 +126,29 @@ impl H5adSource {
     }
 
     /// Reads `range` of a 1-D member after checking it is inside the array.
-    fn read_member(
+    #[allow(clippy::too_many_arguments)]
+    fn read_member_into(
         &self,
         ds: &Dataset,
         raw: Option<&RawChunks>,
+        map: Option<&ChunkMap>,
         member: &str,
         dtype: DType,
         len: u64,
         range: Range<u64>,
-    ) -> Result<NumVec> {
+        out: &mut NumVec,
+    ) -> Result<()> {
+        self.check_range(member, len, &range)?;
+        if let Some(r) = raw {
+            if read_raw_into(r, ds, map, dtype, range.clone(), out).is_ok() {
+                return Ok(());
+            }
+        }
+        *out = self.read_member(ds, None, member, dtype, len, range)?;
+        Ok(())
+    }
+
+    fn check_range(&self, member: &str, len: u64, range: &Range<u64>) -> Result<()> {
         if range.start > range.end || range.end > len {
             return Err(self.fail(
                 member,
@@ -124,6 +158,20 @@ impl H5adSource {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Reads `range` of a 1-D member after checking it is inside the array.
+    fn read_member(
+        &self,
+        ds: &Dataset,
+        raw: Option<&RawChunks>,
+        member: &str,
+        dtype: DType,
+        len: u64,
+        range: Range<u64>,
+    ) -> Result<NumVec> {
+        self.check_range(member, len, &range)?;
         if let Some(v) = raw.and_then(|r| read_raw(r, ds, dtype, range.clone())) {
             return Ok(v);
         }
@@ -195,10 +243,72 @@ pub(crate) fn read_raw(
                 std::mem::size_of_val(&v[..]),
             )
         };
-        raw.read(ds, range, bytes)?;
+        raw.read(ds, None, range, bytes)?;
         Ok(v)
     }
     by_dtype!(dtype, typed(raw, ds, range)).ok()
+}
+
+/// Elements `range` through raw chunks into `out`, reusing its allocation when it already
+/// holds `dtype` (its contents are replaced; on `Err` they are unspecified).
+pub(crate) fn read_raw_into(
+    raw: &RawChunks,
+    ds: &Dataset,
+    map: Option<&ChunkMap>,
+    dtype: DType,
+    range: Range<u64>,
+    out: &mut NumVec,
+) -> std::result::Result<(), NotRaw> {
+    fn typed<T: Copy + Default>(
+        raw: &RawChunks,
+        ds: &Dataset,
+        map: Option<&ChunkMap>,
+        range: Range<u64>,
+        v: &mut Vec<T>,
+    ) -> std::result::Result<(), NotRaw> {
+        let n = (range.end - range.start) as usize;
+        // Only growth is zeroed, once per buffer: reused blocks are overwritten as they are.
+        v.resize(n, T::default());
+        // SAFETY: plain numeric types without padding, any bit pattern valid.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                v.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of_val(&v[..]),
+            )
+        };
+        raw.read(ds, map, range, bytes)
+    }
+    if out.dtype() != dtype {
+        *out = empty_of(dtype);
+    }
+    match out {
+        NumVec::I8(v) => typed(raw, ds, map, range, v),
+        NumVec::I16(v) => typed(raw, ds, map, range, v),
+        NumVec::I32(v) => typed(raw, ds, map, range, v),
+        NumVec::I64(v) => typed(raw, ds, map, range, v),
+        NumVec::U8(v) => typed(raw, ds, map, range, v),
+        NumVec::U16(v) => typed(raw, ds, map, range, v),
+        NumVec::U32(v) => typed(raw, ds, map, range, v),
+        NumVec::U64(v) => typed(raw, ds, map, range, v),
+        NumVec::F32(v) => typed(raw, ds, map, range, v),
+        NumVec::F64(v) => typed(raw, ds, map, range, v),
+    }
+}
+
+/// An empty buffer of `dtype`.
+fn empty_of(dtype: DType) -> NumVec {
+    match dtype {
+        DType::I8 => NumVec::I8(Vec::new()),
+        DType::I16 => NumVec::I16(Vec::new()),
+        DType::I32 => NumVec::I32(Vec::new()),
+        DType::I64 => NumVec::I64(Vec::new()),
+        DType::U8 => NumVec::U8(Vec::new()),
+        DType::U16 => NumVec::U16(Vec::new()),
+        DType::U32 => NumVec::U32(Vec::new()),
+        DType::U64 => NumVec::U64(Vec::new()),
+        DType::F32 => NumVec::F32(Vec::new()),
+        DType::F64 => NumVec::F64(Vec::new()),
+    }
 }
 
 /// `range` of a 1-D dataset in its stored dtype.
@@ -260,6 +370,49 @@ impl MatrixSource for H5adSource {
             self.meta.nnz,
             range,
         )
+    }
+
+    fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        let (data, _, _) = self.sparse("data")?;
+        self.read_member_into(
+            data,
+            self.raw.data.as_ref(),
+            self.raw.data_map.as_ref(),
+            "data",
+            self.meta.data_dtype,
+            self.meta.nnz,
+            range,
+            out,
+        )
+    }
+
+    fn read_indices_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        let (_, indices, _) = self.sparse("indices")?;
+        self.read_member_into(
+            indices,
+            self.raw.indices.as_ref(),
+            self.raw.indices_map.as_ref(),
+            "indices",
+            self.meta.indices_dtype.unwrap_or(DType::I64),
+            self.meta.nnz,
+            range,
+            out,
+        )
+    }
+
+    fn read_rows_into(&self, rows: Range<u64>, out: &mut NumVec) -> Result<()> {
+        if let (Arrays::Dense(ds), Some(raw)) = (&self.arrays, &self.raw.data) {
+            if rows.start <= rows.end && rows.end <= self.meta.n_obs {
+                let n_cols = self.meta.n_vars;
+                let r = rows.start * n_cols..rows.end * n_cols;
+                let map = self.raw.data_map.as_ref();
+                if read_raw_into(raw, ds, map, self.meta.data_dtype, r, out).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        *out = self.read_rows(rows)?;
+        Ok(())
     }
 
     fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
