@@ -168,9 +168,9 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
 }
 
 /// One block's buffers, reused block after block (see [`stream_pooled`]).
-struct BlockBuf {
+pub(super) struct BlockBuf {
     /// Stored values, in the stored dtype (scaled in place when that is the working dtype).
-    data: NumVec,
+    pub(super) data: NumVec,
     /// The values in the working dtype when the stored one differs.
     conv: NumVec,
     /// Stored indices, in the stored dtype (checked as they are read).
@@ -183,7 +183,7 @@ struct BlockBuf {
 }
 
 impl BlockBuf {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         BlockBuf {
             data: NumVec::F32(Vec::new()),
             conv: NumVec::F32(Vec::new()),
@@ -195,14 +195,14 @@ impl BlockBuf {
     }
 
     /// Converts the stored values to T (into `conv`) unless they are stored as T.
-    fn convert<T: Real>(&mut self) {
+    pub(super) fn convert<T: Real>(&mut self) {
         if self.data.dtype() != T::DTYPE {
             convert_into::<T>(&self.data, &mut self.conv);
         }
     }
 
     /// The values in T (after [`BlockBuf::convert`]).
-    fn values<T: Real>(&self) -> &[T] {
+    pub(super) fn values<T: Real>(&self) -> &[T] {
         let v = if self.data.dtype() == T::DTYPE {
             &self.data
         } else {
@@ -211,7 +211,7 @@ impl BlockBuf {
         real_slice(v).expect("converted to the working dtype")
     }
 
-    fn values_mut<T: Real>(&mut self) -> &mut [T] {
+    pub(super) fn values_mut<T: Real>(&mut self) -> &mut [T] {
         let v = if self.data.dtype() == T::DTYPE {
             &mut self.data
         } else {
@@ -221,7 +221,7 @@ impl BlockBuf {
     }
 
     /// The values to write: the stored buffer when it is in T, else the converted one.
-    fn output(&self, dtype: DType) -> &NumVec {
+    pub(super) fn output(&self, dtype: DType) -> &NumVec {
         if self.data.dtype() == dtype {
             &self.data
         } else {

@@ -2,9 +2,9 @@
 
 use rayon::prelude::*;
 
-use super::csr::note_nan;
-use super::pipeline::{consume, stream};
-use super::plan::{dense_blocks, Block};
+use super::csr::{note_nan, BlockBuf};
+use super::pipeline::{consume_pooled, stream_pooled};
+use super::plan::{dense_blocks, streamed_block_values, Block, BLOCKS_IN_FLIGHT};
 use super::scale::scale_dense;
 use super::{into_factors, target_of, Job, Normalized};
 use crate::error::Result;
@@ -19,7 +19,11 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     let n_cols = n_vars as usize;
     // A block holds the raw values and the converted ones.
     let bytes = job.meta.data_dtype.size() + std::mem::size_of::<T>();
-    let blocks = dense_blocks(n_obs, n_vars, job.values_per_block(bytes));
+    let blocks = dense_blocks(
+        n_obs,
+        n_vars,
+        streamed_block_values(job.values_per_block(bytes), job.threads),
+    );
     let spec = OutputMatrixSpec {
         layout: OutputLayout::Dense,
         n_obs,
@@ -31,7 +35,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     let parts = job.threads * 4;
     let mut totals = vec![T::default(); n_obs as usize];
     let mut warnings = Vec::new();
-    let read = |b: &Block| read_rows(job, b);
+    let read = |b: &Block, buf: &mut BlockBuf| read_rows::<T>(job, b, buf);
+    let pool = BLOCKS_IN_FLIGHT as usize;
 
     if job.fused() {
         let target: T = target_from_user(job.opts.target_sum.expect("fused implies a target"));
@@ -52,17 +57,12 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         .exclude_highly_expressed
         .then(|| vec![false; n_cols]);
     job.progress.begin("totals", n_obs);
-    consume(blocks.clone(), read, |b, values| {
+    consume_pooled(blocks.clone(), pool, BlockBuf::new, read, |b, buf| {
         let rows = b.rows.start as usize..b.rows.end as usize;
-        row_totals(&values, n_cols, &mut totals[rows.clone()], parts);
+        let values = buf.values::<T>();
+        row_totals(values, n_cols, &mut totals[rows.clone()], parts);
         if let Some(mask) = excluded.as_mut() {
-            dense_mark_highly_expressed(
-                &values,
-                n_cols,
-                &totals[rows],
-                job.opts.max_fraction,
-                mask,
-            );
+            dense_mark_highly_expressed(values, n_cols, &totals[rows], job.opts.max_fraction, mask);
         }
         job.progress.advance(b.n_rows() as u64);
         Ok(())
@@ -76,10 +76,10 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         let order = KeptSumOrder::for_n_obs(n_obs as usize);
         job.progress
             .begin("totals without highly expressed genes", n_obs);
-        consume(blocks.clone(), read, |b, values| {
+        consume_pooled(blocks.clone(), pool, BlockBuf::new, read, |b, buf| {
             let rows = b.rows.start as usize..b.rows.end as usize;
             let rows_per_part = b.n_rows().div_ceil(parts).max(1);
-            values
+            buf.values::<T>()
                 .par_chunks(rows_per_part * n_cols.max(1))
                 .zip(totals[rows].par_chunks_mut(rows_per_part))
                 .for_each_init(Vec::new, |scratch, (v, t)| {
@@ -122,28 +122,30 @@ fn scale_pass<T: Real>(
     let mut sink = out.create_matrix(&job.element_path, spec)?;
     let mut nan_values = 0;
     job.progress.begin("normalize", job.meta.n_obs);
-    stream(
+    stream_pooled(
         blocks,
-        |b: &Block| read_rows(job, b),
-        |b, mut values| {
+        BLOCKS_IN_FLIGHT as usize,
+        BlockBuf::new,
+        |b: &Block, buf: &mut BlockBuf| read_rows::<T>(job, b, buf),
+        |b, buf| {
             let rows = b.rows.start as usize..b.rows.end as usize;
             if let Some(target) = fused_target {
-                row_totals(&values, n_cols, &mut factors[rows.clone()], parts);
+                row_totals(buf.values::<T>(), n_cols, &mut factors[rows.clone()], parts);
                 for t in &mut factors[rows.clone()] {
                     *t = factor(*t, target);
                 }
             }
             nan_values += scale_dense(
-                &mut values,
+                buf.values_mut::<T>(),
                 n_cols,
                 &factors[rows],
                 job.log1p.as_ref(),
                 parts,
             );
             job.progress.advance(b.n_rows() as u64);
-            Ok(T::into_numvec(values))
+            Ok(())
         },
-        |values| sink.append_data(&values),
+        |_, buf| sink.append_data(buf.output(T::DTYPE)),
     )?;
     sink.finish()?;
     job.progress.end();
@@ -151,8 +153,11 @@ fn scale_pass<T: Real>(
     Ok(())
 }
 
-fn read_rows<T: Real>(job: &Job, b: &Block) -> Result<Vec<T>> {
-    Ok(T::from_numvec(job.source.read_rows(b.rows.clone())?))
+/// Reads a block's rows into `buf` and converts them to T.
+fn read_rows<T: Real>(job: &Job, b: &Block, buf: &mut BlockBuf) -> Result<()> {
+    job.source.read_rows_into(b.rows.clone(), &mut buf.data)?;
+    buf.convert::<T>();
+    Ok(())
 }
 
 /// Row totals of a dense block, in parallel.
