@@ -154,12 +154,24 @@ pub fn normalize_stores(
         zero_count_cells: summary.zero_count_cells,
         excluded_genes: summary.excluded_genes,
         passes: summary.passes,
-        input_bytes: std::fs::metadata(input.path())
-            .map(|m| m.len())
-            .unwrap_or(0),
+        input_bytes: stored_bytes(input.path()),
         elapsed: started.elapsed(),
         warnings,
     })
+}
+
+/// Bytes the input takes on disk: a file's length, or a directory store's files summed
+/// (0 when unknown, e.g. object storage).
+fn stored_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| stored_bytes(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 struct Summary {

@@ -295,9 +295,12 @@ impl ChunkedWriter {
             Src::Bytes(bytes) => {
                 let es = self.elem_size;
                 let whole = runs.len() == 1 && runs[0].2 == unit_elems as usize;
-                let data: Vec<u8> = if whole {
+                // A whole unit is passed by reference: no copy of (up to shard-sized) bytes.
+                let data: std::borrow::Cow<[u8]> = if whole {
                     let (s, _, l) = runs[0];
-                    bytes[(band_start + s) * es..(band_start + s + l) * es].to_vec()
+                    std::borrow::Cow::Borrowed(
+                        &bytes[(band_start + s) * es..(band_start + s + l) * es],
+                    )
                 } else {
                     let mut out = vec![0u8; unit_elems as usize * es];
                     for &(s, d, l) in &runs {
@@ -305,7 +308,7 @@ impl ChunkedWriter {
                             &bytes[(band_start + s) * es..(band_start + s + l) * es],
                         );
                     }
-                    out
+                    std::borrow::Cow::Owned(out)
                 };
                 self.array
                     .store_chunk(chunk_idx, ArrayBytes::new_flen(data))
