@@ -8,7 +8,7 @@
 //! log-transformed" is expected).
 //!
 //! Measured (release build, 2 cores, 60,000 cells, 45.6 M stored values, `--memory 32MiB`):
-//! peak RSS 70–82 MiB, i.e. 37–49 MiB above budget + 16 B/cell. A reader or sink that held one
+//! peak RSS 63–81 MiB, i.e. 30–48 MiB above budget + 16 B/cell. A reader or sink that held one
 //! whole input shard (134 MB of `X/data`) or the whole array (182 MB of data, 182 MB of
 //! indices) would exceed the bound below.
 
@@ -21,7 +21,7 @@ const MIB: u64 = 1 << 20;
 /// linked statically), the runtime and thread stacks, zarrs' codec state (zstd/blosc contexts,
 /// one shard index per open array, the chunk being decoded by each worker besides the budgeted
 /// block buffers) and the raw copies of untouched arrays (`indices`, `indptr`, obs/var), which
-/// go through memory one encoded chunk at a time. Measured 37–49 MiB; 64 MiB as in
+/// go through memory one encoded chunk at a time. Measured 30–48 MiB; 64 MiB as in
 /// `tests/memory_bound.rs`, which is still below the size of one input shard (134 MB).
 const FIXED_OVERHEAD: u64 = 64 * MIB;
 const CELLS: u64 = 60_000;
