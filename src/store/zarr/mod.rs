@@ -7,6 +7,7 @@
 //! code serves a local directory and object storage.
 
 mod input;
+pub mod s3;
 pub mod storage;
 
 use std::sync::Arc;
