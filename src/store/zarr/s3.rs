@@ -245,6 +245,14 @@ impl S3Storage {
         explain_with(&self.url, &self.bucket, &self.endpoint, what, raw)
     }
 
+    /// [`explain`](Self::explain) without the leading URL (for errors that name it already).
+    fn problem(&self, what: &str, raw: &str) -> String {
+        let text = self.explain(what, raw);
+        text.strip_prefix(&format!("{}: ", self.url))
+            .map(str::to_string)
+            .unwrap_or(text)
+    }
+
     fn err(&self, what: &str, e: StorageError) -> StorageError {
         StorageError::Other(self.explain(what, &e.to_string()))
     }
@@ -273,13 +281,13 @@ impl S3Storage {
         // A listing tells a missing bucket from a missing key (a GET of either is a bare 404).
         self.sync
             .list_dir(&StorePrefix::root())
-            .map_err(|e| Error::input(path, "/", self.explain("list objects", &e.to_string())))?;
+            .map_err(|e| Error::input(path, "/", self.problem("list objects", &e.to_string())))?;
         for name in ["zarr.json", ".zgroup"] {
             let key = StoreKey::new(name).expect("valid key");
             let size = self
                 .sync
                 .size_key(&key)
-                .map_err(|e| Error::input(path, "/", self.explain("read", &e.to_string())))?;
+                .map_err(|e| Error::input(path, "/", self.problem("read", &e.to_string())))?;
             if size.is_some() {
                 return Ok(());
             }
@@ -288,8 +296,9 @@ impl S3Storage {
             path,
             "/",
             format!(
-                "no zarr store here: neither zarr.json nor .zgroup exists under {} at {}",
-                self.url, self.endpoint
+                "no zarr store here: neither zarr.json nor .zgroup exists under this prefix \
+                 at {}",
+                self.endpoint
             ),
         ))
     }
@@ -305,11 +314,31 @@ impl S3Storage {
             .expect("valid key");
         self.runtime
             .block_on(self.store.set(&key, Bytes::from_static(b"probe")))
-            .map_err(|e| Error::output(path, self.explain("write", &e.to_string())))?;
+            .map_err(|e| Error::output(path, self.problem("write", &e.to_string())))?;
         self.runtime
             .block_on(self.store.erase(&key))
-            .map_err(|e| Error::output(path, self.explain("delete", &e.to_string())))?;
+            .map_err(|e| Error::output(path, self.problem("delete", &e.to_string())))?;
         Ok(())
+    }
+
+    /// After a failed run: waits for the uploads still in flight (ignoring their failures) and
+    /// removes every object under the prefix. On error the message says which prefix still
+    /// holds objects to delete by hand.
+    pub fn discard(&self) -> std::result::Result<(), StorageError> {
+        let all = self
+            .runtime
+            .block_on(self.uploads.acquire_many(self.slots))
+            .map_err(|e| StorageError::Other(format!("{}: {e}", self.url)))?;
+        drop(all);
+        self.sync.erase_prefix(&StorePrefix::root()).map_err(|e| {
+            StorageError::Other(format!(
+                "{} (a partial store without root metadata is left under {}/: delete it, e.g. \
+                 `aws s3 rm --recursive {}/`)",
+                self.explain("delete", &e.to_string()),
+                self.url,
+                self.url
+            ))
+        })
     }
 
     /// True if any object exists under the prefix (for OUTPUT without `--force`).
@@ -516,5 +545,70 @@ fn explain_with(url: &str, bucket: &str, endpoint: &str, what: &str, raw: &str) 
         ),
         Problem::Other => format!("{what} failed"),
     };
-    format!("{url}: {detail} [{}]", raw.trim())
+    format!("{url}: {detail} [{}]", compact(raw))
+}
+
+/// The error text without the server's XML document, keeping its `<Code>` and `<Message>`.
+fn compact(raw: &str) -> String {
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let start = raw.find(&open)? + open.len();
+        let end = raw[start..].find(&format!("</{name}>"))? + start;
+        Some(raw[start..end].trim().to_string())
+    };
+    let head = raw.split("<?xml").next().unwrap_or(raw);
+    let mut text = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(code) = element("Code") {
+        text = format!("{} {code}", text.trim_end_matches(':'));
+        if let Some(message) = element("Message") {
+            text = format!("{text}: {message}");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_are_classified_and_compacted() {
+        let raw = "Generic S3 error: Error performing GET http://h/b?list-type=2 in 3ms - Server \
+                   returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n\
+                   <Error><Code>InvalidAccessKeyId</Code><Message>The key does not exist.\
+                   </Message></Error>";
+        assert!(matches!(classify(raw), Problem::Denied));
+        let text = compact(raw);
+        assert!(!text.contains('<') && !text.contains('\n'), "{text}");
+        assert!(
+            text.ends_with("403 Forbidden InvalidAccessKeyId: The key does not exist."),
+            "{text}"
+        );
+        assert!(matches!(
+            classify("404 Not Found: <Code>NoSuchBucket</Code>"),
+            Problem::NoBucket
+        ));
+        assert!(matches!(
+            classify("HTTP error: error sending request"),
+            Problem::Unreachable
+        ));
+        assert!(matches!(classify("Unexpected length"), Problem::Other));
+    }
+
+    #[test]
+    fn metadata_keys() {
+        for k in [
+            "zarr.json",
+            "X/zarr.json",
+            "X/.zarray",
+            ".zgroup",
+            "obs/.zattrs",
+            ".zmetadata",
+        ] {
+            assert!(is_metadata(&StoreKey::new(k).unwrap()), "{k}");
+        }
+        for k in ["X/data/c/0", "X/data/0.0", "zarr.json.bak"] {
+            assert!(!is_metadata(&StoreKey::new(k).unwrap()), "{k}");
+        }
+    }
 }
