@@ -80,6 +80,20 @@ struct NormalizeArgs {
     /// No progress bars and no summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Zarr format of a .zarr OUTPUT: 2 or 3 (default: the input's, else 3).
+    #[arg(long, value_name = "2|3")]
+    zarr_format: Option<String>,
+    /// Compression of a .zarr OUTPUT: none, zstd[:LEVEL], blosc-lz4[:CLEVEL],
+    /// blosc-zstd[:CLEVEL], gzip[:LEVEL] (default: the input's, else anndata's).
+    #[arg(long, value_name = "CODEC")]
+    zarr_codec: Option<String>,
+    /// Elements per chunk of the normalized matrix's arrays in a .zarr OUTPUT (rows for a
+    /// dense matrix; default: the input's, else anndata's).
+    #[arg(long, value_name = "N")]
+    zarr_chunk: Option<u64>,
+    /// Elements per shard (zarr v3; a multiple of the chunk; 0: no shards).
+    #[arg(long, value_name = "N")]
+    zarr_shard: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -146,7 +160,20 @@ fn normalize(args: NormalizeArgs) -> Result<(), Error> {
             .unwrap_or(DEFAULT_MEMORY),
         force: args.force,
         max_block_values: args.block_values,
-        zarr: Default::default(),
+        zarr: atlasnorm::options::ZarrOutputOptions {
+            format: args
+                .zarr_format
+                .as_deref()
+                .map(atlasnorm::options::ZarrFormat::parse)
+                .transpose()?,
+            codec: args
+                .zarr_codec
+                .as_deref()
+                .map(atlasnorm::options::ZarrCodec::parse)
+                .transpose()?,
+            chunk: args.zarr_chunk,
+            shard: args.zarr_shard,
+        },
     };
     let progress = Bars::new(!args.quiet && std::io::stderr().is_terminal());
     let report = atlasnorm::normalize(&args.input, &args.output, &opts, &progress)?;

@@ -170,22 +170,69 @@ pub fn create_output(
     normalized: &ElementPath,
     options: &crate::Options,
 ) -> Result<Box<dyn OutputStore>> {
-    let _ = options;
-    match (backend_of(input.path()), backend_of(output)) {
-        (Backend::H5ad, Backend::H5ad) => {
-            let input = input
-                .as_any()
-                .downcast_ref::<h5ad::H5adInput>()
-                .expect("an .h5ad path is always opened by the h5ad backend");
-            Ok(Box::new(h5ad::H5adOutput::create(
-                input, output, normalized,
+    let element = normalized.store_path();
+    let budget = options.memory / 2;
+    let input_any = input.as_any();
+    match backend_of(output) {
+        Backend::H5ad => {
+            if let Some(h5ad_input) = input_any.downcast_ref::<h5ad::H5adInput>() {
+                return Ok(Box::new(h5ad::H5adOutput::create(
+                    h5ad_input, output, normalized,
+                )?));
+            }
+            let reader = tree_reader(input_any).ok_or_else(|| unknown_backend(output))?;
+            Ok(Box::new(h5ad::H5adOutput::create_from_tree(
+                reader,
+                input.path(),
+                output,
+                normalized,
+                budget,
             )?))
         }
-        _ => Err(crate::error::Error::output(
-            output,
-            "only .h5ad to .h5ad is supported yet",
-        )),
+        Backend::Zarr => {
+            if let Some(zarr_input) = input_any.downcast_ref::<zarr::ZarrInput>() {
+                let same_format = options
+                    .zarr
+                    .format
+                    .is_none_or(|f| f == zarr_input.zarr_format());
+                if same_format {
+                    return Ok(Box::new(zarr::ZarrOutput::create(
+                        zarr::input_storage(zarr_input),
+                        output,
+                        normalized,
+                        options,
+                    )?));
+                }
+            }
+            // Another format (or another zarr version): re-encode the tree.
+            let reader = tree_reader(input_any).ok_or_else(|| unknown_backend(output))?;
+            let layout_from = input_any
+                .downcast_ref::<zarr::ZarrInput>()
+                .and_then(zarr::input_storage);
+            let mut out =
+                zarr::ZarrOutput::create_for_tree(layout_from, output, normalized, options)?;
+            tree::copy_all_but_matrix(reader, &mut out, &element, budget)?;
+            Ok(Box::new(out))
+        }
     }
+}
+
+/// The input's tree, whatever its backend.
+fn tree_reader(input: &dyn std::any::Any) -> Option<&dyn tree::TreeReader> {
+    if let Some(i) = input.downcast_ref::<h5ad::H5adInput>() {
+        return Some(i);
+    }
+    if let Some(i) = input.downcast_ref::<zarr::ZarrInput>() {
+        return Some(i);
+    }
+    None
+}
+
+fn unknown_backend(output: &Path) -> crate::error::Error {
+    crate::error::Error::Internal(format!(
+        "{}: the input's backend cannot be carried into another format",
+        output.display()
+    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

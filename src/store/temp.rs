@@ -4,11 +4,24 @@
 //! them before the process exits: nothing half-written is left behind, under any name.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// A file under a temporary name, removed when dropped unless [`TempFile::keep`] was called.
+/// Writers into temporary directories hold this (shared) while they write; [`remove_all`]
+/// takes it exclusively and never gives it back, so that no write can recreate a directory
+/// after it was removed (a directory store's writes create missing parent directories).
+static WRITE_GATE: RwLock<()> = RwLock::new(());
+
+/// Permission to write into a temporary output. Once the process is being interrupted
+/// this blocks until the process exits.
+pub fn write_permit() -> RwLockReadGuard<'static, ()> {
+    WRITE_GATE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A file (or directory: a zarr store) under a temporary name, removed when dropped unless [`TempFile::keep`] was called.
 pub struct TempFile {
     pub path: PathBuf,
     kept: bool,
@@ -40,16 +53,33 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
+            remove_path(&self.path);
             forget(&self.path);
         }
     }
 }
 
-/// Removes every temporary output still alive; for signal handlers about to exit.
+/// Removes a temporary file, or a temporary directory with everything in it (zarr stores).
+pub fn remove_path(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Removes every temporary output still alive; for signal handlers about to exit. Waits
+/// for writes in progress, then closes the gate for good (see [`write_permit`]).
 pub fn remove_all() {
+    if let Ok(gate) = WRITE_GATE.write() {
+        std::mem::forget(gate);
+    }
     for path in registry().drain(..) {
-        let _ = std::fs::remove_file(&path);
+        remove_path(&path);
     }
 }
 

@@ -91,7 +91,7 @@ pub trait TreeReader {
 }
 
 /// Builds an AnnData tree. Parents are created before their children; an array's rows are
-/// written in order, each row range exactly once.
+/// written in order, each row range exactly once (an array without elements gets none).
 pub trait TreeWriter {
     fn create_group(&mut self, group: &str, attrs: &Attrs) -> Result<()>;
     fn create_array(&mut self, array: &str, info: &ArrayInfo) -> Result<()>;
@@ -111,5 +111,439 @@ pub fn join(parent: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{parent}/{name}")
+    }
+}
+
+/// Whether `path` is `skip` or lies inside it.
+fn is_skipped(path: &str, skip: &[&str]) -> bool {
+    skip.iter().any(|s| {
+        let s = s.trim_matches('/');
+        path == s
+            || (path.len() > s.len() && path.starts_with(s) && path.as_bytes()[s.len()] == b'/')
+    })
+}
+
+/// Rows of an array that fit in `budget` bytes while copied (at least one row).
+pub fn rows_per_block(info: &ArrayInfo, budget: u64) -> u64 {
+    let row_bytes = info.row_len().max(1) * info.elem.approx_size() as u64;
+    (budget / row_bytes).max(1)
+}
+
+/// Copies the array `src` of `reader` to `dst` of `writer` (whose parent group exists), in
+/// row blocks of at most `budget` bytes (at least one row); a `null` element becomes the
+/// writer's own `null`.
+pub fn copy_array(
+    reader: &dyn TreeReader,
+    writer: &mut dyn TreeWriter,
+    src: &str,
+    dst: &str,
+    budget: u64,
+) -> Result<()> {
+    let info = reader.array_info(src)?;
+    if is_null(&info.attrs) {
+        return writer.create_null(dst, &info.attrs);
+    }
+    writer.create_array(dst, &info)?;
+    if info.row_len() == 0 {
+        return Ok(());
+    }
+    let n_rows = info.n_rows();
+    let step = rows_per_block(&info, budget);
+    let mut row = 0;
+    while row < n_rows {
+        let end = (row + step).min(n_rows);
+        let data = reader.read_rows(src, row..end)?;
+        writer.write_rows(dst, row, &data)?;
+        row = end;
+    }
+    Ok(())
+}
+
+/// Copies the whole tree of `reader` into `writer`, except the elements at the paths in
+/// `skip` (e.g. `X` or `layers/counts`, the matrix being normalized) and everything under
+/// them.
+///
+/// The walk is depth first from the root in the reader's (sorted) member order: the root's
+/// attributes first (`create_group("")`), every group before its members. Arrays move in row
+/// blocks of at most `budget` bytes (estimated with [`ElemType::approx_size`]; at least one
+/// row per block), so elements of any size copy in bounded memory. Arrays marked
+/// `encoding-type: null` go to [`TreeWriter::create_null`].
+pub fn copy_tree(
+    reader: &dyn TreeReader,
+    writer: &mut dyn TreeWriter,
+    skip: &[&str],
+    budget: u64,
+) -> Result<()> {
+    writer.create_group("", &reader.group_attrs("")?)?;
+    copy_members(reader, writer, "", skip, budget)
+}
+
+fn copy_members(
+    reader: &dyn TreeReader,
+    writer: &mut dyn TreeWriter,
+    group: &str,
+    skip: &[&str],
+    budget: u64,
+) -> Result<()> {
+    for (name, kind) in reader.children(group)? {
+        let path = join(group, &name);
+        if is_skipped(&path, skip) {
+            continue;
+        }
+        match kind {
+            NodeKind::Group => {
+                writer.create_group(&path, &reader.group_attrs(&path)?)?;
+                copy_members(reader, writer, &path, skip, budget)?;
+            }
+            NodeKind::Array => copy_array(reader, writer, &path, &path, budget)?,
+        }
+    }
+    Ok(())
+}
+
+/// Carries everything of `reader` except the matrix `normalized` into `writer`, plus that
+/// matrix's sparsity structure when it is a CSR group: its group (attributes) with `indices`
+/// and `indptr`, so that the engine only adds `data` (`SparseStructure::CopyFromInput`).
+pub fn copy_all_but_matrix(
+    reader: &dyn TreeReader,
+    writer: &mut dyn TreeWriter,
+    normalized: &str,
+    budget: u64,
+) -> Result<()> {
+    // `copy_tree` creates every group on the way (e.g. `layers`), even when the skipped
+    // matrix was its only member.
+    copy_tree(reader, writer, &[normalized], budget)?;
+    if node_kind(reader, normalized)? != Some(NodeKind::Group) {
+        return Ok(());
+    }
+    let attrs = reader.group_attrs(normalized)?;
+    if attrs.get("encoding-type").and_then(|v| v.as_str()) != Some("csr_matrix") {
+        return Ok(());
+    }
+    let members = reader.children(normalized)?;
+    let has = |m: &str| members.iter().any(|(n, k)| n == m && *k == NodeKind::Array);
+    if has("indices") && has("indptr") {
+        writer.create_group(normalized, &attrs)?;
+        for member in ["indices", "indptr"] {
+            let path = format!("{normalized}/{member}");
+            copy_array(reader, writer, &path, &path, budget)?;
+        }
+    }
+    Ok(())
+}
+
+/// The kind of the node at `path`, or `None` when it does not exist.
+pub fn node_kind(reader: &dyn TreeReader, path: &str) -> Result<Option<NodeKind>> {
+    let path = path.trim_matches('/');
+    if path.is_empty() {
+        return Ok(Some(NodeKind::Group));
+    }
+    let (parent, name) = match path.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", path),
+    };
+    match node_kind(reader, parent)? {
+        Some(NodeKind::Group) => {}
+        _ => return Ok(None),
+    }
+    Ok(reader
+        .children(parent)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, k)| k))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::error::Error;
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum Mem {
+        Group(Attrs),
+        Array(ArrayInfo, ArrayData),
+        Null(Attrs),
+    }
+
+    /// A tree in memory; as a writer it also logs every call.
+    #[derive(Default)]
+    struct MemTree {
+        nodes: BTreeMap<String, Mem>,
+        log: Vec<String>,
+        reads: RefCell<Vec<(String, Range<u64>)>>,
+    }
+
+    fn err(p: &str) -> Error {
+        Error::Internal(format!("{p}: missing"))
+    }
+
+    fn attrs(kind: &str) -> Attrs {
+        let mut a = Attrs::new();
+        a.insert("encoding-type".into(), kind.into());
+        a
+    }
+
+    fn slice(d: &ArrayData, r: Range<usize>) -> ArrayData {
+        match d {
+            ArrayData::Num(NumVec::I32(v)) => ArrayData::Num(NumVec::I32(v[r].to_vec())),
+            ArrayData::Num(NumVec::F64(v)) => ArrayData::Num(NumVec::F64(v[r].to_vec())),
+            ArrayData::Bool(v) => ArrayData::Bool(v[r].to_vec()),
+            ArrayData::String(v) => ArrayData::String(v[r].to_vec()),
+            other => panic!("not in this test: {other:?}"),
+        }
+    }
+
+    fn append(to: &mut ArrayData, d: &ArrayData) {
+        match (to, d) {
+            (ArrayData::Num(NumVec::I32(a)), ArrayData::Num(NumVec::I32(b))) => {
+                a.extend_from_slice(b)
+            }
+            (ArrayData::Num(NumVec::F64(a)), ArrayData::Num(NumVec::F64(b))) => {
+                a.extend_from_slice(b)
+            }
+            (ArrayData::Bool(a), ArrayData::Bool(b)) => a.extend_from_slice(b),
+            (ArrayData::String(a), ArrayData::String(b)) => a.extend_from_slice(b),
+            other => panic!("type mismatch: {other:?}"),
+        }
+    }
+
+    fn empty_like(elem: ElemType) -> ArrayData {
+        match elem {
+            ElemType::Num(DType::I32) => ArrayData::Num(NumVec::I32(vec![])),
+            ElemType::Num(DType::F64) => ArrayData::Num(NumVec::F64(vec![])),
+            ElemType::Bool => ArrayData::Bool(vec![]),
+            ElemType::String => ArrayData::String(vec![]),
+            other => panic!("not in this test: {other:?}"),
+        }
+    }
+
+    impl TreeReader for MemTree {
+        fn children(&self, group: &str) -> Result<Vec<(String, NodeKind)>> {
+            let prefix = if group.is_empty() {
+                String::new()
+            } else {
+                format!("{group}/")
+            };
+            Ok(self
+                .nodes
+                .iter()
+                .filter(|(p, _)| !p.is_empty() && p.starts_with(&prefix))
+                .filter(|(p, _)| !p[prefix.len()..].contains('/'))
+                .map(|(p, n)| {
+                    let kind = match n {
+                        Mem::Group(_) => NodeKind::Group,
+                        _ => NodeKind::Array,
+                    };
+                    (p[prefix.len()..].to_string(), kind)
+                })
+                .collect())
+        }
+        fn group_attrs(&self, group: &str) -> Result<Attrs> {
+            match self.nodes.get(group) {
+                Some(Mem::Group(a)) => Ok(a.clone()),
+                _ => Err(err(group)),
+            }
+        }
+        fn array_info(&self, array: &str) -> Result<ArrayInfo> {
+            match self.nodes.get(array) {
+                Some(Mem::Array(i, _)) => Ok(i.clone()),
+                Some(Mem::Null(a)) => Ok(ArrayInfo {
+                    elem: ElemType::Bool,
+                    shape: vec![],
+                    attrs: a.clone(),
+                }),
+                _ => Err(err(array)),
+            }
+        }
+        fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData> {
+            self.reads
+                .borrow_mut()
+                .push((array.to_string(), rows.clone()));
+            match self.nodes.get(array) {
+                Some(Mem::Array(i, d)) => {
+                    let rl = i.row_len();
+                    Ok(slice(
+                        d,
+                        (rows.start * rl) as usize..(rows.end * rl) as usize,
+                    ))
+                }
+                _ => Err(err(array)),
+            }
+        }
+    }
+
+    impl TreeWriter for MemTree {
+        fn create_group(&mut self, group: &str, attrs: &Attrs) -> Result<()> {
+            self.log.push(format!("group {group}"));
+            self.nodes.insert(group.into(), Mem::Group(attrs.clone()));
+            Ok(())
+        }
+        fn create_array(&mut self, array: &str, info: &ArrayInfo) -> Result<()> {
+            self.log.push(format!("array {array}"));
+            let parent = array.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            assert!(
+                matches!(self.nodes.get(parent), Some(Mem::Group(_))),
+                "{array} before its parent"
+            );
+            self.nodes.insert(
+                array.into(),
+                Mem::Array(info.clone(), empty_like(info.elem)),
+            );
+            Ok(())
+        }
+        fn write_rows(&mut self, array: &str, first_row: u64, data: &ArrayData) -> Result<()> {
+            self.log.push(format!("rows {array} {first_row}"));
+            match self.nodes.get_mut(array) {
+                Some(Mem::Array(_, d)) => append(d, data),
+                _ => return Err(err(array)),
+            }
+            Ok(())
+        }
+        fn create_null(&mut self, path: &str, attrs: &Attrs) -> Result<()> {
+            self.log.push(format!("null {path}"));
+            self.nodes.insert(path.into(), Mem::Null(attrs.clone()));
+            Ok(())
+        }
+    }
+
+    fn sample() -> MemTree {
+        let mut t = MemTree::default();
+        let mut add = |p: &str, n: Mem| {
+            t.nodes.insert(p.to_string(), n);
+        };
+        add("", Mem::Group(attrs("anndata")));
+        add("X", Mem::Group(attrs("csr_matrix")));
+        add(
+            "X/data",
+            Mem::Array(
+                ArrayInfo {
+                    elem: ElemType::Num(DType::F64),
+                    shape: vec![3],
+                    attrs: Attrs::new(),
+                },
+                ArrayData::Num(NumVec::F64(vec![1.0, 2.0, 3.0])),
+            ),
+        );
+        add("layers", Mem::Group(attrs("dict")));
+        add(
+            "layers/big",
+            Mem::Array(
+                ArrayInfo {
+                    elem: ElemType::Num(DType::I32),
+                    shape: vec![10, 3],
+                    attrs: attrs("array"),
+                },
+                ArrayData::Num(NumVec::I32((0..30).collect())),
+            ),
+        );
+        add("layers/counts", Mem::Group(attrs("csr_matrix")));
+        add(
+            "layers/counts/indptr",
+            Mem::Array(
+                ArrayInfo {
+                    elem: ElemType::Num(DType::I32),
+                    shape: vec![2],
+                    attrs: Attrs::new(),
+                },
+                ArrayData::Num(NumVec::I32(vec![0, 0])),
+            ),
+        );
+        add("layers2", Mem::Group(attrs("dict")));
+        add("uns", Mem::Group(attrs("dict")));
+        add("uns/none", Mem::Null(attrs("null")));
+        add(
+            "uns/s",
+            Mem::Array(
+                ArrayInfo {
+                    elem: ElemType::String,
+                    shape: vec![],
+                    attrs: attrs("string"),
+                },
+                ArrayData::String(vec!["hello".into()]),
+            ),
+        );
+        add(
+            "uns/flags",
+            Mem::Array(
+                ArrayInfo {
+                    elem: ElemType::Bool,
+                    shape: vec![0],
+                    attrs: attrs("array"),
+                },
+                ArrayData::Bool(vec![]),
+            ),
+        );
+        t
+    }
+
+    #[test]
+    fn copies_everything_but_the_skipped_element_parents_first() {
+        let src = sample();
+        let mut dst = MemTree::default();
+        // 3 i32 columns = 12 bytes a row (budget 25: two rows a block); X/data (3 f64) fits.
+        copy_tree(&src, &mut dst, &["layers/counts"], 25).unwrap();
+        let mut expected = src.nodes.clone();
+        expected.remove("layers/counts");
+        expected.remove("layers/counts/indptr");
+        assert_eq!(dst.nodes, expected);
+        assert_eq!(
+            dst.log,
+            [
+                "group ",
+                "group X",
+                "array X/data",
+                "rows X/data 0",
+                "group layers",
+                "array layers/big",
+                "rows layers/big 0",
+                "rows layers/big 2",
+                "rows layers/big 4",
+                "rows layers/big 6",
+                "rows layers/big 8",
+                "group layers2",
+                "group uns",
+                "array uns/flags",
+                "null uns/none",
+                "array uns/s",
+                "rows uns/s 0",
+            ]
+        );
+        // Nothing is read of a skipped element, a null or an empty array.
+        let reads = src.reads.borrow();
+        assert!(reads
+            .iter()
+            .all(|(p, _)| p != "uns/none" && p != "uns/flags" && !p.starts_with("layers/counts")));
+        assert!(reads.contains(&("uns/s".to_string(), 0..1)));
+    }
+
+    #[test]
+    fn skipping_x_leaves_layers_and_similar_names() {
+        let src = sample();
+        let mut dst = MemTree::default();
+        copy_tree(&src, &mut dst, &["X"], 1 << 20).unwrap();
+        assert!(!dst.nodes.contains_key("X") && !dst.nodes.contains_key("X/data"));
+        assert!(dst.nodes.contains_key("layers/counts/indptr"));
+        // A big budget copies each array in one block.
+        assert!(dst.log.contains(&"rows layers/big 0".to_string()));
+        assert!(!dst.log.contains(&"rows layers/big 2".to_string()));
+        assert!(!is_skipped("layers2", &["layers"]));
+        assert!(is_skipped("layers/x", &["layers"]));
+        assert!(is_skipped("X", &["/X"]));
+    }
+
+    #[test]
+    fn node_kinds() {
+        let src = sample();
+        assert_eq!(node_kind(&src, "").unwrap(), Some(NodeKind::Group));
+        assert_eq!(
+            node_kind(&src, "layers/counts").unwrap(),
+            Some(NodeKind::Group)
+        );
+        assert_eq!(node_kind(&src, "X/data").unwrap(), Some(NodeKind::Array));
+        assert_eq!(node_kind(&src, "X/data/nope").unwrap(), None);
+        assert_eq!(node_kind(&src, "layers/nope").unwrap(), None);
     }
 }

@@ -226,13 +226,22 @@ def diff_anndata(e, a, ulp_tol: Mapping[str, int] | None = None) -> list[str]:
     return out
 
 
-def diff_files(expected_path, actual_path, ulp_tol: Mapping[str, int] | None = None) -> list[str]:
+def is_zarr(path) -> bool:
+    """A `.zarr` path (a directory store) rather than an `.h5ad` file."""
+    return str(path).rstrip("/").endswith(".zarr")
+
+
+def read_any(path):
+    """anndata.read_zarr for `.zarr`, anndata.read_h5ad otherwise (as DESIGN.md §1 reads OUTPUT)."""
     import warnings
 
     import anndata
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        e = anndata.read_h5ad(expected_path)
-        a = anndata.read_h5ad(actual_path)
-    return diff_anndata(e, a, ulp_tol)
+        return anndata.read_zarr(path) if is_zarr(path) else anndata.read_h5ad(path)
+
+
+def diff_files(expected_path, actual_path, ulp_tol: Mapping[str, int] | None = None) -> list[str]:
+    """Both read with anndata (read_zarr or read_h5ad by suffix), then diff_anndata."""
+    return diff_anndata(read_any(expected_path), read_any(actual_path), ulp_tol)

@@ -75,7 +75,16 @@ def run_cli(cli: list[str], args: list[str], *, cwd: Path | None = None, env: di
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """Of a file's bytes; of a directory (a .zarr store): of every relative path and file's bytes."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for p in sorted(path.rglob("*")):
+            h.update(str(p.relative_to(path)).encode() + b"\0")
+            if p.is_file():
+                h.update(hashlib.sha256(p.read_bytes()).digest())
+        return h.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def describe(proc) -> str:

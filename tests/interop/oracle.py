@@ -85,16 +85,26 @@ def scanpy_pipeline(adata, opts: Options) -> None:
         sc.pp.log1p(adata, base=None if opts.base is None else float(opts.base), layer=opts.layer)
 
 
-def expected_outcome(input_path: Path, opts: Options, out_path: Path):
-    """Run the reference in this process. Returns out_path (written by anndata) or the exception."""
+def expected_outcome(input_path: Path, opts: Options, out_path: Path, *, zarr_format: int | None = None):
+    """Run the reference in this process. Returns out_path (written by anndata) or the exception.
+    `.zarr` paths are read with read_zarr / written with write_zarr (DESIGN.md §1), the latter in
+    zarr format `zarr_format` (None: anndata's default, v3)."""
     import anndata
+
+    def is_zarr(p) -> bool:
+        return str(p).rstrip("/").endswith(".zarr")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            adata = anndata.read_h5ad(input_path)
+            adata = anndata.read_zarr(input_path) if is_zarr(input_path) else anndata.read_h5ad(input_path)
             scanpy_pipeline(adata, opts)
         except Exception as exc:  # noqa: BLE001 - any scanpy failure means "the CLI must refuse"
             return exc
-        adata.write_h5ad(out_path)
+        if is_zarr(out_path):
+            settings = {} if zarr_format is None else {"zarr_write_format": zarr_format}
+            with anndata.settings.override(**settings):
+                adata.write_zarr(out_path)
+        else:
+            adata.write_h5ad(out_path)
     return out_path

@@ -17,6 +17,7 @@ mod legacy;
 mod output;
 mod sink;
 mod source;
+mod tree;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use hdf5::{File, Group};
 pub use inspect::inspect;
 pub use output::H5adOutput;
 pub use source::H5adSource;
+pub use tree::H5adTreeWriter;
 pub use writer::{AnnDataWriter, Compression};
 
 use crate::error::{Error, Result};

@@ -16,10 +16,12 @@ use super::file::{
 };
 use super::layout::{create_dataset, guess_chunk, Storage};
 use super::sink::{Appender, CsrSink, DenseSink};
+use super::tree::H5adTreeWriter;
 use super::H5adInput;
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::store::temp::TempFile;
+use crate::store::tree::{copy_all_but_matrix, TreeReader};
 use crate::store::{
     ElementPath, MatrixLayout, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore,
     SparseStructure,
@@ -31,7 +33,9 @@ pub struct H5adOutput {
     file: Option<File>,
     tmp: TempFile,
     target: PathBuf,
-    input: File,
+    /// The .h5ad input (`None` when built from a [`TreeReader`]: the normalized element's
+    /// `indices`/`indptr`, when CSR, were then copied into the output in advance).
+    input: Option<File>,
     input_path: PathBuf,
     normalized: ElementPath,
 }
@@ -96,8 +100,46 @@ impl H5adOutput {
             file: Some(file),
             tmp,
             target: output.to_path_buf(),
-            input: input.file().clone(),
+            input: Some(input.file().clone()),
             input_path: input.path_buf(),
+            normalized: normalized.clone(),
+        })
+    }
+
+    /// Starts `output` as a copy of the AnnData tree `reader` (any format, e.g. a `.zarr`
+    /// store at `input_path`) without `normalized`, re-encoded the way anndata writes .h5ad
+    /// (see [`H5adTreeWriter`]), copying arrays in blocks of at most `budget` bytes.
+    ///
+    /// When `normalized` is a CSR matrix its `indices` and `indptr` are copied right away
+    /// (into the output's group of that name), so that [`OutputStore::create_matrix`] with
+    /// [`SparseStructure::CopyFromInput`] only adds `data`.
+    pub fn create_from_tree(
+        reader: &dyn TreeReader,
+        input_path: &Path,
+        output: &Path,
+        normalized: &ElementPath,
+        budget: u64,
+    ) -> Result<Self> {
+        let tmp = TempFile::next_to(output);
+        let file = create_write(&tmp.path).map_err(|e| {
+            Error::output(
+                output,
+                format!(
+                    "cannot create the temporary file {}: {}",
+                    tmp.path.display(),
+                    short(&e)
+                ),
+            )
+        })?;
+        let mut writer = H5adTreeWriter::new(file.clone(), output);
+        copy_all_but_matrix(reader, &mut writer, &normalized.store_path(), budget)?;
+        writer.check_complete()?;
+        Ok(H5adOutput {
+            file: Some(file),
+            tmp,
+            target: output.to_path_buf(),
+            input: None,
+            input_path: input_path.to_path_buf(),
             normalized: normalized.clone(),
         })
     }
@@ -179,9 +221,20 @@ impl OutputStore for H5adOutput {
             )));
         }
         let (parent, name) = parent_of(self.file(), element).map_err(self.h5fail(&path))?;
-        unlink_if_present(&parent, name).map_err(self.h5fail(&path))?;
+        // From a tree, a CSR element's indices/indptr are already in the output.
+        let staged = self.input.is_none()
+            && spec.layout == OutputLayout::Csr
+            && spec.structure == SparseStructure::CopyFromInput;
+        if staged {
+            self.check_staged(&parent, name, &path, spec)?;
+        } else {
+            unlink_if_present(&parent, name).map_err(self.h5fail(&path))?;
+        }
         // The input element gives chunking and filters (and indices/indptr to copy).
-        let input_elem = encoding::open_matrix(&self.input, &path, None, None).ok();
+        let input_elem = self
+            .input
+            .as_ref()
+            .and_then(|f| encoding::open_matrix(f, &path, None, None).ok());
         let data_path = format!("{path}/data");
         match spec.layout {
             OutputLayout::Dense => {
@@ -214,9 +267,13 @@ impl OutputStore for H5adOutput {
                 }))
             }
             OutputLayout::Csr => {
-                let group = parent
-                    .create_group(name)
-                    .map_err(self.h5fail(&format!("cannot create {path}")))?;
+                let group = if staged {
+                    parent.group(name).map_err(self.h5fail(&path))?
+                } else {
+                    parent
+                        .create_group(name)
+                        .map_err(self.h5fail(&format!("cannot create {path}")))?
+                };
                 set_encoding(&group, "csr_matrix", "0.1.0").map_err(self.h5fail(&path))?;
                 set_i64_array_attr(&group, "shape", &[spec.n_obs as i64, spec.n_vars as i64])
                     .map_err(self.h5fail(&path))?;
@@ -242,6 +299,7 @@ impl OutputStore for H5adOutput {
                     spec.data_dtype.size(),
                 );
                 let (indices, indptr) = match spec.structure {
+                    SparseStructure::CopyFromInput if staged => (None, None),
                     SparseStructure::CopyFromInput => {
                         let Some(MatrixElem::Sparse(s)) = &input_elem else {
                             return Err(self.fail(format!(
@@ -257,7 +315,8 @@ impl OutputStore for H5adOutput {
                                 spec.n_obs, spec.n_vars, spec.nnz
                             )));
                         }
-                        let input_group = self.input.group(&path).map_err(self.h5fail(&path))?;
+                        let input = self.input.as_ref().expect("not staged: an .h5ad input");
+                        let input_group = input.group(&path).map_err(self.h5fail(&path))?;
                         for member in ["indices", "indptr"] {
                             copy_object(&input_group, member, &group, member)
                                 .map_err(self.h5fail(&format!("cannot copy {path}/{member}")))?;
@@ -430,6 +489,38 @@ impl OutputStore for H5adOutput {
 }
 
 impl H5adOutput {
+    /// Checks the `indices`/`indptr` copied by [`H5adOutput::create_from_tree`] for a CSR
+    /// output of `spec` and removes a `data` member if there is one.
+    fn check_staged(
+        &self,
+        parent: &Group,
+        name: &str,
+        path: &str,
+        spec: &OutputMatrixSpec,
+    ) -> Result<()> {
+        let cannot = || {
+            self.fail(format!(
+                "{path}: cannot copy indices and indptr: the input is not a CSR matrix of shape ({}, {}) with {} values",
+                spec.n_obs, spec.n_vars, spec.nnz
+            ))
+        };
+        let Ok(group) = parent.group(name) else {
+            return Err(cannot());
+        };
+        let len = |m: &str| {
+            group
+                .dataset(m)
+                .ok()
+                .and_then(|d| super::file::dims(&d))
+                .filter(|d| d.len() == 1)
+                .map(|d| d[0])
+        };
+        if len("indices") != Some(spec.nnz) || len("indptr") != Some(spec.n_obs + 1) {
+            return Err(cannot());
+        }
+        unlink_if_present(&group, "data").map_err(self.h5fail(path))
+    }
+
     /// The input file this output copies from.
     pub fn input_path(&self) -> &Path {
         &self.input_path

@@ -1,0 +1,446 @@
+//! Reading the metadata of one zarr node (group or array), v2 or v3, from the node's own
+//! metadata documents (`zarr.json`; `.zgroup`/`.zarray` + `.zattrs`) — never from
+//! consolidated metadata, which may be stale.
+
+use serde_json::Value;
+use zarrs::storage::{StoreKey, StorePrefix};
+
+use super::Storage;
+use crate::array::DType;
+use crate::options::ZarrFormat;
+use crate::store::tree::{Attrs, ElemType, NodeKind};
+
+/// Something wrong with one element of a store (the caller adds the store's name).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Problem {
+    pub element: String,
+    pub problem: String,
+}
+
+impl Problem {
+    pub fn new(element: impl Into<String>, problem: impl Into<String>) -> Self {
+        Problem {
+            element: element.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn into_input(self, file: &std::path::Path) -> crate::Error {
+        crate::Error::input(file, self.element, self.problem)
+    }
+}
+
+/// How an element is named in messages: `/` for the root.
+pub(crate) fn display(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// Key of `name` inside the node at `path`.
+pub(crate) fn key(path: &str, name: &str) -> Result<StoreKey, Problem> {
+    let text = crate::store::tree::join(path, name);
+    StoreKey::new(text.clone())
+        .map_err(|e| Problem::new(display(path), format!("invalid store key '{text}': {e}")))
+}
+
+pub(crate) fn prefix(path: &str) -> Result<StorePrefix, Problem> {
+    let text = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    StorePrefix::new(text.clone())
+        .map_err(|e| Problem::new(display(path), format!("invalid store prefix '{text}': {e}")))
+}
+
+/// Raw bytes of `path/name`, `None` when absent.
+pub(crate) fn get(storage: &Storage, path: &str, name: &str) -> Result<Option<Vec<u8>>, Problem> {
+    let k = key(path, name)?;
+    storage
+        .get(&k)
+        .map(|b| b.map(|b| b.to_vec()))
+        .map_err(|e| Problem::new(display(path), format!("cannot read '{}': {e}", k.as_str())))
+}
+
+/// A JSON document `path/name` (an object), `None` when absent.
+pub(crate) fn get_json(
+    storage: &Storage,
+    path: &str,
+    name: &str,
+) -> Result<Option<serde_json::Map<String, Value>>, Problem> {
+    let Some(bytes) = get(storage, path, name)? else {
+        return Ok(None);
+    };
+    let where_ = crate::store::tree::join(path, name);
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Err(Problem::new(
+            display(path),
+            format!("malformed '{where_}': not a JSON object"),
+        )),
+        Err(e) => Err(Problem::new(
+            display(path),
+            format!("malformed '{where_}': {e}"),
+        )),
+    }
+}
+
+/// The metadata of one node.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeMeta {
+    pub kind: NodeKind,
+    pub attrs: Attrs,
+    /// The array metadata document (`zarr.json` or `.zarray`), arrays only.
+    pub array: Option<serde_json::Map<String, Value>>,
+}
+
+impl NodeMeta {
+    pub fn str_attr(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).and_then(Value::as_str)
+    }
+
+    pub fn encoding(&self) -> Option<&str> {
+        self.str_attr("encoding-type")
+    }
+
+    /// Shape of an array (`None` for groups or a malformed shape).
+    pub fn shape(&self) -> Option<Vec<u64>> {
+        let a = self.array.as_ref()?;
+        a.get("shape")?
+            .as_array()?
+            .iter()
+            .map(Value::as_u64)
+            .collect()
+    }
+
+    /// Element type of an array, from its `data_type` (v3) or `dtype` (+ filters, v2).
+    pub fn elem_type(&self) -> Result<ElemType, String> {
+        let a = self.array.as_ref().ok_or("not an array")?;
+        if let Some(dt) = a.get("data_type") {
+            let name = match dt {
+                Value::String(s) => s.as_str(),
+                Value::Object(o) => o.get("name").and_then(Value::as_str).unwrap_or("?"),
+                _ => "?",
+            };
+            return v3_elem_type(name).ok_or_else(|| format!("data type '{name}'"));
+        }
+        let dtype = match a.get("dtype") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => return Err(format!("data type {other}")),
+            None => return Err("no data type".into()),
+        };
+        if dtype == "|O" {
+            let filters = a.get("filters").and_then(Value::as_array);
+            let utf8 = filters.is_some_and(|f| {
+                f.iter()
+                    .any(|x| x.get("id").and_then(Value::as_str) == Some("vlen-utf8"))
+            });
+            return if utf8 {
+                Ok(ElemType::String)
+            } else {
+                Err("object data type without a vlen-utf8 filter".into())
+            };
+        }
+        v2_elem_type(dtype).ok_or_else(|| format!("data type '{dtype}'"))
+    }
+
+    /// Chunk shape of an array (the shard shape when sharded).
+    pub fn chunk_shape(&self) -> Option<Vec<u64>> {
+        let a = self.array.as_ref()?;
+        let v = match a.get("chunks") {
+            Some(c) => c,
+            None => a
+                .get("chunk_grid")?
+                .get("configuration")?
+                .get("chunk_shape")?,
+        };
+        v.as_array()?.iter().map(Value::as_u64).collect()
+    }
+
+    /// Codec names, outermost configuration first, with sharding's inner codecs in brackets.
+    pub fn codec_words(&self) -> Vec<String> {
+        let Some(a) = self.array.as_ref() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(codecs) = a.get("codecs").and_then(Value::as_array) {
+            for c in codecs {
+                out.push(codec_word(c));
+            }
+        } else {
+            if let Some(filters) = a.get("filters").and_then(Value::as_array) {
+                for f in filters {
+                    out.push(v2_codec_word(f));
+                }
+            }
+            match a.get("compressor") {
+                Some(Value::Null) | None => {}
+                Some(c) => out.push(v2_codec_word(c)),
+            }
+        }
+        out
+    }
+
+    /// The sharding configuration (inner chunk shape, inner codecs), when the array is sharded.
+    pub fn sharding(&self) -> Option<&Value> {
+        let a = self.array.as_ref()?;
+        a.get("codecs")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some("sharding_indexed"))?
+            .get("configuration")
+    }
+
+    /// Inner chunk shape of a sharded array.
+    pub fn inner_chunk_shape(&self) -> Option<Vec<u64>> {
+        self.sharding()?
+            .get("chunk_shape")?
+            .as_array()?
+            .iter()
+            .map(Value::as_u64)
+            .collect()
+    }
+}
+
+fn codec_word(c: &Value) -> String {
+    let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+    let conf = c.get("configuration");
+    match name {
+        "sharding_indexed" => {
+            let inner: Vec<String> = conf
+                .and_then(|c| c.get("codecs"))
+                .and_then(Value::as_array)
+                .map(|v| v.iter().map(codec_word).collect())
+                .unwrap_or_default();
+            let index: Vec<String> = conf
+                .and_then(|c| c.get("index_codecs"))
+                .and_then(Value::as_array)
+                .map(|v| v.iter().map(codec_word).collect())
+                .unwrap_or_default();
+            format!("sharding[{}; index {}]", inner.join("+"), index.join("+"))
+        }
+        "zstd" | "gzip" => match conf.and_then(|c| c.get("level")) {
+            Some(l) => format!("{name} {l}"),
+            None => name.to_string(),
+        },
+        "blosc" => {
+            let cname = conf
+                .and_then(|c| c.get("cname"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            let level = conf
+                .and_then(|c| c.get("clevel"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let shuffle = conf
+                .and_then(|c| c.get("shuffle"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            format!("blosc {cname} {level} {shuffle}")
+        }
+        "bytes" => match conf.and_then(|c| c.get("endian")).and_then(Value::as_str) {
+            Some(e) => format!("bytes {e}"),
+            None => "bytes".into(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn v2_codec_word(c: &Value) -> String {
+    let id = c.get("id").and_then(Value::as_str).unwrap_or("?");
+    match id {
+        "blosc" => {
+            let cname = c.get("cname").and_then(Value::as_str).unwrap_or("?");
+            let level = c.get("clevel").map(|v| v.to_string()).unwrap_or_default();
+            let shuffle = match c.get("shuffle").and_then(Value::as_i64) {
+                Some(0) => "noshuffle",
+                Some(1) => "shuffle",
+                Some(2) => "bitshuffle",
+                _ => "?",
+            };
+            format!("blosc {cname} {level} {shuffle}")
+        }
+        "zstd" | "gzip" | "zlib" => match c.get("level") {
+            Some(l) => format!("{id} {l}"),
+            None => id.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn v3_elem_type(name: &str) -> Option<ElemType> {
+    Some(ElemType::Num(match name {
+        "int8" => DType::I8,
+        "int16" => DType::I16,
+        "int32" => DType::I32,
+        "int64" => DType::I64,
+        "uint8" => DType::U8,
+        "uint16" => DType::U16,
+        "uint32" => DType::U32,
+        "uint64" => DType::U64,
+        "float32" => DType::F32,
+        "float64" => DType::F64,
+        "bool" => return Some(ElemType::Bool),
+        "string" => return Some(ElemType::String),
+        _ => return None,
+    }))
+}
+
+fn v2_elem_type(dtype: &str) -> Option<ElemType> {
+    let body = dtype.trim_start_matches(['<', '>', '|', '=']);
+    Some(ElemType::Num(match body {
+        "i1" => DType::I8,
+        "i2" => DType::I16,
+        "i4" => DType::I32,
+        "i8" => DType::I64,
+        "u1" => DType::U8,
+        "u2" => DType::U16,
+        "u4" => DType::U32,
+        "u8" => DType::U64,
+        "f4" => DType::F32,
+        "f8" => DType::F64,
+        "b1" => return Some(ElemType::Bool),
+        _ => return None,
+    }))
+}
+
+/// Reads the metadata of the node at `path`; `None` when there is no node there.
+pub(crate) fn read_node(
+    storage: &Storage,
+    format: ZarrFormat,
+    path: &str,
+) -> Result<Option<NodeMeta>, Problem> {
+    let elem = display(path);
+    match format {
+        ZarrFormat::V3 => {
+            let Some(doc) = get_json(storage, path, "zarr.json")? else {
+                return Ok(None);
+            };
+            let name = crate::store::tree::join(path, "zarr.json");
+            let kind = match doc.get("node_type").and_then(Value::as_str) {
+                Some("group") => NodeKind::Group,
+                Some("array") => NodeKind::Array,
+                Some(other) => {
+                    return Err(Problem::new(
+                        elem,
+                        format!(
+                            "malformed '{name}': node_type '{other}' (expected group or array)"
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(Problem::new(
+                        elem,
+                        format!("malformed '{name}': no 'node_type' key"),
+                    ))
+                }
+            };
+            match doc.get("zarr_format") {
+                Some(v) if v.as_u64() == Some(3) => {}
+                Some(v) => {
+                    return Err(Problem::new(
+                        elem,
+                        format!("malformed '{name}': 'zarr_format' is {v}, expected 3"),
+                    ))
+                }
+                None => {
+                    return Err(Problem::new(
+                        elem,
+                        format!("malformed '{name}': no 'zarr_format' key"),
+                    ))
+                }
+            }
+            let attrs = match doc.get("attributes") {
+                None | Some(Value::Null) => Attrs::new(),
+                Some(Value::Object(m)) => m.clone(),
+                Some(_) => {
+                    return Err(Problem::new(
+                        elem,
+                        format!("malformed '{name}': 'attributes' is not an object"),
+                    ))
+                }
+            };
+            if kind == NodeKind::Array {
+                check_array_doc(&doc, elem, &name, &["shape", "data_type", "codecs"])?;
+            }
+            let array = (kind == NodeKind::Array).then_some(doc);
+            Ok(Some(NodeMeta { kind, attrs, array }))
+        }
+        ZarrFormat::V2 => {
+            let array = get_json(storage, path, ".zarray")?;
+            let kind = if array.is_some() {
+                NodeKind::Array
+            } else if get(storage, path, ".zgroup")?.is_some() {
+                NodeKind::Group
+            } else {
+                return Ok(None);
+            };
+            if let Some(doc) = &array {
+                let name = crate::store::tree::join(path, ".zarray");
+                check_array_doc(doc, elem, &name, &["shape", "chunks", "dtype"])?;
+            }
+            let attrs = get_json(storage, path, ".zattrs")?.unwrap_or_default();
+            Ok(Some(NodeMeta { kind, attrs, array }))
+        }
+    }
+}
+
+fn check_array_doc(
+    doc: &serde_json::Map<String, Value>,
+    elem: &str,
+    name: &str,
+    required: &[&str],
+) -> Result<(), Problem> {
+    for key in required {
+        if !doc.contains_key(*key) {
+            return Err(Problem::new(
+                elem,
+                format!("malformed '{name}': no '{key}' key"),
+            ));
+        }
+    }
+    let shape_ok = doc
+        .get("shape")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.iter().all(|d| d.as_u64().is_some()));
+    if !shape_ok {
+        return Err(Problem::new(
+            elem,
+            format!("malformed '{name}': 'shape' is not a list of non-negative integers"),
+        ));
+    }
+    Ok(())
+}
+
+/// Members of the group at `path` that are zarr nodes, sorted by name.
+pub(crate) fn children(
+    storage: &Storage,
+    format: ZarrFormat,
+    path: &str,
+) -> Result<Vec<(String, NodeMeta)>, Problem> {
+    let p = prefix(path)?;
+    let listing = storage
+        .list_dir(&p)
+        .map_err(|e| Problem::new(display(path), format!("cannot list members: {e}")))?;
+    let mut out = Vec::new();
+    for pre in listing.prefixes() {
+        let name = pre
+            .as_str()
+            .strip_prefix(p.as_str())
+            .unwrap_or(pre.as_str())
+            .trim_end_matches('/')
+            .to_string();
+        if name.is_empty() || name.starts_with(".z") || name == "zarr.json" {
+            continue;
+        }
+        let child = crate::store::tree::join(path, &name);
+        if let Some(meta) = read_node(storage, format, &child)? {
+            out.push((name, meta));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}

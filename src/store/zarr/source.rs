@@ -1,0 +1,742 @@
+//! Reads of zarr arrays: [`ZArray`] (any array, by rows along axis 0) and [`ZarrSource`]
+//! (a stored matrix, [`MatrixSource`]).
+//!
+//! Numeric reads decode straight into the returned buffer (no staging copy) through zarrs,
+//! which decodes the chunks (or a shard's inner chunks) a range covers in parallel on the
+//! current rayon pool. zarr reads a missing chunk as the fill value; that is kept for every
+//! array but the members of a sparse matrix (`data`, `indices`, `indptr`), where a missing
+//! chunk, shard or inner chunk of a shard is an error: zeros there would be wrong data.
+
+use std::collections::HashSet;
+use std::num::NonZeroU64;
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde_json::Value;
+use unsafe_cell_slice::UnsafeCellSlice;
+use zarrs::array::codec::ShardingCodec;
+use zarrs::array::{
+    Array, ArrayBytesDecodeIntoTarget, ArrayBytesFixedDisjointView, ArraySubset, CodecOptions,
+};
+use zarrs::metadata_ext::codec::sharding::ShardingCodecConfiguration;
+use zarrs::storage::byte_range::ByteRange;
+use zarrs::storage::ReadableWritableListableStorageTraits;
+
+use super::input::ZarrInput;
+use super::node::{NodeMeta, Problem};
+use super::Storage;
+use crate::array::{DType, NumVec};
+use crate::error::{Error, Result};
+use crate::store::tree::{ElemType, NodeKind};
+use crate::store::{InputStore as _, MatrixLayout, MatrixMeta, MatrixSource};
+
+type ZStore = dyn ReadableWritableListableStorageTraits;
+
+/// One zarr array opened for reading.
+pub(crate) struct ZArray {
+    /// Element path (`X/data`).
+    pub path: String,
+    pub elem: ElemType,
+    pub shape: Vec<u64>,
+    array: Array<ZStore>,
+    /// Present for sparse-matrix members: every chunk must exist.
+    strict: Option<Strict>,
+}
+
+/// Presence checks of the chunks (shards) of a 1-D array, each done once.
+struct Strict {
+    storage: Storage,
+    /// Elements per chunk (per shard when sharded).
+    chunk_len: u64,
+    shard: Option<ShardCheck>,
+    checked: Mutex<HashSet<u64>>,
+}
+
+struct ShardCheck {
+    codec: ShardingCodec,
+    inner_len: u64,
+    per_shard: u64,
+    index_len: u64,
+    index_at_start: bool,
+}
+
+/// Dispatches a typed read on the stored dtype.
+macro_rules! by_dtype {
+    ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
+        match $dtype {
+            DType::I8 => $f::<i8>($($arg),*).map(NumVec::I8),
+            DType::I16 => $f::<i16>($($arg),*).map(NumVec::I16),
+            DType::I32 => $f::<i32>($($arg),*).map(NumVec::I32),
+            DType::I64 => $f::<i64>($($arg),*).map(NumVec::I64),
+            DType::U8 => $f::<u8>($($arg),*).map(NumVec::U8),
+            DType::U16 => $f::<u16>($($arg),*).map(NumVec::U16),
+            DType::U32 => $f::<u32>($($arg),*).map(NumVec::U32),
+            DType::U64 => $f::<u64>($($arg),*).map(NumVec::U64),
+            DType::F32 => $f::<f32>($($arg),*).map(NumVec::F32),
+            DType::F64 => $f::<f64>($($arg),*).map(NumVec::F64),
+        }
+    };
+}
+
+/// Decodes `subset` straight into a new `Vec<T>` (`T` the array's element type).
+fn decode_into<T: Copy + Default>(
+    array: &Array<ZStore>,
+    subset: &ArraySubset,
+    n: usize,
+) -> std::result::Result<Vec<T>, String> {
+    let mut v = vec![T::default(); n];
+    if n == 0 {
+        return Ok(v);
+    }
+    // SAFETY: plain numeric types without padding; every bit pattern is valid.
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(&v[..]))
+    };
+    let shape = subset.shape().to_vec();
+    // SAFETY: the view covers the whole buffer and is the only one over it.
+    let mut view = unsafe {
+        ArrayBytesFixedDisjointView::new(
+            UnsafeCellSlice::new(bytes),
+            std::mem::size_of::<T>(),
+            &shape,
+            ArraySubset::new_with_shape(shape.clone()),
+        )
+    }
+    .map_err(|e| e.to_string())?;
+    array
+        .retrieve_array_subset_into_opt(
+            subset,
+            ArrayBytesDecodeIntoTarget::Fixed(&mut view),
+            &CodecOptions::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+/// Runs a zarrs call, turning a panic inside it (damaged data zarrs did not expect) into an
+/// error message.
+fn guarded<T>(
+    f: impl FnOnce() -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown failure".into());
+            Err(format!("the zarr decoder failed: {msg}"))
+        }
+    }
+}
+
+impl ZArray {
+    /// Opens the array at `path` (described by `meta`). `strict`: a missing chunk is an
+    /// error (1-D arrays only).
+    pub fn open(
+        storage: &Storage,
+        path: &str,
+        meta: &NodeMeta,
+        strict: bool,
+    ) -> std::result::Result<Self, Problem> {
+        if meta.kind != NodeKind::Array {
+            return Err(Problem::new(path, "is a group, expected an array"));
+        }
+        let elem = meta
+            .elem_type()
+            .map_err(|what| Problem::new(path, format!("unsupported: holds {what}")))?;
+        let shape = meta
+            .shape()
+            .ok_or_else(|| Problem::new(path, "malformed metadata: no valid 'shape'"))?;
+        let array = guarded(|| {
+            Array::open(storage.clone(), &format!("/{path}")).map_err(|e| e.to_string())
+        })
+        .map_err(|e| Problem::new(path, format!("cannot open the array: {e}")))?;
+        if array.shape() != shape.as_slice() {
+            return Err(Problem::new(path, "inconsistent array metadata (shape)"));
+        }
+        let strict = if strict && shape.len() == 1 {
+            Some(Strict::new(storage, path, meta)?)
+        } else {
+            None
+        };
+        Ok(ZArray {
+            path: path.to_string(),
+            elem,
+            shape,
+            array,
+            strict,
+        })
+    }
+
+    /// Rows along axis 0 (1 for a scalar).
+    pub fn n_rows(&self) -> u64 {
+        self.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Elements per row (product of all but the first dimension).
+    pub fn row_len(&self) -> u64 {
+        self.shape.iter().skip(1).product()
+    }
+
+    fn fail(&self, rows: &Range<u64>, problem: impl std::fmt::Display) -> Problem {
+        let what = if self.shape.is_empty() {
+            "the value".to_string()
+        } else if self.shape.len() == 1 {
+            format!("elements {}..{}", rows.start, rows.end)
+        } else {
+            format!("rows {}..{}", rows.start, rows.end)
+        };
+        Problem::new(&self.path, format!("cannot read {what}: {problem}"))
+    }
+
+    /// The subset for `rows` (checked against the shape) and its number of elements.
+    fn subset(&self, rows: &Range<u64>) -> std::result::Result<(ArraySubset, usize), Problem> {
+        let n_rows = self.n_rows();
+        if rows.start > rows.end || rows.end > n_rows {
+            let what = if self.shape.len() == 1 {
+                "elements"
+            } else {
+                "rows"
+            };
+            return Err(Problem::new(
+                &self.path,
+                format!(
+                    "{what} {}..{} requested, but it has {n_rows}",
+                    rows.start, rows.end
+                ),
+            ));
+        }
+        if self.shape.is_empty() {
+            return Ok((ArraySubset::new_with_shape(Vec::new()), 1));
+        }
+        let mut ranges = vec![rows.clone()];
+        ranges.extend(self.shape.iter().skip(1).map(|&d| 0..d));
+        let n = (rows.end - rows.start)
+            .checked_mul(self.row_len())
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| self.fail(rows, "too many elements for memory"))?;
+        Ok((ArraySubset::new_with_ranges(&ranges), n))
+    }
+
+    /// Numeric rows in the stored dtype, C order.
+    pub fn read_num(&self, rows: Range<u64>) -> std::result::Result<NumVec, Problem> {
+        let ElemType::Num(dtype) = self.elem else {
+            return Err(Problem::new(&self.path, "holds no numbers"));
+        };
+        let (subset, n) = self.subset(&rows)?;
+        if n == 0 {
+            return by_dtype!(dtype, empty()).map_err(|e: String| self.fail(&rows, e));
+        }
+        if let Some(strict) = &self.strict {
+            strict.check(&self.path, &self.array, &rows)?;
+        }
+        let array = &self.array;
+        guarded(|| by_dtype!(dtype, decode_into(array, &subset, n)))
+            .map_err(|e| self.fail(&rows, e))
+    }
+
+    pub fn read_bools(&self, rows: Range<u64>) -> std::result::Result<Vec<bool>, Problem> {
+        let (subset, n) = self.subset(&rows)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        guarded(|| {
+            self.array
+                .retrieve_array_subset_opt::<Vec<bool>>(&subset, &CodecOptions::default())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| self.fail(&rows, e))
+    }
+
+    pub fn read_strings(&self, rows: Range<u64>) -> std::result::Result<Vec<String>, Problem> {
+        let (subset, n) = self.subset(&rows)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        guarded(|| {
+            self.array
+                .retrieve_array_subset_opt::<Vec<String>>(&subset, &CodecOptions::default())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| self.fail(&rows, e))
+    }
+}
+
+fn empty<T>() -> std::result::Result<Vec<T>, String> {
+    Ok(Vec::new())
+}
+
+impl Strict {
+    fn new(storage: &Storage, path: &str, meta: &NodeMeta) -> std::result::Result<Self, Problem> {
+        let bad_grid = || Problem::new(path, "unsupported chunk grid (expected a regular grid)");
+        let chunk_len = match meta.chunk_shape().as_deref() {
+            Some([c]) if *c > 0 => *c,
+            _ => return Err(bad_grid()),
+        };
+        let shard = match meta.sharding() {
+            None => None,
+            Some(conf) => Some(ShardCheck::new(path, conf, chunk_len)?),
+        };
+        Ok(Strict {
+            storage: storage.clone(),
+            chunk_len,
+            shard,
+            checked: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Checks that every chunk (shard, inner chunk) holding elements `range` exists.
+    fn check(
+        &self,
+        path: &str,
+        array: &Array<ZStore>,
+        range: &Range<u64>,
+    ) -> std::result::Result<(), Problem> {
+        let first = range.start / self.chunk_len;
+        let last = (range.end - 1) / self.chunk_len;
+        let todo: Vec<u64> = {
+            let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            (first..=last).filter(|k| !checked.contains(k)).collect()
+        };
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let len = array.shape().first().copied().unwrap_or(0);
+        todo.par_iter()
+            .try_for_each(|&k| self.check_one(path, array, k, len))?;
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked.extend(todo);
+        Ok(())
+    }
+
+    fn check_one(
+        &self,
+        path: &str,
+        array: &Array<ZStore>,
+        k: u64,
+        array_len: u64,
+    ) -> std::result::Result<(), Problem> {
+        let key = array.chunk_key(&[k]);
+        let what = if self.shard.is_some() {
+            "shard"
+        } else {
+            "chunk"
+        };
+        let size = self
+            .storage
+            .size_key(&key)
+            .map_err(|e| Problem::new(path, format!("cannot read {what} '{}': {e}", key.as_str())))?
+            .ok_or_else(|| {
+                Problem::new(
+                    path,
+                    format!(
+                        "{what} '{}' is missing (a sparse matrix's arrays must be complete)",
+                        key.as_str()
+                    ),
+                )
+            })?;
+        let Some(shard) = &self.shard else {
+            return Ok(());
+        };
+        let corrupt =
+            |why: String| Problem::new(path, format!("corrupt shard '{}': {why}", key.as_str()));
+        if size < shard.index_len {
+            return Err(corrupt(format!(
+                "{size} bytes, smaller than its index ({} bytes)",
+                shard.index_len
+            )));
+        }
+        let range = if shard.index_at_start {
+            ByteRange::FromStart(0, Some(shard.index_len))
+        } else {
+            ByteRange::Suffix(shard.index_len)
+        };
+        let bytes = self
+            .storage
+            .get_partial(&key, range)
+            .map_err(|e| Problem::new(path, format!("cannot read shard '{}': {e}", key.as_str())))?
+            .ok_or_else(|| Problem::new(path, format!("shard '{}' is missing", key.as_str())))?;
+        let per_shard =
+            NonZeroU64::new(shard.per_shard).ok_or_else(|| corrupt("no inner chunks".into()))?;
+        let index = guarded(|| {
+            shard
+                .codec
+                .decode_index(&bytes, &[per_shard], &CodecOptions::default())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| corrupt(format!("bad index: {e}")))?;
+        let (lo, hi) = if shard.index_at_start {
+            (shard.index_len, size)
+        } else {
+            (0, size - shard.index_len)
+        };
+        for j in 0..shard.per_shard {
+            let start = k * self.chunk_len + j * shard.inner_len;
+            if start >= array_len {
+                break;
+            }
+            let (Some(&off), Some(&n)) = (index.get(2 * j as usize), index.get(2 * j as usize + 1))
+            else {
+                return Err(corrupt("index too short".into()));
+            };
+            if off == u64::MAX && n == u64::MAX {
+                return Err(Problem::new(
+                    path,
+                    format!(
+                        "inner chunk {j} of shard '{}' is missing (a sparse matrix's arrays must be complete)",
+                        key.as_str()
+                    ),
+                ));
+            }
+            match off.checked_add(n) {
+                Some(end) if off >= lo && end <= hi => {}
+                _ => {
+                    return Err(corrupt(format!(
+                        "index entry {j} (offset {off}, {n} bytes) lies outside the shard's {size} bytes"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ShardCheck {
+    fn new(path: &str, conf: &Value, shard_len: u64) -> std::result::Result<Self, Problem> {
+        let bad =
+            |why: &str| Problem::new(path, format!("unsupported sharding configuration: {why}"));
+        let config: ShardingCodecConfiguration =
+            serde_json::from_value(conf.clone()).map_err(|e| bad(&e.to_string()))?;
+        let codec =
+            ShardingCodec::new_with_configuration(&config).map_err(|e| bad(&e.to_string()))?;
+        let inner_len = match conf
+            .get("chunk_shape")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
+        {
+            Some(Some(v)) if v.len() == 1 && v[0] > 0 && shard_len.is_multiple_of(v[0]) => v[0],
+            _ => return Err(bad("inner chunks must divide the shard")),
+        };
+        let mut index_len = (shard_len / inner_len)
+            .checked_mul(16)
+            .ok_or_else(|| bad("too many inner chunks"))?;
+        for c in conf
+            .get("index_codecs")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            match c.get("name").and_then(Value::as_str) {
+                Some("bytes") => {}
+                Some("crc32c") => index_len += 4,
+                Some(other) => return Err(bad(&format!("index codec '{other}'"))),
+                None => return Err(bad("index codec without a name")),
+            }
+        }
+        let index_at_start = conf.get("index_location").and_then(Value::as_str) == Some("start");
+        Ok(ShardCheck {
+            codec,
+            inner_len,
+            per_shard: shard_len / inner_len,
+            index_len,
+            index_at_start,
+        })
+    }
+}
+
+enum Arrays {
+    Sparse {
+        data: Box<ZArray>,
+        indices: Box<ZArray>,
+        indptr: Box<ZArray>,
+    },
+    Dense(Box<ZArray>),
+}
+
+/// A matrix of a `.zarr` store, opened for reading.
+pub struct ZarrSource {
+    file: PathBuf,
+    element: String,
+    meta: MatrixMeta,
+    arrays: Arrays,
+}
+
+fn unsupported(path: &str, meta: &NodeMeta) -> Problem {
+    let found = match (meta.kind, meta.encoding()) {
+        (_, Some(t)) => format!("encoding-type '{t}'"),
+        (NodeKind::Group, None) => "a group without encoding-type".into(),
+        (NodeKind::Array, None) => match meta.shape() {
+            Some(s) => format!("a {}-D array", s.len()),
+            None => "an array".into(),
+        },
+    };
+    Problem::new(
+        path,
+        format!(
+            "unsupported encoding: found {found}, expected csr_matrix, csc_matrix or a 2-D numeric array"
+        ),
+    )
+}
+
+/// Opens X or a layer and checks its structure.
+pub(crate) fn open_matrix(input: &ZarrInput, path: &str) -> Result<ZarrSource> {
+    let file = input.path().to_path_buf();
+    let Some(meta) = input.node(path)? else {
+        let what = if path == "X" {
+            "this store has no X matrix".to_string()
+        } else {
+            format!("no layer named '{}'", path.trim_start_matches("layers/"))
+        };
+        return Err(Error::input(&file, path, what));
+    };
+    let storage = input.storage();
+    let result = match meta.kind {
+        NodeKind::Group => open_sparse(input, storage, path, &meta),
+        NodeKind::Array => open_dense(storage, path, &meta),
+    };
+    let (meta, arrays) = result.map_err(|p| p.into_input(&file))?;
+    Ok(ZarrSource {
+        file,
+        element: path.to_string(),
+        meta,
+        arrays,
+    })
+}
+
+fn open_sparse(
+    input: &ZarrInput,
+    storage: &Storage,
+    path: &str,
+    meta: &NodeMeta,
+) -> std::result::Result<(MatrixMeta, Arrays), Problem> {
+    let layout = match meta.encoding() {
+        Some("csr_matrix") => MatrixLayout::Csr,
+        Some("csc_matrix") => MatrixLayout::Csc,
+        _ => return Err(unsupported(path, meta)),
+    };
+    let shape = match meta.attrs.get("shape") {
+        Some(Value::Array(v)) if v.len() == 2 && v.iter().all(|x| x.as_u64().is_some()) => {
+            (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0))
+        }
+        Some(other) => {
+            return Err(Problem::new(
+                path,
+                format!("attribute 'shape' is {other}, expected two non-negative integers"),
+            ))
+        }
+        None => {
+            return Err(Problem::new(
+                path,
+                "sparse matrix without a 'shape' attribute",
+            ))
+        }
+    };
+    let member =
+        |name: &str, integer: bool| -> std::result::Result<(ZArray, DType, u64), Problem> {
+            let elem = format!("{path}/{name}");
+            let m = match input.node(&elem) {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return Err(Problem::new(
+                        &elem,
+                        "missing (sparse matrices need data, indices and indptr)",
+                    ))
+                }
+                Err(Error::Input {
+                    element, problem, ..
+                }) => return Err(Problem::new(element, problem)),
+                Err(e) => return Err(Problem::new(&elem, e.to_string())),
+            };
+            if m.kind != NodeKind::Array {
+                return Err(Problem::new(&elem, "is a group, expected a 1-D array"));
+            }
+            let dtype = match m.elem_type() {
+                Ok(ElemType::Num(t)) if integer && !t.is_integer() => {
+                    return Err(Problem::new(&elem, format!("holds {t}, expected integers")))
+                }
+                Ok(ElemType::Num(t)) => t,
+                Ok(ElemType::Bool) => {
+                    return Err(Problem::new(&elem, "unsupported: holds boolean data"))
+                }
+                Ok(ElemType::String) => {
+                    return Err(Problem::new(&elem, "unsupported: holds string data"))
+                }
+                Err(what) => return Err(Problem::new(&elem, format!("unsupported: holds {what}"))),
+            };
+            let len = match m.shape().as_deref() {
+                Some([n]) => *n,
+                Some(s) => {
+                    return Err(Problem::new(
+                        &elem,
+                        format!("is {}-D, expected a 1-D array", s.len()),
+                    ))
+                }
+                None => return Err(Problem::new(&elem, "malformed metadata: no valid 'shape'")),
+            };
+            let a = ZArray::open(storage, &elem, &m, true)?;
+            Ok((a, dtype, len))
+        };
+    let (data, data_dtype, n_data) = member("data", false)?;
+    let (indices, indices_dtype, n_indices) = member("indices", true)?;
+    let (indptr, indptr_dtype, n_indptr) = member("indptr", true)?;
+    let (major, axis) = match layout {
+        MatrixLayout::Csc => (shape.1, "columns"),
+        _ => (shape.0, "rows"),
+    };
+    if n_indptr != major + 1 {
+        return Err(Problem::new(
+            format!("{path}/indptr"),
+            format!(
+                "has {n_indptr} entries, expected {} ({major} {axis} + 1) for shape ({}, {})",
+                major + 1,
+                shape.0,
+                shape.1
+            ),
+        ));
+    }
+    if n_indices != n_data {
+        return Err(Problem::new(
+            format!("{path}/indices"),
+            format!("has {n_indices} entries but data has {n_data}"),
+        ));
+    }
+    Ok((
+        MatrixMeta {
+            layout,
+            n_obs: shape.0,
+            n_vars: shape.1,
+            data_dtype,
+            nnz: n_data,
+            indices_dtype: Some(indices_dtype),
+            indptr_dtype: Some(indptr_dtype),
+        },
+        Arrays::Sparse {
+            data: Box::new(data),
+            indices: Box::new(indices),
+            indptr: Box::new(indptr),
+        },
+    ))
+}
+
+fn open_dense(
+    storage: &Storage,
+    path: &str,
+    meta: &NodeMeta,
+) -> std::result::Result<(MatrixMeta, Arrays), Problem> {
+    match meta.encoding() {
+        None | Some("array") => {}
+        Some(_) => return Err(unsupported(path, meta)),
+    }
+    let (n_obs, n_vars) = match meta.shape().as_deref() {
+        Some([a, b]) => (*a, *b),
+        _ => return Err(unsupported(path, meta)),
+    };
+    let dtype = match meta.elem_type() {
+        Ok(ElemType::Num(t)) => t,
+        Ok(ElemType::Bool) => {
+            return Err(Problem::new(
+                path,
+                "unsupported: a 2-D array of boolean data, expected numbers",
+            ))
+        }
+        Ok(ElemType::String) => {
+            return Err(Problem::new(
+                path,
+                "unsupported: a 2-D array of string data, expected numbers",
+            ))
+        }
+        Err(what) => {
+            return Err(Problem::new(
+                path,
+                format!("unsupported: a 2-D array of {what}, expected numbers"),
+            ))
+        }
+    };
+    if let Some(a) = &meta.array {
+        if let Some(order) = a.get("order").and_then(Value::as_str) {
+            if order != "C" {
+                return Err(Problem::new(
+                    path,
+                    format!("unsupported: memory order '{order}' (expected C)"),
+                ));
+            }
+        }
+    }
+    let array = ZArray::open(storage, path, meta, false)?;
+    Ok((
+        MatrixMeta {
+            layout: MatrixLayout::Dense,
+            n_obs,
+            n_vars,
+            data_dtype: dtype,
+            nnz: n_obs.saturating_mul(n_vars),
+            indices_dtype: None,
+            indptr_dtype: None,
+        },
+        Arrays::Dense(Box::new(array)),
+    ))
+}
+
+impl ZarrSource {
+    fn fail(&self, problem: impl Into<String>) -> Error {
+        Error::input(&self.file, &self.element, problem)
+    }
+
+    fn sparse(&self, what: &str) -> Result<(&ZArray, &ZArray, &ZArray)> {
+        match &self.arrays {
+            Arrays::Sparse {
+                data,
+                indices,
+                indptr,
+            } => Ok((data, indices, indptr)),
+            Arrays::Dense(_) => Err(self.fail(format!("is dense: it has no {what}"))),
+        }
+    }
+}
+
+impl MatrixSource for ZarrSource {
+    fn meta(&self) -> &MatrixMeta {
+        &self.meta
+    }
+
+    fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
+        let (_, _, indptr) = self.sparse("indptr")?;
+        let v = indptr
+            .read_num(range.clone())
+            .map_err(|p| p.into_input(&self.file))?;
+        v.to_i64().ok_or_else(|| {
+            Error::input(
+                &self.file,
+                &indptr.path,
+                format!(
+                    "elements {}..{} hold a value above 2^63",
+                    range.start, range.end
+                ),
+            )
+        })
+    }
+
+    fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
+        let (_, indices, _) = self.sparse("indices")?;
+        indices
+            .read_num(range)
+            .map_err(|p| p.into_input(&self.file))
+    }
+
+    fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
+        let (data, _, _) = self.sparse("data")?;
+        data.read_num(range).map_err(|p| p.into_input(&self.file))
+    }
+
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
+        let Arrays::Dense(a) = &self.arrays else {
+            return Err(self.fail("is sparse: read it with read_indptr/read_data"));
+        };
+        a.read_num(rows).map_err(|p| p.into_input(&self.file))
+    }
+}

@@ -1,0 +1,82 @@
+//! [`TreeReader`] over a zarr store: the whole AnnData tree in the format-neutral model of
+//! [`crate::store::tree`] (JSON attributes, numeric/bool/string arrays read by rows).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::input::ZarrInput;
+use super::source::ZArray;
+use crate::error::Result;
+use crate::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeReader};
+
+impl ZarrInput {
+    /// The array at `path`, reusing the last one opened (a copy reads one array in many
+    /// row ranges).
+    fn cached_array(&self, path: &str) -> Result<Arc<ZArray>> {
+        let mut last = self.last_array.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = last.as_ref().filter(|a| a.path == path) {
+            return Ok(a.clone());
+        }
+        let Some(meta) = self.node(path)? else {
+            return Err(self.fail(path, "missing"));
+        };
+        if meta.kind != NodeKind::Array {
+            return Err(self.fail(path, "is a group, expected an array"));
+        }
+        let a = Arc::new(self.array(path, &meta)?);
+        *last = Some(a.clone());
+        Ok(a)
+    }
+}
+
+impl TreeReader for ZarrInput {
+    fn children(&self, group: &str) -> Result<Vec<(String, NodeKind)>> {
+        match self.node(group)? {
+            Some(m) if m.kind == NodeKind::Group => {}
+            Some(_) => return Err(self.fail(group, "is an array, expected a group")),
+            None => return Err(self.fail(group, "missing")),
+        }
+        let children = super::node::children(self.storage(), self.zarr_format(), group)
+            .map_err(|p| p.into_input(crate::store::InputStore::path(self)))?;
+        Ok(children.into_iter().map(|(n, m)| (n, m.kind)).collect())
+    }
+
+    fn group_attrs(&self, group: &str) -> Result<Attrs> {
+        match self.node(group)? {
+            Some(m) if m.kind == NodeKind::Group => Ok(m.attrs),
+            Some(_) => Err(self.fail(group, "is an array, expected a group")),
+            None => Err(self.fail(group, "missing")),
+        }
+    }
+
+    fn array_info(&self, array: &str) -> Result<ArrayInfo> {
+        let Some(meta) = self.node(array)? else {
+            return Err(self.fail(array, "missing"));
+        };
+        if meta.kind != NodeKind::Array {
+            return Err(self.fail(array, "is a group, expected an array"));
+        }
+        let elem = meta
+            .elem_type()
+            .map_err(|what| self.fail(array, format!("unsupported: holds {what}")))?;
+        let shape = meta
+            .shape()
+            .ok_or_else(|| self.fail(array, "malformed metadata: no valid 'shape'"))?;
+        Ok(ArrayInfo {
+            elem,
+            shape,
+            attrs: meta.attrs,
+        })
+    }
+
+    fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData> {
+        let a = self.cached_array(array)?;
+        let file = crate::store::InputStore::path(self);
+        match a.elem {
+            ElemType::Num(_) => a.read_num(rows).map(ArrayData::Num),
+            ElemType::Bool => a.read_bools(rows).map(ArrayData::Bool),
+            ElemType::String => a.read_strings(rows).map(ArrayData::String),
+        }
+        .map_err(|p| p.into_input(file))
+    }
+}
