@@ -14,6 +14,7 @@
 
 mod consolidated;
 mod copy;
+mod defer;
 mod gate;
 mod input;
 mod inspect;

@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
 /// `AWS_REGION` / `AWS_DEFAULT_REGION`, `AWS_ALLOW_HTTP`, and the other `AWS_*` variables
 /// `object_store` understands); a `Some` overrides it (command-line flags).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct S3Config {
     /// `https://host:port` of an S3-compatible server; `None`: AWS (or `AWS_ENDPOINT_URL`).
     pub endpoint: Option<String>,
