@@ -538,3 +538,42 @@ fn flags_override_the_environment() {
     assert!(remote_tree(&moto, "out", "flags.zarr").contains_key("zarr.json"));
     let _ = S3Config::default();
 }
+
+/// An s3 input of many small chunks through a 20 ms link: completes, and prints the time
+/// and the connections opened (a figure for tuning read concurrency; not a bound).
+#[test]
+fn an_s3_input_of_many_chunks_over_a_slow_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, zarr) = inputs(dir.path(), 4000, 2000);
+    let moto = Moto::start();
+    moto.create_bucket("input");
+    // Many chunks: a local copy re-chunked small, then uploaded.
+    let small = dir.path().join("small.zarr");
+    run_ok(
+        &moto.endpoint(),
+        &[
+            s(&zarr),
+            s(&small),
+            "--zarr-chunk",
+            "5000",
+            "--zarr-shard",
+            "0",
+            "--no-log1p",
+        ],
+    );
+    upload(&moto, &small, "input", "small.zarr");
+    let proxy = SlowProxy::start(moto.port, Duration::from_millis(20));
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let t = Instant::now();
+    let out = dir.path().join("out.zarr");
+    run_ok(
+        &endpoint,
+        &["s3://input/small.zarr", s(&out), "--threads", "2"],
+    );
+    eprintln!(
+        "s3 -> local through a 20 ms proxy: {:?}, {} connections",
+        t.elapsed(),
+        proxy.connections()
+    );
+    assert!(out.join("zarr.json").exists());
+}

@@ -238,6 +238,12 @@ impl SlowProxy {
         SlowProxy { port, stop, open }
     }
 
+    /// Connections opened so far (with a keep-alive pool: about the peak of requests in
+    /// flight at once).
+    pub fn connections(&self) -> usize {
+        self.open.lock().unwrap().len() / 2
+    }
+
     /// Stops accepting and resets every open connection.
     pub fn cut(&self) {
         self.stop.store(true, Ordering::Relaxed);
