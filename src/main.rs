@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Normalize X (or a layer) of INPUT like sc.pp.normalize_total + sc.pp.log1p into OUTPUT.
-    Normalize(NormalizeArgs),
+    Normalize(Box<NormalizeArgs>),
     /// Show what is inside an AnnData file: elements, shapes, encodings, dtypes, chunks, codecs.
     Inspect { input: PathBuf },
     /// Write realistic synthetic UMI counts as an AnnData file.
@@ -94,6 +94,27 @@ struct NormalizeArgs {
     /// Elements per shard (zarr v3; a multiple of the chunk; 0: no shards).
     #[arg(long, value_name = "N")]
     zarr_shard: Option<u64>,
+    /// S3-compatible endpoint for s3:// paths, e.g. http://127.0.0.1:9000 (MinIO),
+    /// https://storage.googleapis.com (GCS) (default: AWS_ENDPOINT_URL, else AWS S3).
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// Region of the bucket (default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
+    /// Permit an http:// endpoint (default: AWS_ALLOW_HTTP).
+    #[arg(long)]
+    s3_allow_http: bool,
+    /// Requests to object storage in flight at once, reads and writes together; each
+    /// pipelined upload holds one chunk in memory (default: 32).
+    #[arg(long, value_name = "N")]
+    s3_max_requests: Option<usize>,
+    /// Retries of a request after a transient failure (timeouts, 5xx, refused connections),
+    /// with exponential backoff (default: 6).
+    #[arg(long, value_name = "N")]
+    s3_retries: Option<usize>,
+    /// Give up retrying a request this many seconds after its first attempt (default: 60).
+    #[arg(long, value_name = "SECONDS")]
+    s3_retry_timeout: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,7 +128,7 @@ fn main() -> ExitCode {
     remove_temporaries_on_interrupt();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Normalize(args) => normalize(args),
+        Command::Normalize(args) => normalize(*args),
         Command::Inspect { input } => {
             atlasnorm::inspect::inspect(&input).map(|text| print!("{text}"))
         }
@@ -129,8 +150,13 @@ fn remove_temporaries_on_interrupt() {
     if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         std::thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                atlasnorm::store::temp::remove_all();
-                eprintln!("atlasnorm: interrupted; the unfinished output was removed");
+                let reports = atlasnorm::store::temp::remove_all();
+                if reports.is_empty() {
+                    eprintln!("atlasnorm: interrupted; the unfinished output was removed");
+                }
+                for report in reports {
+                    eprintln!("atlasnorm: interrupted; {report}");
+                }
                 std::process::exit(128 + signal);
             }
         });
@@ -138,6 +164,7 @@ fn remove_temporaries_on_interrupt() {
 }
 
 fn normalize(args: NormalizeArgs) -> Result<(), Error> {
+    let s3 = s3_config(&args);
     let opts = Options {
         target_sum: args.target_sum,
         exclude_highly_expressed: args.exclude_highly_expressed,
@@ -174,6 +201,7 @@ fn normalize(args: NormalizeArgs) -> Result<(), Error> {
             chunk: args.zarr_chunk,
             shard: args.zarr_shard,
         },
+        s3,
     };
     let progress = Bars::new(!args.quiet && std::io::stderr().is_terminal());
     let report = atlasnorm::normalize(&args.input, &args.output, &opts, &progress)?;
@@ -181,6 +209,28 @@ fn normalize(args: NormalizeArgs) -> Result<(), Error> {
         println!("{report}");
     }
     Ok(())
+}
+
+/// Object-storage settings: the environment, with the command line's flags on top.
+fn s3_config(args: &NormalizeArgs) -> atlasnorm::store::zarr::s3::S3Config {
+    let mut config = atlasnorm::store::zarr::s3::S3Config {
+        endpoint: args.s3_endpoint.clone(),
+        region: args.s3_region.clone(),
+        ..Default::default()
+    };
+    if args.s3_allow_http {
+        config.allow_http = Some(true);
+    }
+    if let Some(n) = args.s3_max_requests {
+        config.max_concurrency = n.max(1);
+    }
+    if let Some(n) = args.s3_retries {
+        config.max_retries = n;
+    }
+    if let Some(s) = args.s3_retry_timeout {
+        config.retry_timeout = std::time::Duration::from_secs(s);
+    }
+    config
 }
 
 /// Progress bars on a terminal; warnings always go to stderr.

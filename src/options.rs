@@ -37,6 +37,8 @@ pub struct Options {
     pub max_block_values: Option<u64>,
     /// How a `.zarr` OUTPUT is written.
     pub zarr: ZarrOutputOptions,
+    /// How `s3://` INPUTs and OUTPUTs are reached (environment plus overrides).
+    pub s3: crate::store::zarr::s3::S3Config,
 }
 
 /// Zarr format version of an output store.
@@ -170,6 +172,7 @@ impl Default for Options {
             force: false,
             max_block_values: None,
             zarr: ZarrOutputOptions::default(),
+            s3: crate::store::zarr::s3::S3Config::default(),
         }
     }
 }

@@ -48,7 +48,38 @@ pub fn normalize(
 }
 
 /// Refuses an OUTPUT that is the INPUT (under any spelling) or that exists without `--force`.
+/// Object storage: INPUT's existence is checked when it is opened, OUTPUT's when its prefix
+/// is staged (both need the connection); here only an OUTPUT equal to INPUT is refused.
 fn check_paths(input: &Path, output: &Path, force: bool) -> Result<()> {
+    let (in_s3, out_s3) = (
+        store::is_object_storage(input),
+        store::is_object_storage(output),
+    );
+    if in_s3 || out_s3 {
+        if in_s3 && out_s3 {
+            let parse = |p: &Path| store::zarr::storage::Location::parse(p);
+            if parse(input)? == parse(output)? {
+                return Err(Error::output(
+                    output,
+                    "OUTPUT is the INPUT; atlasnorm never modifies its input (choose another \
+                     OUTPUT)",
+                ));
+            }
+        }
+        if in_s3 {
+            if !out_s3 && output.exists() && !force {
+                return Err(Error::output(
+                    output,
+                    "already exists (use --force to replace it)",
+                ));
+            }
+            return Ok(());
+        }
+        if !input.exists() {
+            return Err(Error::input(input, "/", "no such file"));
+        }
+        return Ok(());
+    }
     if !input.exists() {
         return Err(Error::input(input, "/", "no such file"));
     }
@@ -82,7 +113,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> Result<Report> {
-    let store = store::open_input(input)?;
+    let store = store::open_input_with(input, &opts.s3)?;
     let element = element_of(opts);
     // Open the matrix first so that a missing or malformed element fails before any output.
     drop(store.open_matrix(&element)?);

@@ -173,10 +173,20 @@ pub trait OutputStore: Send {
 
 /// Opens an AnnData input, choosing the backend by the path's form.
 pub fn open_input(path: &Path) -> Result<Box<dyn InputStore>> {
+    open_input_with(path, &zarr::s3::S3Config::default())
+}
+
+/// [`open_input`], reaching `s3://` stores with `s3` (environment plus overrides).
+pub fn open_input_with(path: &Path, s3: &zarr::s3::S3Config) -> Result<Box<dyn InputStore>> {
     match backend_of(path) {
         Backend::H5ad => Ok(Box::new(h5ad::H5adInput::open(path)?)),
-        Backend::Zarr => Ok(Box::new(zarr::ZarrInput::open(path)?)),
+        Backend::Zarr => Ok(Box::new(zarr::ZarrInput::open_with(path, s3)?)),
     }
+}
+
+/// True for `s3://...` (object storage).
+pub fn is_object_storage(path: &Path) -> bool {
+    path.to_string_lossy().starts_with("s3://")
 }
 
 /// Starts an output at a temporary name next to `output`: a copy of everything in `input`

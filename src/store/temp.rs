@@ -8,6 +8,37 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Clean-ups of outputs that are not local temporaries (object storage, written in place):
+/// each erases what it wrote and says what happened.
+type Cleanup = Box<dyn Fn() -> String + Send + Sync>;
+static CLEANUPS: Mutex<Vec<(u64, std::sync::Arc<Cleanup>)>> = Mutex::new(Vec::new());
+static NEXT_CLEANUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long an interrupt waits for the clean-ups of object-storage outputs.
+const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A registered clean-up (see [`register_cleanup`]).
+#[derive(Debug)]
+pub struct CleanupId(u64);
+
+/// Registers `cleanup` to run on interrupt (after the write gate is closed).
+pub fn register_cleanup(cleanup: Cleanup) -> CleanupId {
+    let id = NEXT_CLEANUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cleanups().push((id, std::sync::Arc::new(cleanup)));
+    CleanupId(id)
+}
+
+/// The output is committed or cleaned up by its owner: nothing to do on interrupt.
+pub fn unregister_cleanup(id: CleanupId) {
+    cleanups().retain(|(i, _)| *i != id.0);
+}
+
+fn cleanups() -> std::sync::MutexGuard<'static, Vec<(u64, std::sync::Arc<Cleanup>)>> {
+    CLEANUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Writers into temporary directories hold this (shared) while they write; [`remove_all`]
 /// takes it exclusively and never gives it back, so that no write can recreate a directory
 /// after it was removed (a directory store's writes create missing parent directories).
@@ -73,14 +104,46 @@ pub fn remove_path(path: &Path) {
 }
 
 /// Removes every temporary output still alive; for signal handlers about to exit. Waits
-/// for writes in progress, then closes the gate for good (see [`write_permit`]).
-pub fn remove_all() {
+/// for writes in progress, then closes the gate for good (see [`write_permit`]), then runs
+/// the registered clean-ups of object-storage outputs, waiting at most 15 s for them.
+/// Returns what the clean-ups report (nothing when there were none).
+pub fn remove_all() -> Vec<String> {
     if let Ok(gate) = WRITE_GATE.write() {
         std::mem::forget(gate);
     }
     for path in registry().drain(..) {
         remove_path(&path);
     }
+    let pending: Vec<_> = cleanups().drain(..).map(|(_, c)| c).collect();
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let n = pending.len();
+    for cleanup in pending {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(cleanup());
+        });
+    }
+    let deadline = std::time::Instant::now() + CLEANUP_WAIT;
+    let mut messages = Vec::new();
+    while messages.len() < n {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(m) => messages.push(m),
+            Err(_) => {
+                messages.push(format!(
+                    "clean-up of {} object-storage output(s) still running after {}s; objects \
+                     (without root metadata) may remain under the OUTPUT prefix",
+                    n - messages.len(),
+                    CLEANUP_WAIT.as_secs()
+                ));
+                break;
+            }
+        }
+    }
+    messages
 }
 
 fn registry() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {

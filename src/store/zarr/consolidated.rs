@@ -112,7 +112,11 @@ fn walk(
         }
     };
     if descend {
-        for child in listing.prefixes() {
+        // Sorted: the same bytes whatever order the storage lists in (directory order on
+        // disk, lexicographic on object storage).
+        let mut children = listing.prefixes().clone();
+        children.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        for child in &children {
             walk(storage, format, child, out)?;
         }
     }

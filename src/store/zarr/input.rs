@@ -30,6 +30,11 @@ impl ZarrInput {
     /// the root's metadata document and checks that it is AnnData (root `encoding-type:
     /// anndata`, or `obs` and `var` present).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &storage::S3Config::default())
+    }
+
+    /// [`open`](Self::open), reaching object storage with `s3` (environment plus overrides).
+    pub fn open_with(path: &Path, s3: &storage::S3Config) -> Result<Self> {
         let location = Location::parse(path)?;
         if let Location::Local(dir) = &location {
             match std::fs::metadata(dir) {
@@ -47,7 +52,7 @@ impl ZarrInput {
                 Ok(_) => {}
             }
         }
-        let storage = storage::open(&location)?;
+        let storage = storage::open_with(&location, s3, storage::Purpose::Input)?;
         let (format, root) = detect(&storage).map_err(|p| p.into_input(path))?;
         check_anndata(&storage, format, &root).map_err(|p| p.into_input(path))?;
         let obs_len = dataframe_len(&storage, format, "obs");

@@ -14,12 +14,14 @@
 
 mod consolidated;
 mod copy;
+mod defer;
 mod gate;
 mod input;
 mod inspect;
 pub mod layout;
 mod node;
 mod output;
+pub mod s3;
 mod sink;
 mod source;
 pub mod staging;

@@ -69,7 +69,7 @@ impl ZarrOutput {
                 ));
             }
         }
-        let staging = Staging::local(output)?;
+        let staging = Staging::for_target(output, &opts.s3, opts.force)?;
         let storage = staging.storage().clone();
         let out = ZarrOutput {
             writers: HashMap::new(),

@@ -33,6 +33,15 @@ impl Location {
                         "an object-storage address is s3://BUCKET/PREFIX.zarr",
                     ));
                 }
+                if prefix.to_ascii_lowercase().ends_with(".h5ad") {
+                    return Err(Error::input(
+                        path,
+                        "/",
+                        "an .h5ad file cannot be used on object storage (HDF5 needs random access \
+                         to one file): use a zarr store, e.g. s3://BUCKET/PREFIX.zarr (convert \
+                         with `anndata.read_h5ad(f).write_zarr(d)` and upload the directory)",
+                    ));
+                }
                 Ok(Location::S3 {
                     bucket: bucket.to_string(),
                     prefix: prefix.to_string(),
@@ -43,18 +52,42 @@ impl Location {
     }
 }
 
+pub use super::s3::S3Config;
+
+/// What a store is opened for: decides the check made at open (object storage only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// No check.
+    Any,
+    /// INPUT: the store must exist (root metadata present).
+    Input,
+    /// OUTPUT: the bucket must be reachable and writable.
+    Output,
+}
+
 /// Opens the store at `location` (read and write; callers decide what they do with it).
+/// Object storage is configured from the environment alone.
 pub fn open(location: &Location) -> Result<Storage> {
+    open_with(location, &S3Config::default(), Purpose::Any)
+}
+
+/// Opens the store at `location`; for object storage with `s3` (environment plus overrides)
+/// and, before any work is done, the check `purpose` asks for.
+pub fn open_with(location: &Location, s3: &S3Config, purpose: Purpose) -> Result<Storage> {
     match location {
         Location::Local(dir) => {
             let store = zarrs::filesystem::FilesystemStore::new(dir)
                 .map_err(|e| Error::input(dir, "/", format!("cannot open the zarr store: {e}")))?;
             Ok(std::sync::Arc::new(store))
         }
-        Location::S3 { bucket, prefix } => Err(Error::input(
-            Path::new(&format!("s3://{bucket}/{prefix}")),
-            "/",
-            "object storage is not supported yet",
-        )),
+        Location::S3 { bucket, prefix } => {
+            let storage = super::s3::open(bucket, prefix, s3)?;
+            match purpose {
+                Purpose::Any => {}
+                Purpose::Input => storage.check_input()?,
+                Purpose::Output => storage.check_output()?,
+            }
+            Ok(storage)
+        }
     }
 }
