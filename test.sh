@@ -9,7 +9,7 @@ scripts/python-env.sh
 export ATLASNORM_PYTHON="$PWD/.tools/py312/bin/python"
 
 cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --all-targets --release --quiet -- -D warnings
 cargo build --release --quiet
 cargo test --release
 

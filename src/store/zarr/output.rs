@@ -110,8 +110,13 @@ impl ZarrOutput {
         opts: &Options,
     ) -> Result<Self> {
         let mut plain = opts.clone();
-        // The format is the user's or (no zarr input) anndata's default, never the input's.
-        plain.zarr.format = Some(opts.zarr.format.unwrap_or(ZarrFormat::V3));
+        // The user's format, else the zarr input's, else (from .h5ad) anndata's default.
+        plain.zarr.format = Some(
+            opts.zarr
+                .format
+                .or(layout_from.map(|(_, f)| f))
+                .unwrap_or(ZarrFormat::V3),
+        );
         let mut out = Self::create(None, output, normalized, &plain)?;
         out.input = layout_from.map(|(s, f)| (s.clone(), f));
         out.tree_built = true;
