@@ -151,6 +151,26 @@ impl NumVec {
     }
 }
 
+/// Calls the generic read `$f::<T>(args)` for the Rust type `T` of a stored [`DType`] and wraps
+/// the vector it returns in the matching [`NumVec`] variant: one dispatch for every backend.
+macro_rules! by_dtype {
+    ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
+        match $dtype {
+            $crate::array::DType::I8 => $f::<i8>($($arg),*).map($crate::array::NumVec::I8),
+            $crate::array::DType::I16 => $f::<i16>($($arg),*).map($crate::array::NumVec::I16),
+            $crate::array::DType::I32 => $f::<i32>($($arg),*).map($crate::array::NumVec::I32),
+            $crate::array::DType::I64 => $f::<i64>($($arg),*).map($crate::array::NumVec::I64),
+            $crate::array::DType::U8 => $f::<u8>($($arg),*).map($crate::array::NumVec::U8),
+            $crate::array::DType::U16 => $f::<u16>($($arg),*).map($crate::array::NumVec::U16),
+            $crate::array::DType::U32 => $f::<u32>($($arg),*).map($crate::array::NumVec::U32),
+            $crate::array::DType::U64 => $f::<u64>($($arg),*).map($crate::array::NumVec::U64),
+            $crate::array::DType::F32 => $f::<f32>($($arg),*).map($crate::array::NumVec::F32),
+            $crate::array::DType::F64 => $f::<f64>($($arg),*).map($crate::array::NumVec::F64),
+        }
+    };
+}
+pub(crate) use by_dtype;
+
 #[cfg(test)]
 mod tests {
     use super::*;

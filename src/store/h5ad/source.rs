@@ -8,6 +8,7 @@ use hdf5::{Dataset, H5Type};
 use super::chunks::{ChunkMap, NotRaw, RawChunks};
 use super::encoding::MatrixElem;
 use super::file::read_problem;
+use crate::array::by_dtype;
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::store::{MatrixLayout, MatrixMeta, MatrixSource};
@@ -202,24 +203,6 @@ fn rows_2d<T: H5Type + Copy>(ds: &Dataset, r: Range<u64>, n_cols: u64) -> hdf5::
     } else {
         a.iter().copied().collect()
     })
-}
-
-/// Dispatches a typed read on the stored dtype.
-macro_rules! by_dtype {
-    ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
-        match $dtype {
-            DType::I8 => $f::<i8>($($arg),*).map(NumVec::I8),
-            DType::I16 => $f::<i16>($($arg),*).map(NumVec::I16),
-            DType::I32 => $f::<i32>($($arg),*).map(NumVec::I32),
-            DType::I64 => $f::<i64>($($arg),*).map(NumVec::I64),
-            DType::U8 => $f::<u8>($($arg),*).map(NumVec::U8),
-            DType::U16 => $f::<u16>($($arg),*).map(NumVec::U16),
-            DType::U32 => $f::<u32>($($arg),*).map(NumVec::U32),
-            DType::U64 => $f::<u64>($($arg),*).map(NumVec::U64),
-            DType::F32 => $f::<f32>($($arg),*).map(NumVec::F32),
-            DType::F64 => $f::<f64>($($arg),*).map(NumVec::F64),
-        }
-    };
 }
 
 /// Elements `range` through raw chunks, decoded in parallel; `None` when that path cannot

@@ -28,6 +28,7 @@ use zarrs::storage::ReadableWritableListableStorageTraits;
 use super::input::ZarrInput;
 use super::node::{NodeMeta, Problem};
 use super::Storage;
+use crate::array::by_dtype;
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::store::tree::{ElemType, NodeKind};
@@ -61,24 +62,6 @@ struct ShardCheck {
     per_shard: u64,
     index_len: u64,
     index_at_start: bool,
-}
-
-/// Dispatches a typed read on the stored dtype.
-macro_rules! by_dtype {
-    ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
-        match $dtype {
-            DType::I8 => $f::<i8>($($arg),*).map(NumVec::I8),
-            DType::I16 => $f::<i16>($($arg),*).map(NumVec::I16),
-            DType::I32 => $f::<i32>($($arg),*).map(NumVec::I32),
-            DType::I64 => $f::<i64>($($arg),*).map(NumVec::I64),
-            DType::U8 => $f::<u8>($($arg),*).map(NumVec::U8),
-            DType::U16 => $f::<u16>($($arg),*).map(NumVec::U16),
-            DType::U32 => $f::<u32>($($arg),*).map(NumVec::U32),
-            DType::U64 => $f::<u64>($($arg),*).map(NumVec::U64),
-            DType::F32 => $f::<f32>($($arg),*).map(NumVec::F32),
-            DType::F64 => $f::<f64>($($arg),*).map(NumVec::F64),
-        }
-    };
 }
 
 /// Decodes `subset` straight into a new `Vec<T>` (`T` the array's element type).
