@@ -7,6 +7,7 @@
 //! under the output's name on [`OutputStore::commit`].
 
 pub mod h5ad;
+mod labels;
 pub mod temp;
 pub mod tree;
 pub mod zarr;

@@ -6,6 +6,7 @@ use hdf5::{Dataset, File, Group, LocationType};
 
 use super::file::{dataset_strings, dims, int_array_attr, str_attr};
 use crate::array::DType;
+use crate::store::labels;
 use crate::store::MatrixLayout;
 
 /// Something wrong with one element of a file (the caller adds the file name).
@@ -386,14 +387,7 @@ pub(crate) fn dataframe_index(root: &Group, name: &str) -> Result<Vec<String>, P
                             .dataset("mask")
                             .ok()
                             .and_then(|m| m.read_raw::<bool>().ok());
-                        Ok(match mask {
-                            Some(mask) if mask.len() == values.len() => values
-                                .into_iter()
-                                .zip(mask)
-                                .map(|(v, m)| if m { "<NA>".to_string() } else { v })
-                                .collect(),
-                            _ => values,
-                        })
+                        Ok(labels::masked(values, mask))
                     }
                     Some("categorical") => {
                         let categories = ig
@@ -404,15 +398,7 @@ pub(crate) fn dataframe_index(root: &Group, name: &str) -> Result<Vec<String>, P
                             .dataset("codes")
                             .and_then(|d| d.read_raw::<i64>())
                             .map_err(|e| fail(&elem, e.to_string()))?;
-                        Ok(codes
-                            .into_iter()
-                            .map(|c| {
-                                usize::try_from(c)
-                                    .ok()
-                                    .and_then(|c| categories.get(c).cloned())
-                                    .unwrap_or_else(|| "<NA>".to_string())
-                            })
-                            .collect())
+                        Ok(labels::decode_categorical(&categories, codes))
                     }
                     other => Err(fail(
                         &elem,

@@ -10,6 +10,7 @@ use super::storage::{self, Location};
 use super::Storage;
 use crate::error::{Error, Result};
 use crate::options::ZarrFormat;
+use crate::store::labels;
 use crate::store::tree::{ElemType, NodeKind};
 use crate::store::{ElementPath, InputStore, MatrixSource};
 
@@ -215,14 +216,7 @@ impl ZarrInput {
                         }
                         _ => None,
                     };
-                    Ok(match mask {
-                        Some(mask) if mask.len() == values.len() => values
-                            .into_iter()
-                            .zip(mask)
-                            .map(|(v, m)| if m { "<NA>".to_string() } else { v })
-                            .collect(),
-                        _ => values,
-                    })
+                    Ok(labels::masked(values, mask))
                 }
                 Some("categorical") => {
                     let categories = self.strings(&format!("{path}/categories"))?;
@@ -236,15 +230,7 @@ impl ZarrInput {
                         .map_err(|p| p.into_input(&self.path))?
                         .to_i64()
                         .ok_or_else(|| self.fail(&codes_path, "codes are not integers"))?;
-                    Ok(codes
-                        .into_iter()
-                        .map(|c| {
-                            usize::try_from(c)
-                                .ok()
-                                .and_then(|c| categories.get(c).cloned())
-                                .unwrap_or_else(|| "<NA>".to_string())
-                        })
-                        .collect())
+                    Ok(labels::decode_categorical(&categories, codes))
                 }
                 other => Err(self.fail(
                     path,
