@@ -55,7 +55,6 @@ pub(crate) struct ChunkMap {
 
 struct IterState {
     chunk_rows: u64,
-    base: u64,
     file_len: u64,
     chunks: Vec<Option<(u64, u64, u32)>>,
     bad: bool,
@@ -73,7 +72,8 @@ unsafe extern "C" fn chunk_cb(
     let st = unsafe { &mut *op_data.cast::<IterState>() };
     let first = unsafe { *offset };
     let k = first / st.chunk_rows;
-    let at = addr.wrapping_add(st.base);
+    // H5Dchunk_iter reports absolute file offsets (the user block, if any, included).
+    let at = addr;
     if addr == HADDR_UNDEF
         || first % st.chunk_rows != 0
         || k as usize >= st.chunks.len()
@@ -92,12 +92,10 @@ impl ChunkMap {
     pub fn of(ds: &Dataset, raw: &RawChunks, path: &Path) -> Option<Self> {
         let file = File::open(path).ok()?;
         let file_len = file.metadata().ok()?.len();
-        let base = ds.file().ok()?.userblock();
         let n_rows = *ds.shape().first()? as u64;
         let n_chunks = n_rows.div_ceil(raw.chunk_rows) as usize;
         let mut st = IterState {
             chunk_rows: raw.chunk_rows,
-            base,
             file_len,
             chunks: vec![None; n_chunks],
             bad: false,

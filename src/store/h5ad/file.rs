@@ -105,7 +105,9 @@ pub(crate) fn short(e: &hdf5::Error) -> String {
 
 /// Describes a failed read of `what` (`elements a..b`, `rows a..b`).
 pub(crate) fn read_problem(what: &str, e: &hdf5::Error) -> String {
-    let cause = if e.contains_major(MajorErrorCode::Pipeline) {
+    let cause = if fails_checksum(e) {
+        "a chunk fails its Fletcher32 checksum: the stored data is damaged".to_string()
+    } else if e.contains_major(MajorErrorCode::Pipeline) {
         "a compressed chunk is corrupt or truncated".to_string()
     } else if e.contains_major(MajorErrorCode::Io)
         || e.contains_major(MajorErrorCode::VirtualFileLayer)
@@ -115,6 +117,15 @@ pub(crate) fn read_problem(what: &str, e: &hdf5::Error) -> String {
         short(e)
     };
     format!("cannot read {what}: {cause}")
+}
+
+/// Whether HDF5's fletcher32 filter rejected a chunk (the error sits deep in the stack,
+/// under generic "filter returned failure" frames).
+fn fails_checksum(e: &hdf5::Error) -> bool {
+    e.stack().is_some_and(|s| {
+        s.iter()
+            .any(|f| f.desc().contains("detected by Fletcher32 checksum"))
+    })
 }
 
 fn cstr(s: &str) -> CString {

@@ -15,6 +15,7 @@ mod inspect;
 mod layout;
 mod legacy;
 mod output;
+mod rawcopy;
 mod sink;
 mod source;
 mod tree;

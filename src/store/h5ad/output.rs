@@ -15,6 +15,7 @@ use super::file::{
     set_str_array_attr, short, str_attr,
 };
 use super::layout::{create_dataset, guess_chunk, Storage};
+use super::rawcopy;
 use super::sink::{Appender, CsrSink, DenseSink};
 use super::tree::H5adTreeWriter;
 use super::H5adInput;
@@ -188,6 +189,19 @@ pub(crate) fn copy_object(
     Ok(())
 }
 
+/// Copies `indices` or `indptr` of the matrix being normalized. Those datasets are open in
+/// the matrix source and read through HDF5 concurrently, so their chunks may sit in HDF5's
+/// chunk cache, where `H5Ocopy` of a filtered dataset overflows a heap buffer (see
+/// [`rawcopy`]): chunked ones are copied stored chunk by stored chunk instead. Contiguous
+/// and compact datasets have no chunk cache, and `H5Ocopy` is then safe.
+fn copy_structure(src: &Group, name: &str, dst: &Group) -> hdf5::Result<()> {
+    let ds = src.dataset(name)?;
+    if ds.is_chunked() && rawcopy::copy_chunked(&ds, dst, name)? {
+        return Ok(());
+    }
+    copy_object(src, name, dst, name)
+}
+
 /// Removes the link `name` from `group` if it exists.
 fn unlink_if_present(group: &Group, name: &str) -> hdf5::Result<()> {
     if group.link_exists(name) {
@@ -318,7 +332,7 @@ impl OutputStore for H5adOutput {
                         let input = self.input.as_ref().expect("not staged: an .h5ad input");
                         let input_group = input.group(&path).map_err(self.h5fail(&path))?;
                         for member in ["indices", "indptr"] {
-                            copy_object(&input_group, member, &group, member)
+                            copy_structure(&input_group, member, &group)
                                 .map_err(self.h5fail(&format!("cannot copy {path}/{member}")))?;
                         }
                         (None, None)
