@@ -11,6 +11,7 @@ export ATLASNORM_PYTHON="$PWD/.tools/py312/bin/python"
 cargo fmt --check
 cargo clippy --all-targets --release --quiet -- -D warnings
 cargo build --release --quiet
+tests/valgrind/run.sh     # memcheck over a sample of h5ad and zarr cases; fails on any error
 cargo test --release
 
 export ATLASNORM_BIN="$PWD/target/release/atlasnorm"
