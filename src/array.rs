@@ -6,6 +6,52 @@
 
 use std::fmt;
 
+/// The element types of [`NumVec`]: numeric primitives without padding for which every bit
+/// pattern is a valid value, so a `[T]` may be viewed as bytes and filled from bytes
+/// ([`as_bytes`], [`as_bytes_mut`]). Generic byte-level code bounds on this trait instead of
+/// `Copy`, which `bool` or a padded struct also satisfy.
+///
+/// # Safety
+/// Implement only for types with no padding bytes, no invalid bit patterns and no interior
+/// pointers (the integer and float primitives below).
+// SAFETY: the contract above is what `as_bytes` / `as_bytes_mut` rely on.
+pub unsafe trait Plain: Copy + Default + Send + Sync + 'static {}
+
+// SAFETY: fixed-size integers and IEEE floats: no padding, every bit pattern a valid value.
+unsafe impl Plain for i8 {}
+// SAFETY: as above.
+unsafe impl Plain for i16 {}
+// SAFETY: as above.
+unsafe impl Plain for i32 {}
+// SAFETY: as above.
+unsafe impl Plain for i64 {}
+// SAFETY: as above.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for u16 {}
+// SAFETY: as above.
+unsafe impl Plain for u32 {}
+// SAFETY: as above.
+unsafe impl Plain for u64 {}
+// SAFETY: as above.
+unsafe impl Plain for f32 {}
+// SAFETY: as above.
+unsafe impl Plain for f64 {}
+
+/// The bytes of a slice of plain values (native endian).
+pub fn as_bytes<T: Plain>(s: &[T]) -> &[u8] {
+    // SAFETY: T: Plain has no padding, so all size_of_val(s) bytes are initialized; u8 has
+    // alignment 1; the byte slice borrows `s` for its lifetime.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+}
+
+/// The bytes of a mutable slice of plain values, to fill from a decoder or a file.
+pub fn as_bytes_mut<T: Plain>(s: &mut [T]) -> &mut [u8] {
+    // SAFETY: as in `as_bytes`; in addition every bit pattern written through the byte view
+    // is a valid T (T: Plain), and the view borrows `s` mutably, so nothing else aliases it.
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+}
+
 /// Element type of a stored numeric array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {

@@ -15,6 +15,7 @@ fn peak_rss(cmd: &mut Command) -> u64 {
     #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("the binary starts");
     let mut status = 0;
+    // SAFETY: rusage is a plain C struct of integers, for which all-zero bytes are valid.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child and fills `usage`; the Child handle is not waited again.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };

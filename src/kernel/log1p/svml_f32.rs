@@ -255,12 +255,14 @@ fn slice_body(xs: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512cd,avx512vl,avx512bw,avx512dq,fma")]
+// SAFETY: callers must have detected x86-64-v4 AVX-512 and FMA at run time (`simd_level`).
 unsafe fn slice_avx512(xs: &mut [f32]) {
     slice_body(xs)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: callers must have detected AVX2 and FMA at run time (`simd_level`).
 unsafe fn slice_avx2(xs: &mut [f32]) {
     slice_body(xs)
 }
@@ -282,7 +284,8 @@ pub fn log1p_slice_at(level: SimdLevel, xs: &mut [f32]) {
             // SAFETY: the features were detected at run time.
             (SimdLevel::Avx512, SimdLevel::Avx512) => return unsafe { slice_avx512(xs) },
             (SimdLevel::Avx2Fma, SimdLevel::Avx512 | SimdLevel::Avx2Fma) => {
-                return unsafe { slice_avx2(xs) }
+                // SAFETY: AVX2 and FMA were detected at run time (x86-64-v4 includes them).
+                return unsafe { slice_avx2(xs) };
             }
             _ => {}
         }

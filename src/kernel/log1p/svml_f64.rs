@@ -349,6 +349,7 @@ fn slice_portable_body(xs: &mut [f64]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: callers must have detected AVX2 and FMA at run time (`simd_level`).
 unsafe fn slice_portable_avx2(xs: &mut [f64]) {
     slice_portable_body(xs)
 }
@@ -360,6 +361,10 @@ mod avx512 {
 
     const RN: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
+    // SAFETY (every unsafe fn of this module): callable only where AVX-512 (x86-64-v4) was
+    // detected at run time — from `slice`/`rare_mask`/`rc_steps`, which the callers outside
+    // reach only after `simd_level() == Avx512`. Memory is touched only through the
+    // unaligned/masked loads and stores of in-bounds slices and arrays.
     #[inline(always)]
     unsafe fn b(bits: u64) -> __m512d {
         _mm512_set1_pd(f64::from_bits(bits))
@@ -369,6 +374,7 @@ mod avx512 {
     /// mask of lanes that need [`rare`].
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
+    // SAFETY: AVX-512 detected by the caller (see above).
     pub(super) unsafe fn kernel(x: __m512d) -> (__m512d, u8) {
         let one = b(ONE);
         let sign_mask = b(SIGN);
@@ -426,12 +432,14 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512dq")]
+    // SAFETY: AVX-512 detected by the caller (see above).
     pub(super) unsafe fn rare_mask(xs: &[f64; LANES]) -> u8 {
         kernel(_mm512_loadu_pd(xs.as_ptr())).1
     }
 
     /// See [`super::measure_rc_steps`]; each prefix is tried with all-zero and all-one low bits.
     #[target_feature(enable = "avx512f")]
+    // SAFETY: AVX-512 detected by the caller (see above).
     pub(super) unsafe fn rc_steps() -> Vec<u16> {
         let rc = |m: u64| -> f64 {
             let v = _mm512_rcp14_pd(_mm512_set1_pd(f64::from_bits(m)));
@@ -458,6 +466,7 @@ mod avx512 {
     }
 
     #[inline(always)]
+    // SAFETY: AVX-512 detected by the caller (see above).
     unsafe fn fix_rare(x: __m512d, y: __m512d, k: u8) -> __m512d {
         let mut xs = [0.0f64; LANES];
         let mut ys = [0.0f64; LANES];
@@ -474,6 +483,7 @@ mod avx512 {
     /// In place over a slice, 8 lanes at a time; the last partial vector is zero-filled as in
     /// numpy (padding lanes take the main path and are not stored).
     #[target_feature(enable = "avx512f,avx512cd,avx512vl,avx512bw,avx512dq,fma")]
+    // SAFETY: AVX-512 detected by the caller (see above).
     pub(super) unsafe fn slice(xs: &mut [f64]) {
         let mut chunks = xs.chunks_exact_mut(LANES);
         for c in &mut chunks {
@@ -545,7 +555,8 @@ pub fn log1p_slice_at(level: SimdLevel, xs: &mut [f64]) {
             // SAFETY: the features were detected at run time.
             (SimdLevel::Avx512, SimdLevel::Avx512) => return unsafe { avx512::slice(xs) },
             (SimdLevel::Avx2Fma, SimdLevel::Avx512 | SimdLevel::Avx2Fma) => {
-                return unsafe { slice_portable_avx2(xs) }
+                // SAFETY: AVX2 and FMA were detected at run time (x86-64-v4 includes them).
+                return unsafe { slice_portable_avx2(xs) };
             }
             _ => {}
         }

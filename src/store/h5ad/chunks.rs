@@ -60,6 +60,8 @@ struct IterState {
     bad: bool,
 }
 
+// SAFETY: called by H5Dchunk_iter only (see `ChunkMap::of`), with `op_data` the IterState
+// passed there and `offset` an array of the dataset's rank.
 unsafe extern "C" fn chunk_cb(
     offset: *const hsize_t,
     filter_mask: std::ffi::c_uint,
@@ -70,6 +72,7 @@ unsafe extern "C" fn chunk_cb(
     // SAFETY: op_data is the &mut IterState passed to H5Dchunk_iter below; offset has rank
     // entries (at least one).
     let st = unsafe { &mut *op_data.cast::<IterState>() };
+    // SAFETY: see above.
     let first = unsafe { *offset };
     let k = first / st.chunk_rows;
     // H5Dchunk_iter reports absolute file offsets (the user block, if any, included).
@@ -100,6 +103,7 @@ impl ChunkMap {
             chunks: vec![None; n_chunks],
             bad: false,
         };
+        // SAFETY: `ds` is open; `st` outlives the call and is touched only by `chunk_cb`.
         let status: herr_t = hdf5::sync::sync(|| unsafe {
             H5Dchunk_iter(
                 ds.id(),
@@ -289,6 +293,7 @@ impl RawChunks {
                 let mut mask: u32 = 0;
                 let mut addr: haddr_t = 0;
                 let mut size: hsize_t = 0;
+                // SAFETY: `offset` has the dataset's rank; the out-pointers are locals.
                 let status = unsafe {
                     H5Dget_chunk_info_by_coord(
                         ds.id(),
@@ -304,6 +309,8 @@ impl RawChunks {
                 }
                 let mut buf = vec![0u8; size as usize];
                 let mut buf_size = buf.len();
+                // SAFETY: `buf` holds buf_size bytes; H5Dread_chunk2 writes only when the
+                // stored chunk fits (it reports the size it needs otherwise).
                 let status = unsafe {
                     H5Dread_chunk2(
                         ds.id(),
@@ -432,6 +439,8 @@ impl RawChunks {
                 for (i, chunk) in batch.chunks(cb).enumerate() {
                     let data: &[u8] = encoded.get(i).map_or(chunk, |e| e.as_slice());
                     let offset = self.offset(k + i as u64);
+                    // SAFETY: H5Dwrite_chunk reads data.len() bytes of `data`; `offset`
+                    // has the dataset's rank.
                     let status = unsafe {
                         H5Dwrite_chunk(
                             ds.id(),

@@ -135,6 +135,7 @@ fn cstr(s: &str) -> CString {
 /// Whether `loc` has an attribute `name`.
 pub(crate) fn has_attr(loc: &Location, name: &str) -> bool {
     let c = cstr(name);
+    // SAFETY: `loc` is open and `c` a CString alive for the call.
     hdf5::sync::sync(|| unsafe { H5Aexists(loc.id(), c.as_ptr()) } > 0)
 }
 
@@ -195,6 +196,8 @@ pub(crate) fn dataset_strings(ds: &Dataset) -> hdf5::Result<Vec<String>> {
 /// Reads fixed-length strings with the stored type as memory type.
 fn fixed_strings(id: hid_t, is_attr: bool, size: usize) -> hdf5::Result<Vec<String>> {
     let n = if is_attr {
+        // SAFETY: `id` is an open attribute of the caller's; the dataspace is closed once (an
+        // invalid one makes the count call return -1).
         hdf5::sync::sync(|| unsafe {
             let space = H5Aget_space(id);
             let n = H5Sget_simple_extent_npoints(space);
@@ -202,6 +205,7 @@ fn fixed_strings(id: hid_t, is_attr: bool, size: usize) -> hdf5::Result<Vec<Stri
             n
         })
     } else {
+        // SAFETY: as above, for an open dataset.
         hdf5::sync::sync(|| unsafe {
             let space = hdf5_sys::h5d::H5Dget_space(id);
             let n = H5Sget_simple_extent_npoints(space);
@@ -214,6 +218,9 @@ fn fixed_strings(id: hid_t, is_attr: bool, size: usize) -> hdf5::Result<Vec<Stri
     }
     let n = n as usize;
     let mut buf = vec![0u8; n * size];
+    // SAFETY: `size` is the stored fixed-length string type's size (from its descriptor) and
+    // `n` the number of elements, so reading all of them with the stored type as memory type
+    // writes exactly n * size bytes into `buf`; the type ids are closed once.
     let status = hdf5::sync::sync(|| unsafe {
         if is_attr {
             let t = H5Aget_type(id);
@@ -335,6 +342,9 @@ pub(crate) fn copy_attrs(src: &Location, dst: &Location) -> hdf5::Result<()> {
 
 fn copy_attr(attr: &Attribute, dst: &Location, name: &str) -> hdf5::Result<()> {
     let c = cstr(name);
+    // SAFETY: `attr` and `dst` are open; `buf` holds npoints * size(mtype) bytes (at least 1),
+    // what H5Aread writes with the native memory type; variable-length data HDF5 allocates on
+    // read is reclaimed once, after the write; every id obtained is closed once.
     let status = hdf5::sync::sync(|| unsafe {
         let ftype = H5Aget_type(attr.id());
         if ftype < 0 {

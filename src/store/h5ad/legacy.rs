@@ -15,9 +15,16 @@ use hdf5_sys::h5t::{
 
 /// The strings of the first field of a compound dataset (the index of a legacy dataframe).
 pub(crate) fn compound_first_field(ds: &Dataset) -> Result<Vec<String>, String> {
+    // SAFETY: under HDF5's lock, with `ds` open: what `read_first_field` requires.
     hdf5::sync::sync(|| unsafe { read_first_field(ds) })
 }
 
+/// # Safety
+/// Call with HDF5's global lock held (`hdf5::sync::sync`) and `ds` open. Inside: `buf` holds
+/// n * size bytes for the one-member memory compound of `size` bytes; a variable-length cell
+/// is a `char *` HDF5 allocated (NUL-terminated or null), read before `H5Treclaim` frees it;
+/// every id and the member name are released once.
+// SAFETY: see `# Safety` above.
 unsafe fn read_first_field(ds: &Dataset) -> Result<Vec<String>, String> {
     let ftype = H5Dget_type(ds.id());
     if ftype < 0 {

@@ -173,6 +173,8 @@ pub(crate) fn copy_object(
 ) -> hdf5::Result<()> {
     let c_src = CString::new(name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
     let c_dst = CString::new(dst_name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
+    // SAFETY: both locations are open; the names are NUL-terminated CStrings alive for the
+    // call. (Not for datasets the input holds open with cached chunks: see `rawcopy`.)
     let status = hdf5::sync::sync(|| unsafe {
         hdf5_sys::h5o::H5Ocopy(
             src.id(),
@@ -550,6 +552,8 @@ impl H5adOutput {
 pub(crate) fn write_null(group: &Group, name: &str) -> hdf5::Result<()> {
     let c = CString::new(name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
     let f32_type = super::layout::datatype(DType::F32)?;
+    // SAFETY: `group` and `f32_type` are open; `c` outlives the call; the dataspace created
+    // here is closed once (H5Dcreate2 fails cleanly on an invalid one).
     let id = hdf5::sync::sync(|| unsafe {
         let space = H5Screate(H5S_class_t::H5S_NULL);
         let ds = H5Dcreate2(
@@ -567,6 +571,7 @@ pub(crate) fn write_null(group: &Group, name: &str) -> hdf5::Result<()> {
     if id < 0 {
         return Err(hdf5::Error::query().unwrap_or_else(|e| e));
     }
+    // SAFETY: `id` is the dataset created above (checked >= 0), closed once.
     hdf5::sync::sync(|| unsafe { H5Dclose(id) });
     let ds = group.dataset(name)?;
     set_encoding(&ds, "null", "0.1.0")

@@ -197,6 +197,9 @@ impl Appender {
         let result = (|| -> hdf5::Result<()> {
             let fspace = self.ds.space()?.select(selection)?;
             let mspace = Dataspace::try_new(n as usize)?;
+            // SAFETY: mem_type has dtype.size() bytes per element and the memory space n =
+            // bytes.len() / dtype.size() elements, so HDF5 reads at most bytes.len() bytes;
+            // the ids are open for the call (a selection of another size makes it fail).
             let status = hdf5::sync::sync(|| unsafe {
                 H5Dwrite(
                     self.ds.id(),
@@ -220,10 +223,7 @@ impl Appender {
 
 /// The bytes of a numeric buffer (native endian).
 pub(crate) fn numvec_bytes(v: &NumVec) -> &[u8] {
-    fn bytes<T>(s: &[T]) -> &[u8] {
-        // SAFETY: plain numeric types without padding; u8 has alignment 1.
-        unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
-    }
+    use crate::array::as_bytes as bytes;
     match v {
         NumVec::I8(s) => bytes(s),
         NumVec::I16(s) => bytes(s),

@@ -9,7 +9,7 @@ use super::chunks::{ChunkMap, NotRaw, RawChunks};
 use super::encoding::MatrixElem;
 use super::file::read_problem;
 use crate::array::by_dtype;
-use crate::array::{DType, NumVec};
+use crate::array::{as_bytes_mut, DType, NumVec, Plain};
 use crate::error::{Error, Result};
 use crate::store::{MatrixLayout, MatrixMeta, MatrixSource};
 
@@ -213,20 +213,13 @@ pub(crate) fn read_raw(
     dtype: DType,
     range: Range<u64>,
 ) -> Option<NumVec> {
-    fn typed<T: Copy + Default>(
+    fn typed<T: Plain>(
         raw: &RawChunks,
         ds: &Dataset,
         range: Range<u64>,
     ) -> std::result::Result<Vec<T>, NotRaw> {
         let mut v = vec![T::default(); (range.end - range.start) as usize];
-        // SAFETY: plain numeric types without padding, any bit pattern valid.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(
-                v.as_mut_ptr().cast::<u8>(),
-                std::mem::size_of_val(&v[..]),
-            )
-        };
-        raw.read(ds, None, range, bytes)?;
+        raw.read(ds, None, range, as_bytes_mut(&mut v))?;
         Ok(v)
     }
     by_dtype!(dtype, typed(raw, ds, range)).ok()
@@ -242,7 +235,7 @@ pub(crate) fn read_raw_into(
     range: Range<u64>,
     out: &mut NumVec,
 ) -> std::result::Result<(), NotRaw> {
-    fn typed<T: Copy + Default>(
+    fn typed<T: Plain>(
         raw: &RawChunks,
         ds: &Dataset,
         map: Option<&ChunkMap>,
@@ -252,14 +245,7 @@ pub(crate) fn read_raw_into(
         let n = (range.end - range.start) as usize;
         // Only growth is zeroed, once per buffer: reused blocks are overwritten as they are.
         v.resize(n, T::default());
-        // SAFETY: plain numeric types without padding, any bit pattern valid.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(
-                v.as_mut_ptr().cast::<u8>(),
-                std::mem::size_of_val(&v[..]),
-            )
-        };
-        raw.read(ds, map, range, bytes)
+        raw.read(ds, map, range, as_bytes_mut(v))
     }
     if out.dtype() != dtype {
         *out = empty_of(dtype);

@@ -24,7 +24,10 @@ use hdf5::{Attribute, Dataset, Datatype, File, Group, H5Type, Location, Location
 use hdf5_sys::h5d::{H5Dget_space, H5Dget_type, H5Dread, H5Dwrite};
 use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5p::H5P_DEFAULT;
-use hdf5_sys::h5s::{H5S_seloper_t, H5Sclose, H5Screate_simple, H5Sselect_hyperslab, H5S_ALL};
+use hdf5_sys::h5s::{
+    H5S_seloper_t, H5Sclose, H5Screate_simple, H5Sget_simple_extent_ndims, H5Sselect_hyperslab,
+    H5S_ALL,
+};
 use hdf5_sys::h5t::{
     H5T_direction_t, H5Tclose, H5Tget_native_type, H5Tget_size, H5Tis_variable_str,
 };
@@ -35,7 +38,7 @@ use super::file::{attr_strings, set_str_array_attr, set_str_attr, short};
 use super::layout::{datatype, guess_chunk};
 use super::output::write_null;
 use super::H5adInput;
-use crate::array::{DType, NumVec};
+use crate::array::{as_bytes_mut, DType, NumVec, Plain};
 use crate::error::{Error, Result};
 use crate::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeReader, TreeWriter};
 
@@ -182,9 +185,22 @@ fn elem_type(ds: &Dataset) -> std::result::Result<ElemType, String> {
 /// Selects rows `rows` (all of every further axis) of a dataset's file space; the whole
 /// space for a scalar. Returns the file space (to close) and the number of elements.
 fn select_rows(ds_id: hid_t, shape: &[u64], rows: &Range<u64>) -> hdf5::Result<(hid_t, u64)> {
+    // SAFETY: ds_id is an open dataset (the caller's `Dataset`); the id returned is checked
+    // and closed by the caller or below.
     let space = hdf5::sync::sync(|| unsafe { H5Dget_space(ds_id) });
     if space < 0 {
         return Err(last_error());
+    }
+    // SAFETY: `space` is the open dataspace obtained above.
+    let rank = hdf5::sync::sync(|| unsafe { H5Sget_simple_extent_ndims(space) });
+    if rank < 0 || rank as usize != shape.len() {
+        // SAFETY: as above; closed exactly once.
+        hdf5::sync::sync(|| unsafe { H5Sclose(space) });
+        return Err(format!(
+            "a dataset of rank {rank} read or written as rank {}",
+            shape.len()
+        )
+        .into());
     }
     if shape.is_empty() {
         return Ok((space, 1));
@@ -193,6 +209,8 @@ fn select_rows(ds_id: hid_t, shape: &[u64], rows: &Range<u64>) -> hdf5::Result<(
     let mut count = shape.to_vec();
     start[0] = rows.start;
     count[0] = rows.end - rows.start;
+    // SAFETY: `space` has rank shape.len() (checked above), so HDF5 reads exactly that many
+    // entries of `start` and `count`; null stride/block mean 1.
     let status = hdf5::sync::sync(|| unsafe {
         H5Sselect_hyperslab(
             space,
@@ -204,6 +222,7 @@ fn select_rows(ds_id: hid_t, shape: &[u64], rows: &Range<u64>) -> hdf5::Result<(
         )
     });
     if status < 0 {
+        // SAFETY: `space` is open; closed exactly once.
         hdf5::sync::sync(|| unsafe { H5Sclose(space) });
         return Err(last_error());
     }
@@ -211,16 +230,28 @@ fn select_rows(ds_id: hid_t, shape: &[u64], rows: &Range<u64>) -> hdf5::Result<(
 }
 
 /// `H5Dread` or `H5Dwrite` of rows `rows` with memory type `mem_type` from/to `buf`, which
-/// holds exactly the selected elements.
+/// must hold `buf_bytes` bytes: refused unless that is exactly the selected elements.
 fn transfer(
     ds: &Dataset,
     shape: &[u64],
     rows: &Range<u64>,
     mem_type: hid_t,
-    buf: *mut c_void,
+    (buf, buf_bytes): (*mut c_void, usize),
     write: bool,
 ) -> hdf5::Result<()> {
     let (fspace, n) = select_rows(ds.id(), shape, rows)?;
+    // SAFETY: mem_type is an open datatype id of the caller's.
+    let elem = hdf5::sync::sync(|| unsafe { H5Tget_size(mem_type) });
+    if elem == 0 || (n as usize).checked_mul(elem) != Some(buf_bytes) {
+        // SAFETY: `fspace` is open; closed exactly once.
+        hdf5::sync::sync(|| unsafe { H5Sclose(fspace) });
+        return Err(
+            format!("{n} elements of {elem} bytes do not fill a buffer of {buf_bytes}").into(),
+        );
+    }
+    // SAFETY: `buf` holds buf_bytes = n * size(mem_type) bytes (checked above), exactly the
+    // n elements selected in `fspace` and in the n-element memory space (the whole scalar
+    // for rank 0), so HDF5 reads or writes only inside it; every id created is closed once.
     let status = hdf5::sync::sync(|| unsafe {
         let mspace = if shape.is_empty() {
             H5S_ALL
@@ -247,7 +278,7 @@ fn transfer(
     Ok(())
 }
 
-fn typed_read<T: Copy + Default>(
+fn typed_read<T: Plain>(
     ds: &Dataset,
     shape: &[u64],
     rows: &Range<u64>,
@@ -256,7 +287,9 @@ fn typed_read<T: Copy + Default>(
 ) -> hdf5::Result<Vec<T>> {
     let mut v = vec![T::default(); n];
     if n > 0 {
-        transfer(ds, shape, rows, mem_type.id(), v.as_mut_ptr().cast(), false)?;
+        let bytes = as_bytes_mut(&mut v);
+        let buf = (bytes.as_mut_ptr().cast(), bytes.len());
+        transfer(ds, shape, rows, mem_type.id(), buf, false)?;
     }
     Ok(v)
 }
@@ -307,6 +340,8 @@ fn read_strings(
     if n == 0 {
         return Ok(Vec::new());
     }
+    // SAFETY: ds.id() is an open dataset; the file type is closed once, the memory type is
+    // returned to be closed below.
     let (mem_type, size, vlen) = hdf5::sync::sync(|| unsafe {
         let ftype = H5Dget_type(ds.id());
         if ftype < 0 {
@@ -324,7 +359,8 @@ fn read_strings(
     }
     let result = if vlen {
         let mut ptrs: Vec<*mut c_char> = vec![std::ptr::null_mut(); n];
-        transfer(ds, shape, rows, mem_type, ptrs.as_mut_ptr().cast(), false).map(|()| {
+        let buf = (ptrs.as_mut_ptr().cast(), std::mem::size_of_val(&ptrs[..]));
+        transfer(ds, shape, rows, mem_type, buf, false).map(|()| {
             ptrs.iter()
                 .map(|&p| {
                     if p.is_null() {
@@ -332,6 +368,7 @@ fn read_strings(
                     }
                     // SAFETY: HDF5 wrote NUL-terminated strings it allocated.
                     let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+                    // SAFETY: `p` was allocated by HDF5 for this read and is freed once.
                     hdf5::sync::sync(|| unsafe { hdf5_sys::h5::H5free_memory(p.cast()) });
                     s
                 })
@@ -339,7 +376,8 @@ fn read_strings(
         })
     } else {
         let mut buf = vec![0u8; n * size.max(1)];
-        transfer(ds, shape, rows, mem_type, buf.as_mut_ptr().cast(), false).map(|()| {
+        let raw = (buf.as_mut_ptr().cast(), buf.len());
+        transfer(ds, shape, rows, mem_type, raw, false).map(|()| {
             buf.chunks(size.max(1))
                 .map(|c| {
                     let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
@@ -348,6 +386,7 @@ fn read_strings(
                 .collect()
         })
     };
+    // SAFETY: mem_type was created above and is closed once.
     hdf5::sync::sync(|| unsafe { H5Tclose(mem_type) });
     result
 }
@@ -715,26 +754,15 @@ impl TreeWriter for H5adTreeWriter {
             (ElemType::Num(d), ArrayData::Num(v)) if v.dtype() == d => {
                 let mt = datatype(d).map_err(|e| self.fail(path, short(&e)))?;
                 let bytes = super::sink::numvec_bytes(v);
-                transfer(
-                    &a.ds,
-                    &shape,
-                    &rows,
-                    mt.id(),
-                    bytes.as_ptr() as *mut c_void,
-                    true,
-                )
+                // H5Dwrite only reads the buffer: the *mut is never written through.
+                let buf = (bytes.as_ptr() as *mut c_void, bytes.len());
+                transfer(&a.ds, &shape, &rows, mt.id(), buf, true)
             }
             (ElemType::Bool, ArrayData::Bool(v)) => {
                 let mt = Datatype::from_type::<bool>().map_err(|e| self.fail(path, short(&e)))?;
                 let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
-                transfer(
-                    &a.ds,
-                    &shape,
-                    &rows,
-                    mt.id(),
-                    bytes.as_ptr() as *mut c_void,
-                    true,
-                )
+                let buf = (bytes.as_ptr() as *mut c_void, bytes.len());
+                transfer(&a.ds, &shape, &rows, mt.id(), buf, true)
             }
             (ElemType::String, ArrayData::String(v)) => {
                 let owned: Vec<CString> = v
@@ -745,14 +773,12 @@ impl TreeWriter for H5adTreeWriter {
                 let ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
                 let mt = Datatype::from_type::<VarLenUnicode>()
                     .map_err(|e| self.fail(path, short(&e)))?;
-                transfer(
-                    &a.ds,
-                    &shape,
-                    &rows,
-                    mt.id(),
+                // `ptrs` point into `owned`, alive until the write has returned.
+                let buf = (
                     ptrs.as_ptr() as *mut c_void,
-                    true,
-                )
+                    std::mem::size_of_val(&ptrs[..]),
+                );
+                transfer(&a.ds, &shape, &rows, mt.id(), buf, true)
             }
             _ => {
                 return Err(self.fail(

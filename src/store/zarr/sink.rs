@@ -406,10 +406,7 @@ pub(crate) fn put(storage: &Storage, key: &str, bytes: Vec<u8>) -> Result<()> {
 
 /// The bytes of a numeric buffer (native endian = little endian on every supported target).
 pub(crate) fn numvec_bytes(v: &NumVec) -> &[u8] {
-    fn bytes<T>(s: &[T]) -> &[u8] {
-        // SAFETY: plain numeric types without padding; u8 has alignment 1.
-        unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), std::mem::size_of_val(s)) }
-    }
+    use crate::array::as_bytes as bytes;
     match v {
         NumVec::I8(x) => bytes(x),
         NumVec::I16(x) => bytes(x),

@@ -29,7 +29,7 @@ use super::input::ZarrInput;
 use super::node::{NodeMeta, Problem};
 use super::Storage;
 use crate::array::by_dtype;
-use crate::array::{DType, NumVec};
+use crate::array::{as_bytes_mut, DType, NumVec, Plain};
 use crate::error::{Error, Result};
 use crate::store::tree::{ElemType, NodeKind};
 use crate::store::{InputStore as _, MatrixLayout, MatrixMeta, MatrixSource};
@@ -65,7 +65,7 @@ struct ShardCheck {
 }
 
 /// Decodes `subset` straight into a new `Vec<T>` (`T` the array's element type).
-fn decode_into<T: Copy + Default>(
+fn decode_into<T: Plain>(
     array: &Array<ZStore>,
     subset: &ArraySubset,
     n: usize,
@@ -74,12 +74,11 @@ fn decode_into<T: Copy + Default>(
     if n == 0 {
         return Ok(v);
     }
-    // SAFETY: plain numeric types without padding; every bit pattern is valid.
-    let bytes = unsafe {
-        std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(&v[..]))
-    };
+    let bytes = as_bytes_mut(&mut v);
     let shape = subset.shape().to_vec();
-    // SAFETY: the view covers the whole buffer and is the only one over it.
+    // SAFETY: the view covers the whole buffer (n elements of size_of::<T>() bytes in
+    // `shape`) and is the only one over it: `bytes` borrows `v` mutably until the decode
+    // below has returned, and zarrs writes only through the view.
     let mut view = unsafe {
         ArrayBytesFixedDisjointView::new(
             UnsafeCellSlice::new(bytes),
