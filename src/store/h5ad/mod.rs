@@ -15,6 +15,7 @@ mod inspect;
 mod layout;
 mod legacy;
 mod output;
+mod refs;
 mod sink;
 mod source;
 mod tree;

@@ -38,6 +38,9 @@ pub struct H5adOutput {
     input: Option<File>,
     input_path: PathBuf,
     normalized: ElementPath,
+    /// Output paths written here rather than copied (`obs/KEY`, `uns/log1p`): the
+    /// reference pass ([`super::refs::relink`]) leaves them alone.
+    written: Vec<String>,
 }
 
 impl H5adOutput {
@@ -103,6 +106,7 @@ impl H5adOutput {
             input: Some(input.file().clone()),
             input_path: input.path_buf(),
             normalized: normalized.clone(),
+            written: Vec::new(),
         })
     }
 
@@ -141,6 +145,7 @@ impl H5adOutput {
             input: None,
             input_path: input_path.to_path_buf(),
             normalized: normalized.clone(),
+            written: Vec::new(),
         })
     }
 
@@ -444,6 +449,7 @@ impl OutputStore for H5adOutput {
             order.push(name.to_string());
         }
         set_str_array_attr(&obs, "column-order", &order).map_err(self.h5fail(&elem))?;
+        self.written.push(elem);
         Ok(())
     }
 
@@ -461,6 +467,7 @@ impl OutputStore for H5adOutput {
             }
         };
         unlink_if_present(&uns, "log1p").map_err(self.h5fail("uns/log1p"))?;
+        self.written.push("uns/log1p".to_string());
         let log1p = uns
             .create_group("log1p")
             .map_err(self.h5fail("cannot create uns/log1p"))?;
@@ -473,6 +480,17 @@ impl OutputStore for H5adOutput {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        if let (Some(file), Some(input)) = (&self.file, &self.input) {
+            // The output is complete: every reference target exists.
+            super::refs::relink(
+                input,
+                &self.input_path,
+                file,
+                &self.target,
+                &self.normalized.store_path(),
+                &self.written,
+            )?;
+        }
         if let Some(file) = self.file.take() {
             file.close()
                 .map_err(|e| self.fail(format!("cannot close the output: {}", short(&e))))?;
