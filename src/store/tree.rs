@@ -15,6 +15,11 @@
 //!   of any size streams through a bounded buffer (a 0-d array is read as rows `0..1`).
 //! * **`null` elements** (`encoding-type: null`) are not arrays to copy: each backend writes
 //!   its own form ([`TreeWriter::create_null`]).
+//! * **anndata < 0.8 categoricals** (integer codes `obs/<col>` whose attribute `categories`
+//!   names `obs/__categories/<col>`: a relative path in zarr, an HDF5 object reference in
+//!   .h5ad, which the .h5ad reader presents as the same path) are written the way anndata
+//!   0.13 writes them after reading the old form: a `categorical` group with `codes` and
+//!   `categories`, and no `__categories` group (a name zarr v3 reserves).
 
 use std::ops::Range;
 
@@ -143,12 +148,24 @@ pub fn copy_array(
     if is_null(&info.attrs) {
         return writer.create_null(dst, &info.attrs);
     }
-    writer.create_array(dst, &info)?;
+    copy_rows(reader, writer, src, dst, &info, budget)
+}
+
+/// Creates `dst` as described by `info` and copies the rows of `src` into it.
+fn copy_rows(
+    reader: &dyn TreeReader,
+    writer: &mut dyn TreeWriter,
+    src: &str,
+    dst: &str,
+    info: &ArrayInfo,
+    budget: u64,
+) -> Result<()> {
+    writer.create_array(dst, info)?;
     if info.row_len() == 0 {
         return Ok(());
     }
     let n_rows = info.n_rows();
-    let step = rows_per_block(&info, budget);
+    let step = rows_per_block(info, budget);
     let mut row = 0;
     while row < n_rows {
         let end = (row + step).min(n_rows);
@@ -185,10 +202,20 @@ fn copy_members(
     skip: &[&str],
     budget: u64,
 ) -> Result<()> {
+    let legacy = legacy_categoricals(reader, group)?;
     for (name, kind) in reader.children(group)? {
         let path = join(group, &name);
         if is_skipped(&path, skip) {
             continue;
+        }
+        if !legacy.is_empty() {
+            if name == LEGACY_CATEGORIES {
+                continue;
+            }
+            if let Some((_, categories)) = legacy.iter().find(|(c, _)| *c == name) {
+                upgrade_categorical(reader, writer, &path, categories, budget)?;
+                continue;
+            }
         }
         match kind {
             NodeKind::Group => {
@@ -199,6 +226,101 @@ fn copy_members(
         }
     }
     Ok(())
+}
+
+/// The group of an anndata < 0.8 dataframe that holds the categories of its categorical
+/// columns (`obs/__categories/<col>`).
+const LEGACY_CATEGORIES: &str = "__categories";
+
+/// The categorical columns of an anndata < 0.8 dataframe at `group`: `(column, categories
+/// array path)` for each integer-code column whose attribute `categories` names an array in
+/// the dataframe's `__categories` group (zarr stores the relative path
+/// `"__categories/<col>"`; the .h5ad reader turns the HDF5 object reference anndata 0.7 wrote
+/// there into the same string). Empty for anything else.
+fn legacy_categoricals(reader: &dyn TreeReader, group: &str) -> Result<Vec<(String, String)>> {
+    if !group.is_empty() {
+        let attrs = reader.group_attrs(group)?;
+        if attrs.get("encoding-type").and_then(|v| v.as_str()) != Some("dataframe") {
+            return Ok(Vec::new());
+        }
+    } else {
+        return Ok(Vec::new());
+    }
+    let children = reader.children(group)?;
+    if !children
+        .iter()
+        .any(|(n, k)| n == LEGACY_CATEGORIES && *k == NodeKind::Group)
+    {
+        return Ok(Vec::new());
+    }
+    let cat_group = join(group, LEGACY_CATEGORIES);
+    let cats = reader.children(&cat_group)?;
+    let mut out = Vec::new();
+    for (name, kind) in &children {
+        if *kind != NodeKind::Array {
+            continue;
+        }
+        let info = reader.array_info(&join(group, name))?;
+        let Some(target) = info.attrs.get("categories").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let target = target.trim_start_matches('/');
+        let leaf = target
+            .strip_prefix(&format!("{group}/{LEGACY_CATEGORIES}/"))
+            .or_else(|| target.strip_prefix(&format!("{LEGACY_CATEGORIES}/")));
+        if let Some(leaf) = leaf {
+            if cats.iter().any(|(n, k)| n == leaf && *k == NodeKind::Array) {
+                out.push((name.clone(), join(&cat_group, leaf)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn encoding_attrs(kind: &str, version: &str) -> Attrs {
+    let mut a = Attrs::new();
+    a.insert("encoding-type".into(), kind.into());
+    a.insert("encoding-version".into(), version.into());
+    a
+}
+
+/// Writes the anndata < 0.8 categorical column `path` (integer codes, categories in the
+/// array `categories`) as anndata 0.8+ writes one and anndata 0.13 writes it after reading
+/// the old form: a group `categorical` 0.2.0 with `ordered` (the old categories' `ordered`
+/// attribute, default false), `codes` (`array`) and `categories` (`string-array`, or
+/// `array` for numeric categories).
+fn upgrade_categorical(
+    reader: &dyn TreeReader,
+    writer: &mut dyn TreeWriter,
+    path: &str,
+    categories: &str,
+    budget: u64,
+) -> Result<()> {
+    let mut codes = reader.array_info(path)?;
+    let mut cats = reader.array_info(categories)?;
+    let ordered = match cats.attrs.get("ordered") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::Number(n)) => n.as_f64().is_some_and(|x| x != 0.0),
+        _ => false,
+    };
+    let mut attrs = encoding_attrs("categorical", "0.2.0");
+    attrs.insert("ordered".into(), ordered.into());
+    writer.create_group(path, &attrs)?;
+    codes.attrs = encoding_attrs("array", "0.2.0");
+    copy_rows(reader, writer, path, &join(path, "codes"), &codes, budget)?;
+    cats.attrs = if cats.elem == ElemType::String {
+        encoding_attrs("string-array", "0.2.0")
+    } else {
+        encoding_attrs("array", "0.2.0")
+    };
+    copy_rows(
+        reader,
+        writer,
+        categories,
+        &join(path, "categories"),
+        &cats,
+        budget,
+    )
 }
 
 /// Carries everything of `reader` except the matrix `normalized` into `writer`, plus that

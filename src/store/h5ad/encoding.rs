@@ -170,7 +170,11 @@ pub(crate) fn open_matrix(
         return Err(Problem::new(path, what));
     };
     let elem = match &node {
-        Node::Group(g) => MatrixElem::Sparse(open_sparse(g, path, &node)?),
+        Node::Group(g) => {
+            let sparse = open_sparse(g, path, &node)?;
+            check_byte_order(&sparse, path)?;
+            MatrixElem::Sparse(sparse)
+        }
         Node::Dataset(ds) => MatrixElem::Dense(open_dense(ds, path, &node)?),
     };
     let (n_obs, n_vars) = elem.shape();
@@ -191,6 +195,61 @@ pub(crate) fn open_matrix(
         }
     }
     Ok(elem)
+}
+
+/// numpy's name of a big-endian dtype (`>f4`, `>i8`, ...).
+fn big_endian_name(t: DType) -> String {
+    let kind = if t.is_float() {
+        'f'
+    } else if t.is_integer() && t.numpy_name().starts_with('u') {
+        'u'
+    } else {
+        'i'
+    };
+    format!(">{kind}{}", t.size())
+}
+
+/// Big-endian arrays of a sparse matrix that scanpy 1.12.4 + anndata 0.13.4 cannot process
+/// (checked with both): `data` (scipy.sparse refuses the dtype, so anndata cannot read the
+/// matrix), and `indices`/`indptr` of a CSR matrix with float data (scanpy's numba kernels
+/// raise "Unsupported array dtype"; with two different index dtypes scanpy raises its own
+/// TypeError first). CSC matrices and integer data are rebuilt by scipy with native index
+/// arrays and are fine; so are dense big-endian matrices.
+fn check_byte_order(m: &SparseElem, path: &str) -> Result<(), Problem> {
+    use super::layout::foreign_order;
+    if foreign_order(&m.data) {
+        return Err(Problem::new(
+            format!("{path}/data"),
+            format!(
+                "stored big-endian ({}): anndata cannot read such a sparse matrix (\
+                 \"scipy.sparse does not support dtype {}\"), so atlasnorm refuses too; \
+                 rewrite it little-endian first",
+                big_endian_name(m.data_dtype),
+                big_endian_name(m.data_dtype)
+            ),
+        ));
+    }
+    if m.layout == MatrixLayout::Csr && m.data_dtype.is_float() {
+        for (name, ds, t) in [
+            ("indices", &m.indices, m.indices_dtype),
+            ("indptr", &m.indptr, m.indptr_dtype),
+        ] {
+            if foreign_order(ds) {
+                return Err(Problem::new(
+                    format!("{path}/{name}"),
+                    format!(
+                        "stored big-endian ({}): scanpy's normalize_total raises on a CSR \
+                         matrix with big-endian index arrays (\"Unsupported array dtype: {}\", \
+                         or \"indptr and indices must have the same dtype\"), so atlasnorm \
+                         refuses too; rewrite it little-endian first",
+                        big_endian_name(t),
+                        big_endian_name(t)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unsupported(path: &str, node: &Node) -> Problem {

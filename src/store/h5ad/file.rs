@@ -332,9 +332,15 @@ pub(crate) fn set_encoding(loc: &Location, kind: &str, version: &str) -> hdf5::R
 
 /// Copies every attribute of `src` onto `dst` as it is (any type; variable-length data
 /// included).
+///
+/// Attributes holding HDF5 references are left out: their values are positions in `src`'s
+/// file, and [`super::refs::relink`] re-creates them once the output is complete.
 pub(crate) fn copy_attrs(src: &Location, dst: &Location) -> hdf5::Result<()> {
     for name in src.attr_names()? {
         let attr = src.attr(&name)?;
+        if super::refs::attr_has_refs(attr.id()) {
+            continue;
+        }
         copy_attr(&attr, dst, &name)?;
     }
     Ok(())

@@ -4,6 +4,9 @@
 use hdf5::filters::Filter;
 use hdf5::{Dataset, Datatype, Extent, Group, SimpleExtents};
 
+use hdf5_sys::h5d::H5Dget_type;
+use hdf5_sys::h5t::{H5T_order_t, H5Tclose, H5Tget_order, H5Tset_order};
+
 use crate::array::DType;
 
 /// Chunk shape (`None`: contiguous) and filter pipeline of a dataset.
@@ -117,6 +120,48 @@ pub(crate) fn datatype(dtype: DType) -> hdf5::Result<Datatype> {
     }
 }
 
+/// This machine's byte order, as HDF5 names it.
+fn native_order() -> H5T_order_t {
+    if cfg!(target_endian = "big") {
+        H5T_order_t::H5T_ORDER_BE
+    } else {
+        H5T_order_t::H5T_ORDER_LE
+    }
+}
+
+/// Whether a dataset's numbers are stored in the other byte order than this machine's
+/// (big-endian `>f4` on x86 and ARM): numpy, and so anndata, keeps that byte order in the
+/// dtype it reads, and writes it back as it is.
+pub(crate) fn foreign_order(ds: &Dataset) -> bool {
+    // SAFETY: `ds` is an open dataset; the type id is closed before returning.
+    hdf5::sync::sync(|| unsafe {
+        let t = H5Dget_type(ds.id());
+        if t < 0 {
+            return false;
+        }
+        let order = H5Tget_order(t);
+        H5Tclose(t);
+        matches!(order, H5T_order_t::H5T_ORDER_BE | H5T_order_t::H5T_ORDER_LE)
+            && order != native_order()
+    })
+}
+
+/// The HDF5 type of a dtype in the byte order other than this machine's.
+pub(crate) fn foreign_datatype(dtype: DType) -> hdf5::Result<Datatype> {
+    let t = datatype(dtype)?;
+    let order = match native_order() {
+        H5T_order_t::H5T_ORDER_LE => H5T_order_t::H5T_ORDER_BE,
+        _ => H5T_order_t::H5T_ORDER_LE,
+    };
+    // SAFETY: `t` is a fresh, modifiable copy of a predefined atomic type (the hdf5 crate
+    // builds types with H5Tcopy).
+    let status = hdf5::sync::sync(|| unsafe { H5Tset_order(t.id(), order) });
+    if status < 0 {
+        return Err(hdf5::Error::query().unwrap_or_else(|e| e));
+    }
+    Ok(t)
+}
+
 /// Creates a dataset of `shape` with `storage`. Chunked datasets get an unlimited first
 /// axis (`maxshape=(None, ...)`, as h5py/anndata write sparse arrays) so they can grow.
 pub(crate) fn create_dataset(
@@ -126,8 +171,19 @@ pub(crate) fn create_dataset(
     shape: &[u64],
     storage: &Storage,
 ) -> hdf5::Result<Dataset> {
+    create_dataset_of(group, name, &datatype(dtype)?, shape, storage)
+}
+
+/// [`create_dataset`] with an explicit HDF5 type (e.g. [`foreign_datatype`]).
+pub(crate) fn create_dataset_of(
+    group: &Group,
+    name: &str,
+    dtype: &Datatype,
+    shape: &[u64],
+    storage: &Storage,
+) -> hdf5::Result<Dataset> {
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let builder = group.new_dataset_builder().empty_as(&datatype(dtype)?);
+    let builder = group.new_dataset_builder().empty_as(dtype);
     match &storage.chunk {
         None => builder
             .shape(SimpleExtents::fixed(dims))

@@ -16,6 +16,7 @@ mod layout;
 mod legacy;
 mod output;
 mod rawcopy;
+mod refs;
 mod sink;
 mod source;
 mod tree;

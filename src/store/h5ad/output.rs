@@ -14,7 +14,9 @@ use super::file::{
     attr_strings, copy_attrs, create_write, has_attr, set_encoding, set_i64_array_attr,
     set_str_array_attr, short, str_attr,
 };
-use super::layout::{create_dataset, guess_chunk, Storage};
+use super::layout::{
+    create_dataset, create_dataset_of, foreign_datatype, foreign_order, guess_chunk, Storage,
+};
 use super::rawcopy;
 use super::sink::{Appender, CsrSink, DenseSink};
 use super::tree::H5adTreeWriter;
@@ -39,6 +41,9 @@ pub struct H5adOutput {
     input: Option<File>,
     input_path: PathBuf,
     normalized: ElementPath,
+    /// Output paths written here rather than copied (`obs/KEY`, `uns/log1p`): the
+    /// reference pass ([`super::refs::relink`]) leaves them alone.
+    written: Vec<String>,
 }
 
 impl H5adOutput {
@@ -104,6 +109,7 @@ impl H5adOutput {
             input: Some(input.file().clone()),
             input_path: input.path_buf(),
             normalized: normalized.clone(),
+            written: Vec::new(),
         })
     }
 
@@ -142,6 +148,7 @@ impl H5adOutput {
             input: None,
             input_path: input_path.to_path_buf(),
             normalized: normalized.clone(),
+            written: Vec::new(),
         })
     }
 
@@ -204,6 +211,51 @@ fn copy_structure(src: &Group, name: &str, dst: &Group) -> hdf5::Result<()> {
     copy_object(src, name, dst, name)
 }
 
+/// Copies the 1-D integer dataset `src` to `dst/name` in native byte order, with the same
+/// chunking and filters, in blocks (HDF5 converts on read).
+fn copy_native(src: &hdf5::Dataset, dst: &Group, name: &str) -> hdf5::Result<()> {
+    const BLOCK: usize = 1 << 20;
+    let dtype = encoding::dtype_of(src).map_err(|e| hdf5::Error::from(e.as_str()))?;
+    let len = src.shape().first().copied().unwrap_or(0);
+    let out = create_dataset(dst, name, dtype, &[len as u64], &Storage::of(src))?;
+    let mem = super::layout::datatype(dtype)?;
+    let mut start = 0usize;
+    while start < len {
+        let end = (start + BLOCK).min(len);
+        let mut buf = vec![0u8; (end - start) * dtype.size()];
+        let fspace = src.space()?.select(start..end)?;
+        let ospace = out.space()?.select(start..end)?;
+        let mspace = hdf5::Dataspace::try_new(end - start)?;
+        // SAFETY: `buf` holds `end - start` elements of `mem`; the spaces select as many.
+        let status = hdf5::sync::sync(|| unsafe {
+            let r = hdf5_sys::h5d::H5Dread(
+                src.id(),
+                mem.id(),
+                mspace.id(),
+                fspace.id(),
+                H5P_DEFAULT,
+                buf.as_mut_ptr().cast(),
+            );
+            if r < 0 {
+                return r;
+            }
+            hdf5_sys::h5d::H5Dwrite(
+                out.id(),
+                mem.id(),
+                mspace.id(),
+                ospace.id(),
+                H5P_DEFAULT,
+                buf.as_ptr().cast(),
+            )
+        });
+        if status < 0 {
+            return Err(hdf5::Error::query().unwrap_or_else(|e| e));
+        }
+        start = end;
+    }
+    Ok(())
+}
+
 /// Removes the link `name` from `group` if it exists.
 fn unlink_if_present(group: &Group, name: &str) -> hdf5::Result<()> {
     if group.link_exists(name) {
@@ -258,14 +310,19 @@ impl OutputStore for H5adOutput {
                     Some(MatrixElem::Dense(d)) => Storage::of(&d.ds),
                     _ => Storage::contiguous(),
                 };
-                let ds = create_dataset(
-                    &parent,
-                    name,
-                    spec.data_dtype,
-                    &[spec.n_obs, spec.n_vars],
-                    &storage,
-                )
+                // numpy keeps a big-endian float X big-endian through normalize_total and
+                // log1p, and anndata writes it so (integer X becomes native float32).
+                let big_endian = matches!(&input_elem, Some(MatrixElem::Dense(d))
+                    if d.dtype == spec.data_dtype && foreign_order(&d.ds));
+                let dt = if big_endian {
+                    foreign_datatype(spec.data_dtype)
+                } else {
+                    super::layout::datatype(spec.data_dtype)
+                }
                 .map_err(self.h5fail(&format!("cannot create {path}")))?;
+                let ds =
+                    create_dataset_of(&parent, name, &dt, &[spec.n_obs, spec.n_vars], &storage)
+                        .map_err(self.h5fail(&format!("cannot create {path}")))?;
                 set_encoding(&ds, "array", "0.2.0").map_err(self.h5fail(&path))?;
                 let chunk_rows = storage.chunk_rows();
                 let data = Appender::new(
@@ -333,9 +390,16 @@ impl OutputStore for H5adOutput {
                         }
                         let input = self.input.as_ref().expect("not staged: an .h5ad input");
                         let input_group = input.group(&path).map_err(self.h5fail(&path))?;
-                        for member in ["indices", "indptr"] {
-                            copy_structure(&input_group, member, &group)
-                                .map_err(self.h5fail(&format!("cannot copy {path}/{member}")))?;
+                        for (member, src) in [("indices", &s.indices), ("indptr", &s.indptr)] {
+                            let what = format!("cannot copy {path}/{member}");
+                            if foreign_order(src) {
+                                // Integer data: scipy rebuilds the matrix with native index
+                                // arrays (float data with these was refused on opening).
+                                copy_native(src, &group, member).map_err(self.h5fail(&what))?;
+                            } else {
+                                copy_structure(&input_group, member, &group)
+                                    .map_err(self.h5fail(&what))?;
+                            }
                         }
                         (None, None)
                     }
@@ -460,6 +524,7 @@ impl OutputStore for H5adOutput {
             order.push(name.to_string());
         }
         set_str_array_attr(&obs, "column-order", &order).map_err(self.h5fail(&elem))?;
+        self.written.push(elem);
         Ok(())
     }
 
@@ -477,6 +542,7 @@ impl OutputStore for H5adOutput {
             }
         };
         unlink_if_present(&uns, "log1p").map_err(self.h5fail("uns/log1p"))?;
+        self.written.push("uns/log1p".to_string());
         let log1p = uns
             .create_group("log1p")
             .map_err(self.h5fail("cannot create uns/log1p"))?;
@@ -489,6 +555,17 @@ impl OutputStore for H5adOutput {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        if let (Some(file), Some(input)) = (&self.file, &self.input) {
+            // The output is complete: every reference target exists.
+            super::refs::relink(
+                input,
+                &self.input_path,
+                file,
+                &self.target,
+                &self.normalized.store_path(),
+                &self.written,
+            )?;
+        }
         if let Some(file) = self.file.take() {
             file.close()
                 .map_err(|e| self.fail(format!("cannot close the output: {}", short(&e))))?;

@@ -59,7 +59,10 @@ impl Appender {
                 rows * row_len
             }
         };
+        // Raw chunks hold the file's bytes: native ones only. A big-endian dataset goes
+        // through H5Dwrite, which converts from the native memory type.
         let raw = RawChunks::of(&ds, dtype)
+            .filter(|_| !super::layout::foreign_order(&ds))
             .filter(|r| chunk_rows.is_some_and(|c| c.max(1) * row_len == r.chunk_elems()));
         Ok(Appender {
             raw,

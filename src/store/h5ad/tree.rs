@@ -402,8 +402,18 @@ fn read_attrs(loc: &Location) -> std::result::Result<Attrs, String> {
         let attr = loc
             .attr(&name)
             .map_err(|e| format!("cannot open attribute {name}: {}", short(&e)))?;
-        let value =
-            attr_to_json(&attr).map_err(|p| format!("cannot read attribute {name}: {p}"))?;
+        let value = if super::refs::attr_has_refs(attr.id()) {
+            // anndata < 0.8's categorical link is the one reference with a meaning outside
+            // HDF5 (see `crate::store::tree`); any other cannot be carried.
+            super::refs::legacy_categories_path(loc, &name, &attr).ok_or_else(|| {
+                format!(
+                    "attribute {name} holds HDF5 references, which have no equivalent outside \
+                     HDF5 and cannot be carried to another format"
+                )
+            })?
+        } else {
+            attr_to_json(&attr).map_err(|p| format!("cannot read attribute {name}: {p}"))?
+        };
         attrs.insert(name, value);
     }
     Ok(attrs)
