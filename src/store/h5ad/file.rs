@@ -109,10 +109,12 @@ pub(crate) fn short(e: &hdf5::Error) -> String {
 /// build cannot decode is named ("HDF5 filter 32017 (SZ) is not supported"), not taken for
 /// corruption.
 pub(crate) fn read_problem(ds: &Dataset, what: &str, e: &hdf5::Error) -> String {
+    // Whatever HDF5's words (a missing filter is not always reported as a pipeline error),
+    // a filter this build cannot decode is the cause.
+    if let Some(problem) = super::filters::unsupported(ds) {
+        return problem;
+    }
     let cause = if e.contains_major(MajorErrorCode::Pipeline) {
-        if let Some(problem) = super::filters::unsupported(ds) {
-            return problem;
-        }
         "a compressed chunk is corrupt or truncated".to_string()
     } else if e.contains_major(MajorErrorCode::Io)
         || e.contains_major(MajorErrorCode::VirtualFileLayer)

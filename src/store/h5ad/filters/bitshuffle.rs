@@ -53,7 +53,7 @@ impl Bitshuffle {
         }
         let elem_size = cd[2] as usize;
         let block_size = cd.get(3).copied().unwrap_or(0) as usize;
-        if block_size % BLOCKED_MULT != 0 {
+        if !block_size.is_multiple_of(BLOCKED_MULT) {
             return Err(CodecError::Params(
                 "bitshuffle block size is not a multiple of 8",
             ));
@@ -93,7 +93,7 @@ impl Bitshuffle {
     /// Decodes `input` into `out` (exactly the decoded size).
     pub fn decode_into(&self, input: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
         let es = self.elem_size;
-        if out.len() % es != 0 {
+        if !out.len().is_multiple_of(es) {
             return Err(CodecError::Corrupt);
         }
         match self.inner {
@@ -112,11 +112,11 @@ impl Bitshuffle {
                     return Err(CodecError::Corrupt);
                 }
                 let block_bytes = u32::from_be_bytes(input[8..12].try_into().unwrap()) as usize;
-                if block_bytes == 0 || block_bytes % es != 0 {
+                if block_bytes == 0 || !block_bytes.is_multiple_of(es) {
                     return Err(CodecError::Corrupt);
                 }
                 let block = block_bytes / es;
-                if block % BLOCKED_MULT != 0 {
+                if !block.is_multiple_of(BLOCKED_MULT) {
                     return Err(CodecError::Corrupt);
                 }
                 let mut at = 12usize;
@@ -168,7 +168,7 @@ impl Bitshuffle {
     /// Encodes `input` (a whole number of elements).
     pub fn encode(&self, input: &[u8]) -> Result<Vec<u8>, CodecError> {
         let es = self.elem_size;
-        if input.len() % es != 0 {
+        if !input.len().is_multiple_of(es) {
             return Err(CodecError::Params(
                 "chunk is not a whole number of elements",
             ));
