@@ -2,15 +2,18 @@
 //!
 //! libhdf5 serializes every call, so filtered reads and writes through it run on one core.
 //! For datasets whose chunks hold whole rows (every 1-D chunked array; 2-D arrays chunked
-//! by whole rows) and whose filter pipeline is empty, `shuffle`, `deflate` or
-//! `shuffle + deflate`, this module moves the stored chunk bytes with `H5Dread_chunk` /
-//! `H5Dwrite_chunk` (cheap, under the lock) and runs inflate/deflate and (un)shuffling on
-//! rayon threads. Anything else is left to HDF5's own pipeline.
+//! by whole rows) and whose filter pipeline is made of steps implemented here (`shuffle`,
+//! `deflate`, and the third-party filters of [`super::filters`]: blosc, lz4, bitshuffle,
+//! zstd, bzip2, in any order), this module moves the stored chunk bytes with
+//! `H5Dread_chunk` / `H5Dwrite_chunk` or `pread` (cheap, no codec under the lock) and runs
+//! the pipeline on rayon threads. Anything else is left to HDF5's own pipeline.
 
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use std::borrow::Cow;
 
 use hdf5::filters::Filter;
 use hdf5::Dataset;
@@ -20,6 +23,7 @@ use hdf5_sys::h5p::H5P_DEFAULT;
 use libdeflater::{CompressionLvl, Compressor, Decompressor};
 use rayon::prelude::*;
 
+use super::filters::{Codec, MAX_CHUNK_BYTES};
 use super::layout::datatype;
 use crate::array::DType;
 
@@ -36,10 +40,25 @@ pub(crate) struct RawChunks {
     /// Elements per row (product of the other dimensions; 1 for 1-D).
     row_len: u64,
     elem_size: usize,
-    /// Position of the shuffle filter in the pipeline.
-    shuffle: Option<u32>,
-    /// Position of the deflate filter in the pipeline, and its level.
-    deflate: Option<(u32, u32)>,
+    /// The filter pipeline, in HDF5's order (encoding runs it forward, decoding backward).
+    steps: Vec<Step>,
+}
+
+/// One filter of a chunk pipeline.
+#[derive(Clone, Debug, PartialEq)]
+struct Step {
+    /// Position in the pipeline: the bit of a chunk's filter mask that says HDF5 skipped
+    /// this filter for that chunk (an optional filter that could not compress it).
+    pos: u32,
+    kind: StepKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum StepKind {
+    Shuffle,
+    /// zlib stream at this level.
+    Deflate(u32),
+    Codec(Codec),
 }
 
 /// Where every stored chunk of a dataset lies in the file, read once with `H5Dchunk_iter`,
@@ -136,8 +155,8 @@ pub(crate) struct NotRaw;
 
 impl RawChunks {
     /// The raw-chunk plan of `ds` holding `dtype` values, or `None` when the dataset is not
-    /// eligible (contiguous, chunks not covering whole rows, other filters, a stored type
-    /// other than the native one).
+    /// eligible (contiguous, chunks not covering whole rows, a filter not implemented here
+    /// such as fletcher32 or lzf, a stored type other than the native one).
     pub fn of(ds: &Dataset, dtype: DType) -> Option<Self> {
         let chunk = ds.chunk()?;
         let shape = ds.shape();
@@ -151,18 +170,22 @@ impl RawChunks {
         if row_len == 0 {
             return None;
         }
-        let mut shuffle = None;
-        let mut deflate = None;
+        let mut steps = Vec::new();
         for (i, f) in ds.filters().iter().enumerate() {
-            match f {
-                Filter::Shuffle if shuffle.is_none() && deflate.is_none() => {
-                    shuffle = Some(i as u32)
-                }
-                Filter::Deflate(level) if deflate.is_none() => {
-                    deflate = Some((i as u32, u32::from(*level)))
-                }
+            let kind = match f {
+                Filter::Shuffle => StepKind::Shuffle,
+                Filter::Deflate(level) => StepKind::Deflate(u32::from(*level)),
+                Filter::User(id, cd) => StepKind::Codec(Codec::of(*id, cd).ok()??),
                 _ => return None,
-            }
+            };
+            steps.push(Step {
+                pos: i as u32,
+                kind,
+            });
+        }
+        // The filter mask has 32 bits.
+        if steps.len() > 32 {
+            return None;
         }
         let stored = ds.dtype().ok()?;
         if stored != datatype(dtype).ok()? || stored.size() != dtype.size() {
@@ -173,8 +196,7 @@ impl RawChunks {
             chunk_rows: chunk[0] as u64,
             row_len,
             elem_size: dtype.size(),
-            shuffle,
-            deflate,
+            steps,
         })
     }
 
@@ -212,12 +234,13 @@ impl RawChunks {
         let cb = self.chunk_bytes();
         let (c0, c1) = (range.start / ce, range.end.div_ceil(ce));
         if let Some(map) = map {
-            if self.deflate.is_none() && self.shuffle.is_none() {
+            if self.steps.is_empty() {
                 return self.pread_plain(map, range, out);
             }
         }
         // A stored chunk is never much larger than the chunk itself (deflate's worst case
-        // is a few bytes per 16 KiB block); anything bigger is damage: let HDF5 judge it.
+        // is a few bytes per 16 KiB block, blosc's 16 bytes, lz4's and bitshuffle's a few
+        // per block); anything bigger is damage: let HDF5 judge it.
         let max_stored = cb + cb / 8 + 4096;
         let fetched = match map {
             Some(map) => (c0..c1)
@@ -362,7 +385,8 @@ impl RawChunks {
     }
 
     /// Decodes one stored chunk and copies its elements `first..first + dst.len()/es`
-    /// into `dst`.
+    /// into `dst`: the filters the chunk's mask says were applied, last to first; the
+    /// first filter decodes straight into `dst` when the whole chunk is wanted.
     fn decode(
         &self,
         dec: &mut Option<Decompressor>,
@@ -371,49 +395,111 @@ impl RawChunks {
         dst: &mut [u8],
         first: usize,
     ) -> Result<(), NotRaw> {
+        let cb = self.chunk_bytes();
+        let applied: Vec<&Step> = self
+            .steps
+            .iter()
+            .filter(|s| mask & (1 << s.pos) == 0)
+            .collect();
+        let mut cur: Cow<[u8]> = Cow::Borrowed(raw);
+        for i in (0..applied.len()).rev() {
+            if i == 0 {
+                return self.decode_last(&applied[0].kind, dec, &cur, dst, first);
+            }
+            // What this step decodes to is what the earlier steps produced: the chunk's
+            // size when they all keep sizes (shuffle), else whatever the data says.
+            let keeps = applied[..i]
+                .iter()
+                .all(|s| matches!(s.kind, StepKind::Shuffle));
+            let hint = keeps.then_some(cb);
+            cur = Cow::Owned(self.decode_step(&applied[i].kind, dec, &cur, hint)?);
+        }
+        // No filter was applied to this chunk: it is stored as it is.
+        if cur.len() != cb {
+            return Err(NotRaw);
+        }
+        let es = self.elem_size;
+        dst.copy_from_slice(&cur[first * es..first * es + dst.len()]);
+        Ok(())
+    }
+
+    /// The first filter of the pipeline, whose output is the chunk: decodes `input` and
+    /// copies the wanted elements into `dst`.
+    fn decode_last(
+        &self,
+        kind: &StepKind,
+        dec: &mut Option<Decompressor>,
+        input: &[u8],
+        dst: &mut [u8],
+        first: usize,
+    ) -> Result<(), NotRaw> {
         let es = self.elem_size;
         let cb = self.chunk_bytes();
-        let applied = |pos: Option<u32>| pos.is_some_and(|p| mask & (1 << p) == 0);
-        let inflate = applied(self.deflate.map(|(p, _)| p));
-        let unshuffle = applied(self.shuffle) && es > 1;
         let whole = first == 0 && dst.len() == cb;
-        let mut tmp = Vec::new();
-        let plain: &[u8] = if inflate {
-            let dec = dec.get_or_insert_with(Decompressor::new);
-            let target: &mut [u8] = if whole && !unshuffle {
-                &mut *dst
-            } else {
-                tmp.resize(cb, 0);
-                &mut tmp
-            };
-            match dec.zlib_decompress(raw, target) {
-                Ok(n) if n == cb => {}
-                _ => return Err(NotRaw),
-            }
-            if whole && !unshuffle {
-                return Ok(());
-            }
-            &tmp
-        } else {
-            if raw.len() != cb {
+        if let StepKind::Shuffle = kind {
+            if input.len() != cb {
                 return Err(NotRaw);
             }
-            raw
-        };
-        if unshuffle {
+            if es == 1 {
+                dst.copy_from_slice(&input[first..first + dst.len()]);
+                return Ok(());
+            }
+            // Unshuffle only the wanted elements, straight into `dst`.
             let ne = cb / es;
-            let n = dst.len() / es;
             for (i, out) in dst.chunks_exact_mut(es).enumerate() {
                 let src = first + i;
                 for (b, o) in out.iter_mut().enumerate() {
-                    *o = plain[b * ne + src];
+                    *o = input[b * ne + src];
                 }
             }
-            debug_assert_eq!(n * es, dst.len());
-        } else {
-            dst.copy_from_slice(&plain[first * es..first * es + dst.len()]);
+            return Ok(());
         }
+        if whole {
+            return step_decode_into(kind, dec, input, dst);
+        }
+        let mut tmp = vec![0u8; cb];
+        step_decode_into(kind, dec, input, &mut tmp)?;
+        dst.copy_from_slice(&tmp[first * es..first * es + dst.len()]);
         Ok(())
+    }
+
+    /// Decodes one inner step of the pipeline (`hint`: its decoded size, when known).
+    fn decode_step(
+        &self,
+        kind: &StepKind,
+        dec: &mut Option<Decompressor>,
+        input: &[u8],
+        hint: Option<usize>,
+    ) -> Result<Vec<u8>, NotRaw> {
+        match (kind, hint) {
+            (StepKind::Shuffle, _) => Ok(unshuffle(input, self.elem_size)),
+            (StepKind::Codec(c), _) => c.decode_vec(input, hint).map_err(|_| NotRaw),
+            (StepKind::Deflate(_), Some(n)) => {
+                let mut out = vec![0u8; n];
+                step_decode_into(kind, dec, input, &mut out)?;
+                Ok(out)
+            }
+            (StepKind::Deflate(_), None) => {
+                // A zlib stream does not record its size: grow until it fits.
+                let dec = dec.get_or_insert_with(Decompressor::new);
+                let mut n = (input.len() * 4).max(1 << 16);
+                loop {
+                    let mut out = vec![0u8; n];
+                    match dec.zlib_decompress(input, &mut out) {
+                        Ok(k) => {
+                            out.truncate(k);
+                            return Ok(out);
+                        }
+                        Err(libdeflater::DecompressionError::InsufficientSpace)
+                            if n < MAX_CHUNK_BYTES =>
+                        {
+                            n = n.saturating_mul(2).min(MAX_CHUNK_BYTES)
+                        }
+                        Err(_) => return Err(NotRaw),
+                    }
+                }
+            }
+        }
     }
 
     /// Encodes whole chunks (`bytes`: a multiple of the chunk size) in parallel and writes
@@ -424,7 +510,7 @@ impl RawChunks {
         let per_batch = (WRITE_BATCH_BYTES / cb).max(1);
         let mut k = first_chunk;
         for batch in bytes.chunks(per_batch * cb) {
-            let encoded: Vec<Vec<u8>> = if self.deflate.is_none() && self.shuffle.is_none() {
+            let encoded: Vec<Vec<u8>> = if self.steps.is_empty() {
                 Vec::new()
             } else {
                 batch
@@ -433,7 +519,7 @@ impl RawChunks {
                         || None,
                         |c: &mut Option<Compressor>, chunk| self.encode(c, chunk),
                     )
-                    .collect()
+                    .collect::<Result<_, String>>()?
             };
             let result = hdf5::sync::sync(|| -> Result<(), u64> {
                 for (i, chunk) in batch.chunks(cb).enumerate() {
@@ -469,37 +555,81 @@ impl RawChunks {
         Ok(())
     }
 
-    /// One chunk through the filter pipeline: shuffle, then deflate.
-    fn encode(&self, comp: &mut Option<Compressor>, chunk: &[u8]) -> Vec<u8> {
-        let es = self.elem_size;
-        let shuffled;
-        let plain: &[u8] = if self.shuffle.is_some() && es > 1 {
-            let ne = chunk.len() / es;
-            let mut s = vec![0u8; chunk.len()];
-            for (i, elem) in chunk.chunks_exact(es).enumerate() {
-                for (b, &v) in elem.iter().enumerate() {
-                    s[b * ne + i] = v;
+    /// One chunk through the filter pipeline, first filter first.
+    fn encode(&self, comp: &mut Option<Compressor>, chunk: &[u8]) -> Result<Vec<u8>, String> {
+        let mut cur: Cow<[u8]> = Cow::Borrowed(chunk);
+        for step in &self.steps {
+            cur = Cow::Owned(match &step.kind {
+                StepKind::Shuffle => shuffle(&cur, self.elem_size),
+                StepKind::Deflate(level) => {
+                    let comp = comp.get_or_insert_with(|| {
+                        let lvl =
+                            CompressionLvl::new((*level).clamp(1, 9) as i32).unwrap_or_default();
+                        Compressor::new(lvl)
+                    });
+                    let mut out = vec![0u8; comp.zlib_compress_bound(cur.len())];
+                    let n = comp
+                        .zlib_compress(&cur, &mut out)
+                        .map_err(|_| "deflate failed".to_string())?;
+                    out.truncate(n);
+                    out
                 }
-            }
-            shuffled = s;
-            &shuffled
-        } else {
-            chunk
-        };
-        let Some((_, level)) = self.deflate else {
-            return plain.to_vec();
-        };
-        let comp = comp.get_or_insert_with(|| {
-            let lvl = CompressionLvl::new(level.clamp(1, 9) as i32).unwrap_or_default();
-            Compressor::new(lvl)
-        });
-        let mut out = vec![0u8; comp.zlib_compress_bound(plain.len())];
-        let n = comp
-            .zlib_compress(plain, &mut out)
-            .expect("the output buffer has the compress bound");
-        out.truncate(n);
-        out
+                StepKind::Codec(c) => c
+                    .encode(&cur)
+                    .map_err(|e| format!("cannot encode a chunk ({}): {e}", c.describe()))?,
+            });
+        }
+        Ok(cur.into_owned())
     }
+}
+
+/// Decodes one filter's output into `out`, which must be exactly the decoded size.
+fn step_decode_into(
+    kind: &StepKind,
+    dec: &mut Option<Decompressor>,
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<(), NotRaw> {
+    match kind {
+        StepKind::Shuffle => Err(NotRaw),
+        StepKind::Deflate(_) => {
+            let dec = dec.get_or_insert_with(Decompressor::new);
+            match dec.zlib_decompress(input, out) {
+                Ok(n) if n == out.len() => Ok(()),
+                _ => Err(NotRaw),
+            }
+        }
+        StepKind::Codec(c) => c.decode_into(input, out).map_err(|_| NotRaw),
+    }
+}
+
+/// HDF5's shuffle: byte `b` of element `i` goes to `b * n + i`; bytes past the last whole
+/// element stay where they are.
+fn shuffle(src: &[u8], es: usize) -> Vec<u8> {
+    let mut out = src.to_vec();
+    if es > 1 {
+        let n = src.len() / es;
+        for (i, elem) in src[..n * es].chunks_exact(es).enumerate() {
+            for (b, &v) in elem.iter().enumerate() {
+                out[b * n + i] = v;
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`shuffle`].
+fn unshuffle(src: &[u8], es: usize) -> Vec<u8> {
+    let mut out = src.to_vec();
+    if es > 1 {
+        let n = src.len() / es;
+        for (i, elem) in out[..n * es].chunks_exact_mut(es).enumerate() {
+            for (b, o) in elem.iter_mut().enumerate() {
+                *o = src[b * n + i];
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -582,6 +712,131 @@ mod tests {
                     "{r:?}"
                 );
             }
+        }
+    }
+
+    /// The third-party filters, alone and after shuffle: chunks written on the raw path
+    /// are read back by HDF5's pipeline (our registered filter classes) and chunks written
+    /// by HDF5 are read back on the raw path, bit for bit.
+    #[test]
+    fn plugin_filters_round_trip_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.h5");
+        let file = create_write(&path).unwrap();
+        let blosc =
+            |shuffle: u32, comp: u32| Filter::User(32001, vec![2, 2, 4, 0, 5, shuffle, comp]);
+        let pipelines: Vec<Vec<Filter>> = vec![
+            vec![blosc(0, 0)],
+            vec![blosc(1, 1)],
+            vec![blosc(2, 5)],
+            vec![Filter::User(32015, vec![3])],
+            vec![Filter::Shuffle, Filter::User(32015, vec![1])],
+            vec![Filter::User(32004, vec![])],
+            vec![Filter::User(32004, vec![1000])],
+            vec![Filter::User(32008, vec![0, 4, 4, 0, 0])],
+            vec![Filter::User(32008, vec![0, 4, 4, 0, 2])],
+            vec![Filter::User(32008, vec![0, 4, 4, 256, 3, 5])],
+            vec![Filter::User(307, vec![9])],
+            vec![Filter::User(32008, vec![0, 4, 4, 0, 0]), Filter::Deflate(4)],
+        ];
+        for (i, filters) in pipelines.into_iter().enumerate() {
+            for dtype in [DType::F64, DType::I32] {
+                let n = 10 * 97 + 13;
+                let name = format!("v{i}_{}", dtype.numpy_name());
+                let ds =
+                    create_dataset(&file, &name, dtype, &[n], &storage(&[97], filters.clone()))
+                        .unwrap();
+                let raw = RawChunks::of(&ds, dtype).unwrap_or_else(|| panic!("{filters:?}"));
+                let bytes: Vec<u8> = match dtype {
+                    DType::F64 => (0..n)
+                        .flat_map(|x| ((x % 13) as f64 * 0.5).to_ne_bytes())
+                        .collect(),
+                    _ => (0..n as i32).flat_map(|x| (x % 29).to_ne_bytes()).collect(),
+                };
+                let es = dtype.size();
+                let whole = (n as usize / 97) * 97 * es;
+                // raw writes of whole chunks, the tail chunk through HDF5
+                raw.write(&ds, 0, &bytes[..whole]).unwrap();
+                let ds2 = file.dataset(&name).unwrap();
+                let tail = hdf5::Hyperslab::from(vec![hdf5::SliceOrIndex::from(
+                    (whole / es)..(n as usize),
+                )]);
+                match dtype {
+                    DType::F64 => {
+                        let v: Vec<f64> = bytes[whole..]
+                            .chunks(8)
+                            .map(|b| f64::from_ne_bytes(b.try_into().unwrap()))
+                            .collect();
+                        ds2.write_slice(&v, tail).unwrap();
+                        let all = ds2.read_raw::<f64>().unwrap();
+                        let back: Vec<u8> = all.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                        assert_eq!(back, bytes, "{filters:?} read by HDF5");
+                    }
+                    _ => {
+                        let v: Vec<i32> = bytes[whole..]
+                            .chunks(4)
+                            .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
+                            .collect();
+                        ds2.write_slice(&v, tail).unwrap();
+                        let all = ds2.read_raw::<i32>().unwrap();
+                        let back: Vec<u8> = all.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                        assert_eq!(back, bytes, "{filters:?} read by HDF5");
+                    }
+                }
+                file.flush().unwrap();
+                let map = ChunkMap::of(&ds, &raw, &path);
+                assert!(map.is_some());
+                for r in [0..n, 0..1, 96..98, 100..900, n - 5..n, 3..3] {
+                    let mut out = vec![0u8; (r.end - r.start) as usize * es];
+                    raw.read(&ds, None, r.clone(), &mut out).unwrap();
+                    let want = &bytes[r.start as usize * es..r.end as usize * es];
+                    assert_eq!(out, want, "{filters:?} {r:?}");
+                    let mut out2 = vec![0u8; out.len()];
+                    raw.read(&ds, map.as_ref(), r.clone(), &mut out2).unwrap();
+                    assert_eq!(out2, want, "{filters:?} {r:?} through the chunk map");
+                }
+            }
+        }
+    }
+
+    /// A damaged chunk is refused on the raw path (HDF5 then judges it), never a panic.
+    #[test]
+    fn damaged_plugin_chunks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_write(&dir.path().join("d.h5")).unwrap();
+        for (i, f) in [
+            Filter::User(32001, vec![2, 2, 4, 0, 5, 1, 5]),
+            Filter::User(32015, vec![3]),
+            Filter::User(32004, vec![]),
+            Filter::User(32008, vec![0, 4, 4, 0, 2]),
+            Filter::User(307, vec![9]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ds = create_dataset(
+                &file,
+                &format!("d{i}"),
+                DType::F32,
+                &[400],
+                &storage(&[100], vec![f]),
+            )
+            .unwrap();
+            let raw = RawChunks::of(&ds, DType::F32).unwrap();
+            let bytes: Vec<u8> = (0..400u32).flat_map(|x| (x as f32).to_ne_bytes()).collect();
+            raw.write(&ds, 0, &bytes).unwrap();
+            let chunk = raw.encode(&mut None, &bytes[..400]).unwrap();
+            for cut in [chunk.len() / 2, chunk.len() - 1, 3] {
+                let mut dst = vec![0u8; 400];
+                assert!(raw
+                    .decode(&mut None, 0, &chunk[..cut], &mut dst, 0)
+                    .is_err());
+            }
+            let mut flipped = chunk.clone();
+            let k = flipped.len() / 2;
+            flipped[k] ^= 0x5a;
+            let mut dst = vec![0u8; 400];
+            let _ = raw.decode(&mut None, 0, &flipped, &mut dst, 0);
         }
     }
 }

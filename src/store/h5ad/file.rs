@@ -67,6 +67,7 @@ pub(crate) fn open_read(path: &Path) -> Result<File, String> {
     if let Some(problem) = precheck_hdf5(path) {
         return Err(problem);
     }
+    super::filters::plugin::register();
     File::with_options()
         .with_fapl(|p| {
             p.file_locking(false)
@@ -85,6 +86,7 @@ pub(crate) fn open_read(path: &Path) -> Result<File, String> {
 /// Creates (truncating) an HDF5 file for writing, without file locking; closing it closes
 /// every object still open in it.
 pub(crate) fn create_write(path: &Path) -> hdf5::Result<File> {
+    super::filters::plugin::register();
     File::with_options()
         .with_fapl(|p| {
             p.file_locking(false)
@@ -103,8 +105,15 @@ pub(crate) fn short(e: &hdf5::Error) -> String {
     e.to_string()
 }
 
-/// Describes a failed read of `what` (`elements a..b`, `rows a..b`).
-pub(crate) fn read_problem(what: &str, e: &hdf5::Error) -> String {
+/// Describes a failed read of `what` (`elements a..b`, `rows a..b`) of `ds`. A filter this
+/// build cannot decode is named ("HDF5 filter 32017 (SZ) is not supported"), not taken for
+/// corruption.
+pub(crate) fn read_problem(ds: &Dataset, what: &str, e: &hdf5::Error) -> String {
+    // Whatever HDF5's words (a missing filter is not always reported as a pipeline error),
+    // a filter this build cannot decode is the cause.
+    if let Some(problem) = super::filters::unsupported(ds) {
+        return problem;
+    }
     let cause = if fails_checksum(e) {
         "a chunk fails its Fletcher32 checksum: the stored data is damaged".to_string()
     } else if e.contains_major(MajorErrorCode::Pipeline) {

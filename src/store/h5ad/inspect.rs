@@ -185,7 +185,13 @@ fn filter_words(filters: &[Filter]) -> Vec<String> {
             Filter::SZip(..) => "szip".into(),
             Filter::NBit => "nbit".into(),
             Filter::ScaleOffset(_) => "scaleoffset".into(),
-            Filter::User(id, _) => format!("filter {id}"),
+            Filter::User(id, cd) => match super::filters::Codec::of(*id, cd) {
+                Ok(Some(codec)) => codec.describe(),
+                _ => match super::filters::first_unsupported(std::slice::from_ref(f)) {
+                    Some(_) => format!("{} (not supported)", super::filters::filter_label(*id)),
+                    None => super::filters::filter_label(*id),
+                },
+            },
         })
         .collect()
 }

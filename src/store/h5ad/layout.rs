@@ -25,7 +25,10 @@ impl Storage {
     }
 
     /// The layout of an existing dataset. Only filters that do not depend on the element
-    /// type (deflate, shuffle, lzf, fletcher32) are carried over.
+    /// type are carried over: deflate, shuffle, lzf, fletcher32, and the third-party ones
+    /// implemented in [`super::filters`] (blosc, lz4, bitshuffle, zstd, bzip2) with their
+    /// `cd_values` as stored (the type-dependent slots are refilled for the new type when
+    /// the dataset is created).
     pub fn of(ds: &Dataset) -> Self {
         let chunk = ds
             .chunk()
@@ -62,12 +65,7 @@ impl Storage {
 pub(crate) fn portable_filters(filters: &[Filter]) -> Vec<Filter> {
     filters
         .iter()
-        .filter(|f| {
-            matches!(
-                f,
-                Filter::Deflate(_) | Filter::Shuffle | Filter::Fletcher32 | Filter::LZF
-            )
-        })
+        .filter(|f| super::filters::portable(f))
         .cloned()
         .collect()
 }

@@ -11,6 +11,7 @@
 mod chunks;
 mod encoding;
 mod file;
+mod filters;
 mod inspect;
 mod layout;
 mod legacy;

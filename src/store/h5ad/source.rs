@@ -179,7 +179,7 @@ impl H5adSource {
         read_1d(ds, dtype, range.clone()).map_err(|e| {
             self.fail(
                 member,
-                read_problem(&format!("elements {}..{}", range.start, range.end), &e),
+                read_problem(ds, &format!("elements {}..{}", range.start, range.end), &e),
             )
         })
     }
@@ -407,7 +407,7 @@ impl MatrixSource for H5adSource {
         by_dtype!(self.meta.data_dtype, rows_2d(ds, rows.clone(), n_cols)).map_err(|e| {
             self.fail(
                 "",
-                read_problem(&format!("rows {}..{}", rows.start, rows.end), &e),
+                read_problem(ds, &format!("rows {}..{}", rows.start, rows.end), &e),
             )
         })
     }

@@ -154,7 +154,7 @@ impl TreeReader for H5adInput {
         read_block(&ds, &info, rows.clone()).map_err(|e| {
             self.tree_err(
                 array,
-                super::file::read_problem(&format!("rows {}..{}", rows.start, rows.end), &e),
+                super::file::read_problem(&ds, &format!("rows {}..{}", rows.start, rows.end), &e),
             )
         })
     }
