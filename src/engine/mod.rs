@@ -37,7 +37,8 @@ pub fn normalize(
 ) -> Result<Report> {
     let started = Instant::now();
     opts.validate()?;
-    check_paths(input, output, opts.force)?;
+    // Held until the output is committed or removed (see `store::temp::claim_output`).
+    let _claim = check_paths(input, output, opts.force)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.unwrap_or(0))
         .build()
@@ -50,11 +51,29 @@ pub fn normalize(
 /// Refuses an OUTPUT that is the INPUT (under any spelling) or that exists without `--force`.
 /// Object storage: INPUT's existence is checked when it is opened, OUTPUT's when its prefix
 /// is staged (both need the connection); here only an OUTPUT equal to INPUT is refused.
-fn check_paths(input: &Path, output: &Path, force: bool) -> Result<()> {
+/// A local OUTPUT is claimed first (its directory checked, a concurrent run refused, dead
+/// runs' leftovers cleared, so that what a killed `--force` run had moved aside is back
+/// before OUTPUT's existence is judged); the claim is returned, to be held for the run.
+fn check_paths(
+    input: &Path,
+    output: &Path,
+    force: bool,
+) -> Result<Option<store::temp::OutputClaim>> {
     let (in_s3, out_s3) = (
         store::is_object_storage(input),
         store::is_object_storage(output),
     );
+    let claim = match out_s3 {
+        false => Some(store::temp::claim_output(output)?),
+        true => None,
+    };
+    if !out_s3 && !store::is_directory_store(output) && output.is_dir() {
+        return Err(Error::output(
+            output,
+            "is a directory; an .h5ad OUTPUT is a file (remove the directory or choose \
+             another name)",
+        ));
+    }
     if in_s3 || out_s3 {
         if in_s3 && out_s3 {
             let parse = |p: &Path| store::zarr::storage::Location::parse(p);
@@ -73,12 +92,12 @@ fn check_paths(input: &Path, output: &Path, force: bool) -> Result<()> {
                     "already exists (use --force to replace it)",
                 ));
             }
-            return Ok(());
+            return Ok(claim);
         }
         if !input.exists() {
             return Err(Error::input(input, "/", "no such file"));
         }
-        return Ok(());
+        return Ok(claim);
     }
     if !input.exists() {
         return Err(Error::input(input, "/", "no such file"));
@@ -95,7 +114,7 @@ fn check_paths(input: &Path, output: &Path, force: bool) -> Result<()> {
             "already exists (use --force to replace it)",
         ));
     }
-    Ok(())
+    Ok(claim)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

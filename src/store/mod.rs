@@ -185,6 +185,12 @@ pub fn open_input_with(path: &Path, s3: &zarr::s3::S3Config) -> Result<Box<dyn I
     }
 }
 
+/// True when `path` names a directory store (`.zarr`, or object storage), false for an
+/// `.h5ad` file.
+pub fn is_directory_store(path: &Path) -> bool {
+    matches!(backend_of(path), Backend::Zarr)
+}
+
 /// True for `s3://...` (object storage).
 pub fn is_object_storage(path: &Path) -> bool {
     path.to_string_lossy().starts_with("s3://")

@@ -95,14 +95,36 @@ pub(crate) fn create_write(path: &Path) -> hdf5::Result<File> {
         .create(path)
 }
 
-/// The gist of an HDF5 error: the innermost description, without the call stack.
+/// The gist of an HDF5 error: the innermost description, without the call stack. A failure
+/// of a system call (HDF5's file driver reports "errno = N" among addresses and sizes) is
+/// the OS's error as std words it ("No space left on device (os error 28)"), which
+/// [`crate::Error::output`] turns into plain words.
 pub(crate) fn short(e: &hdf5::Error) -> String {
+    if let Some(errno) = os_errno(e) {
+        return std::io::Error::from_raw_os_error(errno).to_string();
+    }
     if let Some(stack) = e.stack() {
         if let Some(last) = stack.last() {
             return last.desc().to_string();
         }
     }
     e.to_string()
+}
+
+/// The errno of a failed system call named anywhere in the error stack.
+fn os_errno(e: &hdf5::Error) -> Option<i32> {
+    let parse = |text: &str| {
+        let at = text.find("errno = ")?;
+        let digits: String = text[at + "errno = ".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse::<i32>().ok().filter(|&n| n > 0)
+    };
+    match e.stack() {
+        Some(stack) => stack.iter().find_map(|frame| parse(frame.desc())),
+        None => parse(&e.to_string()),
+    }
 }
 
 /// Describes a failed read of `what` (`elements a..b`, `rows a..b`) of `ds`. A filter this

@@ -49,7 +49,7 @@ pub struct H5adOutput {
 impl H5adOutput {
     /// Starts `output` as a copy of `input` without `normalized`.
     pub fn create(input: &H5adInput, output: &Path, normalized: &ElementPath) -> Result<Self> {
-        let tmp = TempFile::next_to(output);
+        let tmp = TempFile::next_to(output)?;
         let fail =
             |what: &str, e: hdf5::Error| Error::output(output, format!("{what}: {}", short(&e)));
         let file = create_write(&tmp.path).map_err(|e| {
@@ -127,7 +127,7 @@ impl H5adOutput {
         normalized: &ElementPath,
         budget: u64,
     ) -> Result<Self> {
-        let tmp = TempFile::next_to(output);
+        let tmp = TempFile::next_to(output)?;
         let file = create_write(&tmp.path).map_err(|e| {
             Error::output(
                 output,

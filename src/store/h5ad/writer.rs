@@ -63,7 +63,7 @@ impl AnnDataWriter {
         compression: Compression,
         chunk_len: u64,
     ) -> Result<Self> {
-        let tmp = TempFile::next_to(path);
+        let tmp = TempFile::next_to(path)?;
         let fail = |e: hdf5::Error| Error::output(path, short(&e));
         let file = create_write(&tmp.path).map_err(|e| {
             Error::output(

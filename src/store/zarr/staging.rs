@@ -102,9 +102,8 @@ impl Staging {
 
     /// A temporary directory store next to `target`.
     pub fn local(target: &Path) -> Result<Self> {
-        let tmp = TempFile::next_to(target);
-        // A leftover from a crashed run with the same pid: not ours to keep.
-        remove_path(&tmp.path);
+        // Claims `target`: leftovers of dead runs (this pid's included) are gone.
+        let tmp = TempFile::next_to(target)?;
         std::fs::create_dir(&tmp.path).map_err(|e| {
             Error::output(
                 target,
