@@ -135,3 +135,29 @@ def test_corpus_is_small():
 
     total = sum(len(zlib.compress(p.read_bytes(), 6)) for p in WILD.rglob("*") if p.is_file())
     assert total < MAX_CORPUS_BYTES, f"corpus weighs {total} bytes compressed (limit {MAX_CORPUS_BYTES})"
+
+
+@pytest.mark.parametrize("out_name,extra", [("out.zarr", []), ("out_v3.zarr", ["--zarr-format", "3"]),
+                                            ("out.h5ad", [])], ids=["v2-copy", "v3-recode", "h5ad"])
+def test_anndata07_zarr_dunder_categories(cli, tmp_path, out_name, extra):
+    """Regression (issue 9, finding 3a): anndata 0.7 keeps categories at obs/__categories/<col>,
+    linked by the column's `categories` attribute (a relative path). zarrs refuses node paths
+    beginning with `__` ("invalid node path"); atlasnorm must read them and carry the link into
+    a readable output, whatever its format."""
+    import anndata
+    import pandas as pd
+
+    inp = tmp_path / "ad0.7_csr.zarr"
+    shutil.copytree(WILD / inp.name, inp)
+    assert (inp / "obs" / "__categories" / "cell_type" / ".zarray").exists()
+    out = tmp_path / out_name
+    proc = run_cli(cli, ["normalize", inp, out, "--quiet", *extra])
+    assert proc.returncode == 0, describe(proc)
+    a = anndata.read_zarr(out) if is_zarr(out) else anndata.read_h5ad(out)
+    src = anndata.read_zarr(inp)
+    for frame, col in ((a.obs, "cell_type"), (a.obs, "batch"), (a.var, "feature_type")):
+        assert isinstance(frame[col].dtype, pd.CategoricalDtype), (col, frame[col].dtype)
+    assert a.obs["cell_type"].isna().sum() == src.obs["cell_type"].isna().sum() > 0
+    assert list(a.obs["cell_type"].cat.categories) == list(src.obs["cell_type"].cat.categories)
+    assert a.obs["batch"].cat.ordered
+    assert isinstance(a.raw.var["feature_type"].dtype, pd.CategoricalDtype)

@@ -136,7 +136,8 @@ impl ZArray {
             .shape()
             .ok_or_else(|| Problem::new(path, "malformed metadata: no valid 'shape'"))?;
         let array = guarded(|| {
-            Array::open(storage.clone(), &format!("/{path}")).map_err(|e| e.to_string())
+            let (handle, node) = super::rebase::array_handle(storage, path);
+            Array::open(handle, &node).map_err(|e| e.to_string())
         })
         .map_err(|e| Problem::new(path, format!("cannot open the array: {e}")))?;
         if array.shape() != shape.as_slice() {
