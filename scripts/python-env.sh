@@ -49,7 +49,7 @@ rm -f "$stamp"
 "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req"
 "$venv/bin/python" - <<'EOF' || die "installed versions do not match the pins"
 from importlib.metadata import version
-import anndata, scanpy, numpy, scipy, h5py, numba, pytest, moto.server, boto3  # noqa: F401  (they import)
+import anndata, scanpy, numpy, scipy, h5py, hdf5plugin, numba, pytest, moto.server, boto3  # noqa: F401  (they import)
 for name, want in (("scanpy", "1.12.4"), ("anndata", "0.13.4"), ("numpy", "2.5.5"), ("scipy", "1.18.1"),
                    ("h5py", "3.16.0"), ("numba", "0.68.1"), ("moto", "5.2.5")):
     assert version(name) == want, f"{name} {version(name)} != {want}"

@@ -232,7 +232,8 @@ pub fn create_output(
                 let z = &options.zarr;
                 let same_format = z.format.is_none_or(|f| f == zarr_input.zarr_format());
                 let same_layout = z.codec.is_none() && z.chunk.is_none() && z.shard.is_none();
-                if same_format && same_layout {
+                // anndata 0.7's uns scalars are upgraded on the way, as anndata does.
+                if same_format && same_layout && !zarr_input.has_legacy_uns_scalars()? {
                     return Ok(Box::new(zarr::ZarrOutput::create(
                         zarr::input_storage(zarr_input),
                         output,

@@ -94,6 +94,16 @@ impl ZarrInput {
     }
 
     /// Metadata of the node at `path` (`""`: the root); `None` when absent.
+    /// Whether `uns` holds scalars in anndata 0.7's form (no `encoding-type`), which anndata
+    /// upgrades when it writes: then a raw copy of the store would not be what anndata writes.
+    pub fn has_legacy_uns_scalars(&self) -> Result<bool> {
+        if self.node("uns")?.is_none_or(|m| m.kind != NodeKind::Group) {
+            return Ok(false);
+        }
+        node::has_legacy_scalar(&self.storage, self.format, "uns")
+            .map_err(|p| p.into_input(&self.path))
+    }
+
     pub(crate) fn node(&self, path: &str) -> Result<Option<NodeMeta>> {
         node::read_node(&self.storage, self.format, path).map_err(|p| p.into_input(&self.path))
     }

@@ -116,9 +116,40 @@ impl NodeMeta {
             .collect()
     }
 
+    /// Whether the array holds numpy fixed-width unicode (`<U5` in v2, `fixed_length_utf32`
+    /// in v3): UTF-32LE code points, NUL-padded. anndata 0.7 wrote uns string scalars so; the
+    /// tree reader presents them as strings (what anndata reads them as).
+    pub fn is_utf32(&self) -> bool {
+        let Some(a) = self.array.as_ref() else {
+            return false;
+        };
+        match (a.get("dtype"), a.get("data_type")) {
+            (Some(Value::String(d)), _) => d.strip_prefix(['<', '|']).is_some_and(|b| {
+                b.strip_prefix('U')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+            }),
+            (_, Some(Value::Object(o))) => {
+                o.get("name").and_then(Value::as_str) == Some("fixed_length_utf32")
+            }
+            (_, Some(Value::String(n))) => n == "fixed_length_utf32",
+            _ => false,
+        }
+    }
+
+    /// A scalar (0-d array) without `encoding-type`, as anndata before 0.8 wrote uns values.
+    /// anndata reads it as a numpy scalar and writes it back as `numeric-scalar` / `string`.
+    pub fn is_legacy_scalar(&self) -> bool {
+        self.kind == NodeKind::Array
+            && self.encoding().is_none()
+            && self.shape().is_some_and(|s| s.is_empty())
+    }
+
     /// Element type of an array, from its `data_type` (v3) or `dtype` (+ filters, v2).
     pub fn elem_type(&self) -> Result<ElemType, String> {
         let a = self.array.as_ref().ok_or("not an array")?;
+        if self.is_utf32() {
+            return Ok(ElemType::String);
+        }
         if let Some(dt) = a.get("data_type") {
             let name = match dt {
                 Value::String(s) => s.as_str(),
@@ -305,6 +336,27 @@ fn v2_elem_type(dtype: &str) -> Option<ElemType> {
         "b1" => return Some(ElemType::Bool),
         _ => return None,
     }))
+}
+
+/// Whether the subtree at `path` holds a legacy scalar ([`NodeMeta::is_legacy_scalar`]).
+/// A raw copy would keep it as it is, where anndata's read and write upgrade it; such a store
+/// is carried through the tree instead, which upgrades it the same way.
+pub(crate) fn has_legacy_scalar(
+    storage: &Storage,
+    format: ZarrFormat,
+    path: &str,
+) -> Result<bool, Problem> {
+    for (name, meta) in children(storage, format, path)? {
+        let child = crate::store::tree::join(path, &name);
+        let found = match meta.kind {
+            NodeKind::Array => meta.is_legacy_scalar(),
+            NodeKind::Group => has_legacy_scalar(storage, format, &child)?,
+        };
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Reads the metadata of the node at `path`; `None` when there is no node there.

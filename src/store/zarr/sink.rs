@@ -63,7 +63,8 @@ impl ChunkedWriter {
     /// A writer for an array whose metadata is already stored.
     pub fn open(storage: &Storage, path: &str, spec: &ArraySpec, budget: u64) -> Result<Self> {
         let meta = layout::zarrs_metadata(spec)?;
-        let array = Array::new_with_metadata(storage.clone(), &format!("/{path}"), meta)
+        let (handle, node) = super::rebase::array_handle(storage, path);
+        let array = Array::new_with_metadata(handle, &node, meta)
             .map_err(|e| Error::Internal(format!("{path}: cannot set up the zarr array: {e}")))?;
         let scalar = spec.shape.is_empty();
         let (shape, unit) = if scalar {

@@ -19,7 +19,8 @@ use serde_json::Value;
 use unsafe_cell_slice::UnsafeCellSlice;
 use zarrs::array::codec::ShardingCodec;
 use zarrs::array::{
-    Array, ArrayBytesDecodeIntoTarget, ArrayBytesFixedDisjointView, ArraySubset, CodecOptions,
+    Array, ArrayBytes, ArrayBytesDecodeIntoTarget, ArrayBytesFixedDisjointView, ArraySubset,
+    CodecOptions,
 };
 use zarrs::metadata_ext::codec::sharding::ShardingCodecConfiguration;
 use zarrs::storage::byte_range::ByteRange;
@@ -45,6 +46,8 @@ pub(crate) struct ZArray {
     array: Array<ZStore>,
     /// Present for sparse-matrix members: every chunk must exist.
     strict: Option<Strict>,
+    /// Code points per element of a fixed-width unicode array (`<U5`), read as strings.
+    utf32: Option<usize>,
 }
 
 /// Presence checks of the chunks (shards) of a 1-D array, each done once.
@@ -135,7 +138,8 @@ impl ZArray {
             .shape()
             .ok_or_else(|| Problem::new(path, "malformed metadata: no valid 'shape'"))?;
         let array = guarded(|| {
-            Array::open(storage.clone(), &format!("/{path}")).map_err(|e| e.to_string())
+            let (handle, node) = super::rebase::array_handle(storage, path);
+            Array::open(handle, &node).map_err(|e| e.to_string())
         })
         .map_err(|e| Problem::new(path, format!("cannot open the array: {e}")))?;
         if array.shape() != shape.as_slice() {
@@ -146,12 +150,22 @@ impl ZArray {
         } else {
             None
         };
+        let utf32 = if meta.is_utf32() {
+            let bytes = array
+                .data_type()
+                .fixed_size()
+                .ok_or_else(|| Problem::new(path, "fixed-width unicode without a fixed size"))?;
+            Some(bytes / 4)
+        } else {
+            None
+        };
         Ok(ZArray {
             path: path.to_string(),
             elem,
             shape,
             array,
             strict,
+            utf32,
         })
     }
 
@@ -240,6 +254,21 @@ impl ZArray {
         if n == 0 {
             return Ok(Vec::new());
         }
+        if let Some(width) = self.utf32 {
+            return guarded(|| {
+                let bytes = self
+                    .array
+                    .retrieve_array_subset_opt::<ArrayBytes<'static>>(
+                        &subset,
+                        &CodecOptions::default(),
+                    )
+                    .map_err(|e| e.to_string())?
+                    .into_fixed()
+                    .map_err(|e| e.to_string())?;
+                decode_utf32(&bytes, width)
+            })
+            .map_err(|e| self.fail(&rows, e));
+        }
         guarded(|| {
             self.array
                 .retrieve_array_subset_opt::<Vec<String>>(&subset, &CodecOptions::default())
@@ -247,6 +276,28 @@ impl ZArray {
         })
         .map_err(|e| self.fail(&rows, e))
     }
+}
+
+/// numpy fixed-width unicode (`<U{width}`): `width` UTF-32LE code points per element, the
+/// trailing NULs padding (numpy drops them too).
+fn decode_utf32(bytes: &[u8], width: usize) -> std::result::Result<Vec<String>, String> {
+    if width == 0 {
+        return Ok(vec![String::new(); if bytes.is_empty() { 0 } else { 1 }]);
+    }
+    bytes
+        .chunks(width * 4)
+        .map(|elem| {
+            let mut s = String::new();
+            for cp in elem.chunks_exact(4) {
+                let c = u32::from_le_bytes([cp[0], cp[1], cp[2], cp[3]]);
+                if c == 0 {
+                    break;
+                }
+                s.push(char::from_u32(c).ok_or_else(|| format!("invalid code point {c:#x}"))?);
+            }
+            Ok(s)
+        })
+        .collect()
 }
 
 fn empty<T>() -> std::result::Result<Vec<T>, String> {

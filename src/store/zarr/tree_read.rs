@@ -62,11 +62,18 @@ impl TreeReader for ZarrInput {
         let shape = meta
             .shape()
             .ok_or_else(|| self.fail(array, "malformed metadata: no valid 'shape'"))?;
-        Ok(ArrayInfo {
-            elem,
-            shape,
-            attrs: meta.attrs,
-        })
+        let mut attrs = meta.attrs.clone();
+        if meta.is_legacy_scalar() {
+            // as anndata's read + write leave it (numpy scalar -> numeric-scalar / string)
+            let kind = if elem == ElemType::String {
+                "string"
+            } else {
+                "numeric-scalar"
+            };
+            attrs.insert("encoding-type".into(), kind.into());
+            attrs.insert("encoding-version".into(), "0.2.0".into());
+        }
+        Ok(ArrayInfo { elem, shape, attrs })
     }
 
     fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData> {
