@@ -422,6 +422,8 @@ def _judge_success(case: Case, inp: Path, out: Path, workdir: Path) -> tuple[str
             seen.append((name, "scanpy-raises", _short(e)))
             continue
         if name != "anndata":
+            _native(expected)  # factors computed from '<f4' data are '<f4' too
+        if name != "anndata":
             try:
                 actual = read(out)
             except Exception as e:  # noqa: BLE001
@@ -437,6 +439,10 @@ def _judge_success(case: Case, inp: Path, out: Path, workdir: Path) -> tuple[str
                     diffs = diff_files(exp, out)
         if not diffs:
             return ("ok-equal" if name == "anndata" else f"ok-equal-{name}"), None, None
+        if not diff_anndata(read(inp), read(inp)) == []:
+            # the reader itself gives different values on two reads of the same bytes (zarr-python
+            # on a truncated chunk returns uninitialised memory): there is no reference to agree with
+            return "ok-input-unreadable", None, None
         seen.append((name, "differs", f"{len(diffs)} difference(s) from scanpy: " + " | ".join(diffs[:6])))
     kinds = [k for _n, k, _t in seen]
     if "differs" in kinds:
