@@ -11,7 +11,7 @@ use std::any::Any;
 use super::csr::{note_nan, read_indptr, scale, scipy_index_dtype};
 use super::pipeline::consume;
 use super::plan::{sparse_blocks, Block};
-use super::validate::indices_in_range;
+use super::validate::{canonical, indices_in_range};
 use super::{into_factors, target_of, Job, Normalized};
 use crate::error::Result;
 use crate::kernel::Real;
@@ -42,6 +42,16 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     let mut acc = vec![0f64; n_obs];
     job.progress.begin("totals (columns)", n_vars);
     consume(col_blocks.clone(), read, |b, (values, rows)| {
+        if job.meta.data_dtype.is_integer() {
+            // scipy's astype sorts and sums a non-canonical integer matrix (validate.rs)
+            let base = b.values.start as i64;
+            let offsets: Vec<usize> = col_ptr[b.rows.start as usize..=b.rows.end as usize]
+                .iter()
+                .map(|&p| (p - base) as usize)
+                .collect();
+            canonical(&rows, &offsets, b.rows.start, b.values.start, "column")
+                .map_err(|problem| job.error("indices", problem))?;
+        }
         for (&v, &r) in values.iter().zip(&rows) {
             acc[r as usize] += v.to_f64();
             counts[r as usize] += 1;

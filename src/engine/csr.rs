@@ -8,7 +8,7 @@ use super::plan::{
     balanced_row_ranges, sparse_blocks, streamed_block_values, Block, BLOCKS_IN_FLIGHT,
 };
 use super::scale::{scale_sparse, split_rows_mut};
-use super::validate::{check_indices, check_indptr_piece, indices_into_u32};
+use super::validate::{check_canonical, check_indices, check_indptr_piece, indices_into_u32};
 use super::{into_factors, target_of, Job, Normalized};
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
@@ -84,6 +84,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             |b, buf| {
                 let offsets = block_offsets(&indptr, b);
                 let rows = b.rows.start as usize..b.rows.end as usize;
+                check_integer_canonical(job, b, &offsets, buf)?;
                 let values = buf.values::<T>();
                 row_totals(job, values, &offsets, &mut totals[rows.clone()]);
                 if let Some(mask) = excluded.as_mut() {
@@ -318,6 +319,7 @@ impl<T: Real> Scaling<'_, T> {
                 let offsets = block_offsets(self.indptr, b);
                 let rows = b.rows.start as usize..b.rows.end as usize;
                 if let Some(target) = self.fused_target {
+                    check_integer_canonical(job, b, &offsets, buf)?;
                     row_totals(job, buf.values::<T>(), &offsets, &mut factors[rows.clone()]);
                     for t in &mut factors[rows.clone()] {
                         *t = factor(*t, target);
@@ -465,6 +467,16 @@ fn read_block<T: Real>(
             .map_err(|problem| job.error("indices", problem))?;
     }
     Ok(())
+}
+
+/// Integer data must be in scipy's canonical form (see [`check_canonical`]); checked in the
+/// pass that computes the totals, which reads every row's indices.
+fn check_integer_canonical(job: &Job, b: &Block, offsets: &[usize], buf: &BlockBuf) -> Result<()> {
+    if !job.meta.data_dtype.is_integer() {
+        return Ok(());
+    }
+    check_canonical(&buf.indices, offsets, b.rows.start, b.values.start, "row")
+        .map_err(|problem| job.error("indices", problem))
 }
 
 /// Totals of the block's rows, in parallel over row ranges.

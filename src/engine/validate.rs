@@ -127,6 +127,60 @@ pub fn check_indices(indices: &NumVec, bound: u64, first: u64) -> Result<(), Str
     }
 }
 
+/// Checks scipy's canonical form: within each row (CSR) or column (CSC) the stored indices
+/// strictly increase. For integer data scanpy first calls `astype(float32)`, and scipy's
+/// `astype` puts a non-canonical matrix into that form (sorts each row's indices, sums the
+/// duplicates in the stored integer type): the output then has another sparsity pattern than
+/// the input, which atlasnorm copies. Refusing is better than a silently different matrix.
+/// `offsets[k]..offsets[k + 1]` are slice `first_slice + k`'s positions in `indices`, which
+/// starts at value `first_value` of the whole array; `slice` names a slice ("row", "column").
+pub fn check_canonical(
+    indices: &NumVec,
+    offsets: &[usize],
+    first_slice: u64,
+    first_value: u64,
+    slice: &str,
+) -> Result<(), String> {
+    match indices {
+        NumVec::I8(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::I16(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::I32(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::I64(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::U8(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::U16(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::U32(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::U64(v) => canonical(v, offsets, first_slice, first_value, slice),
+        NumVec::F32(_) | NumVec::F64(_) => Err("indices are not integers".to_string()),
+    }
+}
+
+/// [`check_canonical`] over one index type (also used on already converted u32 indices).
+pub fn canonical<I: Copy + Into<i128>>(
+    v: &[I],
+    offsets: &[usize],
+    first_slice: u64,
+    first_value: u64,
+    slice: &str,
+) -> Result<(), String> {
+    for (k, w) in offsets.windows(2).enumerate() {
+        let s = &v[w[0]..w[1]];
+        if let Some(j) = s.windows(2).position(|p| p[0].into() >= p[1].into()) {
+            let at = first_value + (w[0] + j) as u64;
+            return Err(format!(
+                "{slice} {} is not in canonical form: indices[{}] = {} is followed by {} \
+                 (unsorted or duplicate indices); for integer data scanpy sorts and sums them \
+                 (scipy's astype), which changes the matrix's structure, and atlasnorm does not: \
+                 store it sorted without duplicates (scipy's sum_duplicates) or as floats",
+                first_slice + k as u64,
+                at,
+                s[j].into(),
+                s[j + 1].into()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checked indices (see [`check_indices`]) as u32 into a reused buffer.
 pub fn indices_into_u32(indices: &NumVec, out: &mut Vec<u32>) {
     out.clear();
@@ -181,6 +235,26 @@ mod tests {
                 assert_eq!(out, old);
             }
         }
+    }
+
+    #[test]
+    fn canonical_form_is_strictly_increasing_indices_per_slice() {
+        let v = NumVec::I32(vec![0, 3, 4, 1, 2, 2, 5]);
+        // rows: [0, 3, 4] [1, 2] [2, 5]
+        assert!(check_canonical(&v, &[0, 3, 5, 7], 0, 0, "row").is_ok());
+        // [0, 3, 4, 1] is unsorted
+        let err = check_canonical(&v, &[0, 4, 7], 10, 100, "row").unwrap_err();
+        assert!(
+            err.starts_with("row 10 is not in canonical form: indices[102] = 4 is followed by 1"),
+            "{err}"
+        );
+        // [1, 2, 2] has a duplicate
+        let err = check_canonical(&v, &[0, 3, 6, 7], 0, 0, "column").unwrap_err();
+        assert!(
+            err.starts_with("column 1 is not in canonical form: indices[4] = 2 is followed by 2"),
+            "{err}"
+        );
+        assert!(check_canonical(&NumVec::U64(vec![]), &[0, 0], 0, 0, "row").is_ok());
     }
 
     #[test]
