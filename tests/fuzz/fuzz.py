@@ -175,7 +175,7 @@ def build_case(seeds_dir: Path, case_dir: Path, run_seed: int, index: int) -> tu
     same = "out.h5ad" if spec["kind"] == "h5ad" else "out.zarr"
     other = "out.zarr" if spec["kind"] == "h5ad" else "out.h5ad"
     case.out_name = other if rng.random() < 0.1 else same
-    case.inspect = rng.random() < 0.3
+    case.inspect = rng.random() < 0.2
     return case, inp
 
 

@@ -44,7 +44,7 @@ def _pick_target(rng, f, element: str, *, datasets_only: bool = False) -> str | 
     if not names:
         return None
     inside = [n for n in names if n == element or n.startswith(element + "/")]
-    if inside and rng.random() < 0.7:
+    if inside and rng.random() < 0.85:
         return inside[rng.integers(len(inside))]
     return names[rng.integers(len(names))]
 

@@ -87,7 +87,7 @@ def _pick_node(rng, store: Path, element: str, kind: str | None = None) -> str |
     if not nodes:
         return None
     inside = [n for n in nodes if n == element or n.startswith(element + "/")]
-    if inside and rng.random() < 0.7:
+    if inside and rng.random() < 0.85:
         return inside[int(rng.integers(len(inside)))]
     return nodes[int(rng.integers(len(nodes)))]
 
