@@ -104,6 +104,10 @@ impl InputStore for H5adInput {
     }
 
     fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {
+        if encoding::node(self.root(), "var").is_none() {
+            // No var (anndata-rs): anndata names the variables "0", "1", ...
+            return Ok(positions.iter().map(u64::to_string).collect());
+        }
         let names =
             encoding::dataframe_index(self.root(), "var").map_err(|p| p.into_input(&self.path))?;
         positions

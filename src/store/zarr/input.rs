@@ -137,9 +137,11 @@ fn detect(storage: &Storage) -> Result<(ZarrFormat, NodeMeta), Problem> {
     }
 }
 
-/// AnnData: root `encoding-type: anndata`, or `obs` and `var` present.
+/// AnnData: root `encoding-type: anndata`, or `obs` present. `var` may be missing (as
+/// anndata-rs writes a frame without columns): anndata reads such a store with var names
+/// "0", "1", ...; without `obs` anndata 0.13 cannot read it.
 fn check_anndata(storage: &Storage, format: ZarrFormat, root: &NodeMeta) -> Result<(), Problem> {
-    let missing: Vec<&str> = ["obs", "var"]
+    let missing: Vec<&str> = ["obs"]
         .into_iter()
         .filter(|n| !matches!(node::read_node(storage, format, n), Ok(Some(_))))
         .collect();
@@ -292,7 +294,8 @@ impl InputStore for ZarrInput {
 
     fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {
         let Some(var) = self.node("var")? else {
-            return Err(self.fail("var", "cannot read names: missing"));
+            // No var (anndata-rs): anndata names the variables "0", "1", ...
+            return Ok(positions.iter().map(u64::to_string).collect());
         };
         let Some(Value::String(index)) = var.attrs.get("_index") else {
             return Err(self.fail("var", "cannot read names: no _index attribute"));
