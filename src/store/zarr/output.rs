@@ -35,6 +35,10 @@ pub struct ZarrOutput {
     /// Built through the [`TreeWriter`](crate::store::tree::TreeWriter) (another format or
     /// zarr version) rather than copied raw from `input`.
     tree_built: bool,
+    /// Tree-built from an `.h5ad`: dataframe groups seen so far (see `tree_write.rs`).
+    pub(super) frames: std::collections::HashSet<String>,
+    /// String columns being written as `nullable-string-array` (`<col>/values` + `<col>/mask`).
+    pub(super) nullable_columns: std::collections::HashSet<String>,
     /// Store path of the normalized matrix (its carried-over arrays get its layout).
     pub(super) normalized: String,
     pub(super) target: PathBuf,
@@ -79,6 +83,8 @@ impl ZarrOutput {
             zarr: opts.zarr.clone(),
             input: input.map(|(s, f)| (s.clone(), f)),
             tree_built: false,
+            frames: Default::default(),
+            nullable_columns: Default::default(),
             normalized: normalized.store_path(),
             target: output.to_path_buf(),
             memory: opts.memory,
@@ -121,6 +127,11 @@ impl ZarrOutput {
         out.input = layout_from.map(|(s, f)| (s.clone(), f));
         out.tree_built = true;
         Ok(out)
+    }
+
+    /// Whether the tree comes from an `.h5ad` (no zarr input behind it).
+    pub(super) fn tree_from_h5ad(&self) -> bool {
+        self.tree_built && self.input.is_none()
     }
 
     /// The zarr format being written.
