@@ -133,26 +133,40 @@ fn raw_chunk_reads_equal_hyperslab_reads() {
             .unwrap();
         let chunk = file.dataset("X/data").unwrap().chunk().unwrap()[0] as u64;
         let input = open_input(&path).unwrap();
-        let src = input.open_matrix(&ElementPath::X).unwrap();
-        let nnz = src.meta().nnz;
-        assert!(nnz > 15_000, "{name}: {nnz}");
-        let stored = src.meta().data_dtype;
-        for r in ranges(nnz, chunk.min(nnz / 3)) {
-            let got = src.read_data(r.clone()).unwrap();
-            assert_eq!(got.dtype(), stored, "{name}");
-            assert_eq!(got.len() as u64, r.end - r.start);
+        // A big-endian *sparse* X is refused (scipy, hence anndata, cannot hold it); its dense
+        // big-endian layer below is still read.
+        let opened = input.open_matrix(&ElementPath::X);
+        if name.starts_with("bigendian") {
+            let e = opened
+                .err()
+                .expect("big-endian sparse X is refused")
+                .to_string();
             assert!(
-                as_f64(got) == hyperslab(&file, "X/data", r.clone()),
-                "{name}: data {r:?}"
+                e.contains("X/data") && e.contains("big-endian"),
+                "{name}: {e}"
             );
-            let got = src.read_indices(r.clone()).unwrap();
-            assert!(
-                as_f64(got) == hyperslab(&file, "X/indices", r.clone()),
-                "{name}: indices {r:?}"
-            );
+        } else {
+            let src = opened.unwrap();
+            let nnz = src.meta().nnz;
+            assert!(nnz > 15_000, "{name}: {nnz}");
+            let stored = src.meta().data_dtype;
+            for r in ranges(nnz, chunk.min(nnz / 3)) {
+                let got = src.read_data(r.clone()).unwrap();
+                assert_eq!(got.dtype(), stored, "{name}");
+                assert_eq!(got.len() as u64, r.end - r.start);
+                assert!(
+                    as_f64(got) == hyperslab(&file, "X/data", r.clone()),
+                    "{name}: data {r:?}"
+                );
+                let got = src.read_indices(r.clone()).unwrap();
+                assert!(
+                    as_f64(got) == hyperslab(&file, "X/indices", r.clone()),
+                    "{name}: indices {r:?}"
+                );
+            }
+            // out of range: the same error as before
+            assert!(src.read_data(0..nnz + 1).is_err());
         }
-        // out of range: the same error as before
-        assert!(src.read_data(0..nnz + 1).is_err());
         // the dense layer chunked by whole rows (7 rows a chunk)
         let dense = input
             .open_matrix(&ElementPath::Layer("dense".into()))
