@@ -89,6 +89,16 @@ impl TempFile {
         })
     }
 
+    /// Runs `create` (which makes the file or directory at [`TempFile::path`]) while holding
+    /// the write permit, so that an interrupt either waits for it and then removes what it
+    /// made, or comes first and `create` never runs (the process exits). A creation outside
+    /// the permit could land just after the interrupt's removal and outlive the process.
+    /// `create` must not write through gated storage itself (the permit is not re-entrant).
+    pub fn create<T>(&self, create: impl FnOnce(&Path) -> T) -> T {
+        let _permit = write_permit();
+        create(&self.path)
+    }
+
     /// The file has moved to its final name: nothing to remove any more.
     pub fn keep(&mut self) {
         self.kept = true;
@@ -130,6 +140,9 @@ impl Drop for Claim {
 /// Claims held by this process (a second claim of the same OUTPUT shares the first).
 static CLAIMS: Mutex<Vec<Weak<Claim>>> = Mutex::new(Vec::new());
 
+/// Set by [`remove_all`]: no new claim (no new lock file) once the interrupt cleaned up.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Claims the local `target` for this run, before anything is written:
 /// * the directory that will hold OUTPUT must exist, be a directory and be writable
 ///   (creating the lock file tests that): otherwise a plain error, before any work;
@@ -155,6 +168,9 @@ pub fn claim_output(target: &Path) -> Result<OutputClaim> {
         .find(|c| c.lock_path == lock_path)
     {
         return Ok(OutputClaim(claim));
+    }
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::output(target, "interrupted"));
     }
     check_dir(target, &dir)?;
     let file = lock(target, &dir, &lock_path)?;
@@ -322,18 +338,7 @@ pub fn remove_all() -> Vec<String> {
     if let Ok(gate) = WRITE_GATE.write() {
         std::mem::forget(gate);
     }
-    for path in registry().drain(..) {
-        remove_path(&path);
-    }
-    // The claims' lock files (the locks themselves go with the process).
-    for claim in CLAIMS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .iter()
-        .filter_map(Weak::upgrade)
-    {
-        let _ = std::fs::remove_file(&claim.lock_path);
-    }
+    remove_live(true, None);
     let pending: Vec<_> = cleanups().drain(..).map(|(_, c)| c).collect();
     if pending.is_empty() {
         return Vec::new();
@@ -366,6 +371,33 @@ pub fn remove_all() -> Vec<String> {
     messages
 }
 
+/// Removes the registered temporaries, then the lock files of the live claims (the locks
+/// themselves go with the process); `last`: no claim is taken after this. `under` limits
+/// both to one directory (for tests, which share the registry).
+fn remove_live(last: bool, under: Option<&Path>) {
+    let mine = |p: &Path| under.is_none_or(|d| p.starts_with(d));
+    let paths: Vec<PathBuf> = {
+        let mut live = registry();
+        let (taken, kept): (Vec<PathBuf>, Vec<PathBuf>) = live.drain(..).partition(|p| mine(p));
+        *live = kept;
+        taken
+    };
+    for path in paths {
+        remove_path(&path);
+    }
+    let claims = CLAIMS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if last {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    for claim in claims.iter().filter_map(Weak::upgrade) {
+        if mine(&claim.lock_path) {
+            let _ = std::fs::remove_file(&claim.lock_path);
+        }
+    }
+}
+
 fn registry() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -392,7 +424,8 @@ mod tests {
         kept.keep();
         let live = TempFile::next_to(&dir.path().join("c.h5ad")).unwrap();
         std::fs::write(&live.path, b"x").unwrap();
-        remove_all();
+        // What the interrupt does, without closing the write gate for the other tests.
+        remove_live(false, Some(dir.path()));
         assert!(kept.path.exists());
         assert!(!live.path.exists());
         assert!(!dir.path().join(".c.h5ad.atlasnorm.lock").exists());

@@ -52,7 +52,7 @@ impl H5adOutput {
         let tmp = TempFile::next_to(output)?;
         let fail =
             |what: &str, e: hdf5::Error| Error::output(output, format!("{what}: {}", short(&e)));
-        let file = create_write(&tmp.path).map_err(|e| {
+        let file = tmp.create(create_write).map_err(|e| {
             Error::output(
                 output,
                 format!(
@@ -128,7 +128,7 @@ impl H5adOutput {
         budget: u64,
     ) -> Result<Self> {
         let tmp = TempFile::next_to(output)?;
-        let file = create_write(&tmp.path).map_err(|e| {
+        let file = tmp.create(create_write).map_err(|e| {
             Error::output(
                 output,
                 format!(

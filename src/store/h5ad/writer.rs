@@ -65,7 +65,7 @@ impl AnnDataWriter {
     ) -> Result<Self> {
         let tmp = TempFile::next_to(path)?;
         let fail = |e: hdf5::Error| Error::output(path, short(&e));
-        let file = create_write(&tmp.path).map_err(|e| {
+        let file = tmp.create(create_write).map_err(|e| {
             Error::output(
                 path,
                 format!("cannot create {}: {}", tmp.path.display(), short(&e)),

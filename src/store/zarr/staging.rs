@@ -104,7 +104,7 @@ impl Staging {
     pub fn local(target: &Path) -> Result<Self> {
         // Claims `target`: leftovers of dead runs (this pid's included) are gone.
         let tmp = TempFile::next_to(target)?;
-        std::fs::create_dir(&tmp.path).map_err(|e| {
+        tmp.create(|path| std::fs::create_dir(path)).map_err(|e| {
             Error::output(
                 target,
                 format!(
