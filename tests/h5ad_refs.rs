@@ -60,6 +60,7 @@ fn add_new_style_refs(path: &Path) {
         .write_scalar(&7)
         .unwrap();
     let fid = f.id();
+    // SAFETY: every id used below is created and checked in this block; buffers match the datatypes written.
     hdf5::sync::sync(|| unsafe {
         let mut refs = vec![H5R_ref_t::default(); 5];
         assert!(H5Rcreate_object(fid, c("/obs").as_ptr(), H5P_DEFAULT, &mut refs[0]) >= 0);
@@ -136,15 +137,18 @@ fn add_new_style_refs(path: &Path) {
 }
 
 fn file_of(r: &H5R_ref_t) -> String {
+    // SAFETY: `r` is a valid reference; `name_of` passes a buffer of `n` bytes.
     name_of(|b, n| unsafe { H5Rget_file_name(r, b, n) })
 }
 
 fn obj_of(r: &H5R_ref_t) -> String {
+    // SAFETY: `r` is a valid reference; `name_of` passes a buffer of `n` bytes.
     name_of(|b, n| unsafe { H5Rget_obj_name(r, H5P_DEFAULT, b, n) })
 }
 
 fn read_refs(f: &File, ds_path: &str, n: usize) -> Vec<H5R_ref_t> {
     let mut refs = vec![H5R_ref_t::default(); n];
+    // SAFETY: `refs` has room for the `n` references read; the dataset id is checked and closed in the block.
     hdf5::sync::sync(|| unsafe {
         let ds: hid_t = H5Dopen2(f.id(), c(ds_path).as_ptr(), H5P_DEFAULT);
         assert!(ds >= 0, "no {ds_path}");
@@ -200,6 +204,7 @@ fn new_style_references_point_into_the_output() {
     let f = File::open(&out).unwrap();
     let out_name = f.filename();
     let mut refs = read_refs(&f, "/uns/newrefs", 5);
+    // SAFETY: `refs` holds valid references read above; each is destroyed once at the end.
     hdf5::sync::sync(|| unsafe {
         for (i, want) in [
             (0, "/obs"),

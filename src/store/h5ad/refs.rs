@@ -571,10 +571,12 @@ impl Ctx<'_> {
         };
         let out_dims = match node(self.output, rel) {
             Some(Node::Dataset(d)) => {
+                // SAFETY: `d` is an open dataset; the dataspace returned is closed just below.
                 let s = hdf5::sync::sync(|| unsafe { H5Dget_space(d.id()) });
                 let dims = if s < 0 { None } else { dims_of(s) };
                 // SAFETY: `s` was opened above (when valid).
                 if s >= 0 {
+                    // SAFETY: `s` is the valid dataspace opened above, closed once.
                     hdf5::sync::sync(|| unsafe { H5Sclose(s) });
                 }
                 dims
@@ -725,6 +727,7 @@ impl Ctx<'_> {
             H5R_type_t::H5R_DATASET_REGION2 | H5R_type_t::H5R_DATASET_REGION1 => {
                 // SAFETY: the returned dataspace is closed below.
                 let space =
+                    // SAFETY: `r` is a valid region reference read from the file; the dataspace is closed below.
                     hdf5::sync::sync(|| unsafe { H5Ropen_region(r, H5P_DEFAULT, H5P_DEFAULT) });
                 if space < 0 {
                     return Err(

@@ -27,6 +27,7 @@ use super::{
     bitshuffle, blosc, Codec, BITSHUFFLE_ID, BLOSC_ID, BZIP2_ID, LZ4_ID, MAX_CHUNK_BYTES, ZSTD_ID,
 };
 
+// SAFETY: declares libhdf5's H5PLset_loading_state with its C signature (one unsigned int); linked statically.
 unsafe extern "C" {
     /// libhdf5's `H5PLset_loading_state(unsigned int)` (hdf5-sys declares its argument as a
     /// pointer).
@@ -69,6 +70,7 @@ pub(crate) fn register() {
     });
 }
 
+// SAFETY: the H5Z_func_t signature libhdf5 calls filter callbacks with; only `filter_fn` has it.
 type FilterFn = unsafe extern "C" fn(
     c_uint,
     usize,
@@ -96,6 +98,7 @@ fn filter_cb(id: H5Z_filter_t) -> FilterFn {
 /// # Safety
 /// Called by libhdf5 only, with `cd_values` holding `cd_nelmts` values, `*buf` a buffer
 /// of at least `nbytes` bytes allocated by HDF5's allocator, and `buf_size` its size.
+// SAFETY: callers (libhdf5 only) meet the contract of the `# Safety` section above.
 unsafe extern "C" fn filter_fn<const ID: H5Z_filter_t>(
     flags: c_uint,
     cd_nelmts: usize,
@@ -115,8 +118,10 @@ unsafe extern "C" fn filter_fn<const ID: H5Z_filter_t>(
         let cd: &[u32] = if cd_nelmts == 0 || cd_values.is_null() {
             &[]
         } else {
+            // SAFETY: non-null `cd_values` holds `cd_nelmts` values (this function's contract).
             unsafe { std::slice::from_raw_parts(cd_values, cd_nelmts) }
         };
+        // SAFETY: `buf` was checked non-null above and points at HDF5's buffer pointer.
         let src = unsafe { *buf };
         if src.is_null() && nbytes > 0 {
             return None;
@@ -124,6 +129,7 @@ unsafe extern "C" fn filter_fn<const ID: H5Z_filter_t>(
         let input: &[u8] = if nbytes == 0 {
             &[]
         } else {
+            // SAFETY: `src` is non-null here and holds at least `nbytes` bytes (contract).
             unsafe { std::slice::from_raw_parts(src.cast::<u8>(), nbytes) }
         };
         let codec = Codec::of(ID, cd).ok()??;
@@ -141,6 +147,7 @@ unsafe extern "C" fn filter_fn<const ID: H5Z_filter_t>(
         if dst.is_null() {
             return None;
         }
+        // SAFETY: `dst` holds `out.len()` bytes and does not overlap `out`; `src` came from HDF5's allocator and is freed once, then replaced in `*buf`/`*buf_size` (both checked non-null).
         unsafe {
             std::ptr::copy_nonoverlapping(out.as_ptr(), dst.cast::<u8>(), out.len());
             H5free_memory(src);
@@ -192,6 +199,7 @@ extern "C" fn set_local_cb(dcpl_id: hid_t, type_id: hid_t, _space_id: hid_t) -> 
         if typesize == 0 {
             return None;
         }
+        // SAFETY: `type_id` is the valid datatype HDF5 passes; the super type opened here is closed here.
         let base = unsafe {
             if H5Tget_class(type_id) == H5T_ARRAY {
                 let sup = H5Tget_super(type_id);
