@@ -3,7 +3,7 @@
 //! `cd_values`: `[block size 1..=9]` (optional, default 9). A stored chunk is one bzip2
 //! stream, which does not record its decoded size.
 
-use super::CodecError;
+use super::{read_bounded, CodecError};
 
 /// Parameters of one bzip2 filter instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,16 +29,7 @@ impl Bzip2 {
 
     /// Decodes `input` (at most `limit` bytes out).
     pub fn decode_vec(input: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
-        use std::io::Read;
-        let mut out = Vec::new();
-        bzip2::read::BzDecoder::new(input)
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|_| CodecError::Corrupt)?;
-        if out.len() > limit {
-            return Err(CodecError::Corrupt);
-        }
-        Ok(out)
+        read_bounded(bzip2::read::BzDecoder::new(input), limit)
     }
 
     pub fn encode(&self, input: &[u8]) -> Result<Vec<u8>, CodecError> {

@@ -47,6 +47,21 @@ pub(crate) enum CodecError {
     Params(&'static str),
 }
 
+/// Reads a decoder's whole output, refusing more than `limit` bytes (a damaged or hostile
+/// stream must not make us allocate without bound).
+fn read_bounded(decoder: impl std::io::Read, limit: usize) -> Result<Vec<u8>, CodecError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| CodecError::Corrupt)?;
+    if out.len() > limit {
+        return Err(CodecError::Corrupt);
+    }
+    Ok(out)
+}
+
 impl std::fmt::Display for CodecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -3,7 +3,7 @@
 //! `cd_values`: `[level]` (optional; the reference clamps it to 1..=max). A stored chunk is
 //! one zstd frame that records its decoded size.
 
-use super::CodecError;
+use super::{read_bounded, CodecError};
 
 /// Parameters of one zstd filter instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,17 +49,8 @@ impl Zstd {
             Self::decode_into(input, &mut out)?;
             return Ok(out);
         }
-        let mut out = Vec::new();
-        let mut dec = zstd::stream::read::Decoder::new(input).map_err(|_| CodecError::Corrupt)?;
-        use std::io::Read;
-        (&mut dec)
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|_| CodecError::Corrupt)?;
-        if out.len() > limit {
-            return Err(CodecError::Corrupt);
-        }
-        Ok(out)
+        let dec = zstd::stream::read::Decoder::new(input).map_err(|_| CodecError::Corrupt)?;
+        read_bounded(dec, limit)
     }
 
     pub fn encode(&self, input: &[u8]) -> Result<Vec<u8>, CodecError> {
