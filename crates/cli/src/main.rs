@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use atlasnorm::kernel::log1p::Log1pKernel;
-use atlasnorm::options::{parse_size, DEFAULT_MEMORY};
-use atlasnorm::{Error, Options, Progress};
+use atlasnorm_store::kernel::log1p::Log1pKernel;
+use atlasnorm_store::options::{parse_size, DEFAULT_MEMORY};
+use atlasnorm_store::{Error, Options, Params, Progress};
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +30,7 @@ enum Command {
     /// Show what is inside an AnnData file: elements, shapes, encodings, dtypes, chunks, codecs.
     Inspect { input: PathBuf },
     /// Write realistic synthetic UMI counts as an AnnData file.
-    Synth(atlasnorm::synth::SynthArgs),
+    Synth(atlasnorm_store::synth::SynthArgs),
 }
 
 #[derive(Args)]
@@ -130,9 +130,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Normalize(args) => normalize(*args),
         Command::Inspect { input } => {
-            atlasnorm::inspect::inspect(&input).map(|text| print!("{text}"))
+            atlasnorm_store::inspect::inspect(&input).map(|text| print!("{text}"))
         }
-        Command::Synth(args) => atlasnorm::synth::run(&args).map(|summary| eprintln!("{summary}")),
+        Command::Synth(args) => {
+            atlasnorm_store::synth::run(&args).map(|summary| eprintln!("{summary}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,7 +152,7 @@ fn remove_temporaries_on_interrupt() {
     if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         std::thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                let reports = atlasnorm::store::temp::remove_all();
+                let reports = atlasnorm_store::store::temp::remove_all();
                 if reports.is_empty() {
                     eprintln!("atlasnorm: interrupted; the unfinished output was removed");
                 }
@@ -165,7 +167,7 @@ fn remove_temporaries_on_interrupt() {
 
 fn normalize(args: NormalizeArgs) -> Result<(), Error> {
     let s3 = s3_config(&args);
-    let opts = Options {
+    let params = Params {
         target_sum: args.target_sum,
         exclude_highly_expressed: args.exclude_highly_expressed,
         max_fraction: args.max_fraction,
@@ -185,18 +187,21 @@ fn normalize(args: NormalizeArgs) -> Result<(), Error> {
             .map(parse_size)
             .transpose()?
             .unwrap_or(DEFAULT_MEMORY),
-        force: args.force,
         max_block_values: args.block_values,
-        zarr: atlasnorm::options::ZarrOutputOptions {
+    };
+    let opts = Options {
+        params,
+        force: args.force,
+        zarr: atlasnorm_store::options::ZarrOutputOptions {
             format: args
                 .zarr_format
                 .as_deref()
-                .map(atlasnorm::options::ZarrFormat::parse)
+                .map(atlasnorm_store::options::ZarrFormat::parse)
                 .transpose()?,
             codec: args
                 .zarr_codec
                 .as_deref()
-                .map(atlasnorm::options::ZarrCodec::parse)
+                .map(atlasnorm_store::options::ZarrCodec::parse)
                 .transpose()?,
             chunk: args.zarr_chunk,
             shard: args.zarr_shard,
@@ -204,7 +209,7 @@ fn normalize(args: NormalizeArgs) -> Result<(), Error> {
         s3,
     };
     let progress = Bars::new(!args.quiet && std::io::stderr().is_terminal());
-    let report = atlasnorm::normalize(&args.input, &args.output, &opts, &progress)?;
+    let report = atlasnorm_store::normalize(&args.input, &args.output, &opts, &progress)?;
     if !args.quiet {
         println!("{report}");
     }
@@ -212,8 +217,8 @@ fn normalize(args: NormalizeArgs) -> Result<(), Error> {
 }
 
 /// Object-storage settings: the environment, with the command line's flags on top.
-fn s3_config(args: &NormalizeArgs) -> atlasnorm::store::zarr::s3::S3Config {
-    let mut config = atlasnorm::store::zarr::s3::S3Config {
+fn s3_config(args: &NormalizeArgs) -> atlasnorm_store::store::zarr::s3::S3Config {
+    let mut config = atlasnorm_store::store::zarr::s3::S3Config {
         endpoint: args.s3_endpoint.clone(),
         region: args.s3_region.clone(),
         ..Default::default()

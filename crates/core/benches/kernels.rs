@@ -3,10 +3,12 @@
 //!
 //! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 3`
 
-use atlasnorm::kernel::log1p::svml_f32::{self, SimdLevel};
-use atlasnorm::kernel::scale::{self, TablePolicy};
-use atlasnorm::kernel::totals;
-use atlasnorm::kernel::{Log1p, Log1pKernel};
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+use atlasnorm_core::kernel::log1p::svml_f32::{self, SimdLevel};
+use atlasnorm_core::kernel::scale::{self, TablePolicy};
+use atlasnorm_core::kernel::totals;
+use atlasnorm_core::kernel::{Log1p, Log1pKernel};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -41,7 +43,7 @@ fn umi() -> Umi {
     let rows = offsets.len() - 1;
     let mut tot = vec![0f32; rows];
     totals::csr_row_totals(&data, &offsets, &mut tot);
-    let target = atlasnorm::kernel::median::median_of_positive(&tot);
+    let target = atlasnorm_core::kernel::median::median_of_positive(&tot);
     let divisors = tot
         .iter()
         .map(|&t| scale::divisor(scale::factor(t, target)))
@@ -73,7 +75,7 @@ fn kernels(c: &mut Criterion) {
 
     let mut out = vec![0f32; u.divisors.len()];
     g.bench_function("csr_totals", |b| {
-        b.iter(|| totals::csr_row_totals(black_box(&u.data), &u.offsets, &mut out))
+        b.iter(|| totals::csr_row_totals(black_box(&u.data), &u.offsets, &mut out));
     });
     g.bench_function("csr_totals_sequential_only", |b| {
         b.iter(|| {
@@ -81,7 +83,7 @@ fn kernels(c: &mut Criterion) {
                 *o = totals::sequential_sum(black_box(&u.data[u.offsets[i]..u.offsets[i + 1]]))
                     as f32;
             }
-        })
+        });
     });
 
     let mut buf = u.data.clone();
@@ -100,7 +102,7 @@ fn kernels(c: &mut Criterion) {
                     );
                 },
                 BatchSize::SmallInput,
-            )
+            );
         });
     };
     // Every iteration below first restores the input (a 4 MB copy): see "copy 1M f32".
@@ -118,11 +120,11 @@ fn kernels(c: &mut Criterion) {
             b.iter(|| {
                 x.copy_from_slice(&u.data);
                 svml_f32::log1p_slice_at(level, &mut x);
-            })
+            });
         });
     }
     g.bench_function("copy 1M f32", |b| {
-        b.iter(|| x.copy_from_slice(black_box(&u.data)))
+        b.iter(|| x.copy_from_slice(black_box(&u.data)));
     });
     g.finish();
 }

@@ -55,23 +55,35 @@ pub fn as_bytes_mut<T: Plain>(s: &mut [T]) -> &mut [u8] {
 /// Element type of a stored numeric array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 8-bit signed integer (numpy `int8`).
     I8,
+    /// 16-bit signed integer (numpy `int16`).
     I16,
+    /// 32-bit signed integer (numpy `int32`).
     I32,
+    /// 64-bit signed integer (numpy `int64`).
     I64,
+    /// 8-bit unsigned integer (numpy `uint8`).
     U8,
+    /// 16-bit unsigned integer (numpy `uint16`).
     U16,
+    /// 32-bit unsigned integer (numpy `uint32`).
     U32,
+    /// 64-bit unsigned integer (numpy `uint64`).
     U64,
+    /// IEEE 754 single precision (numpy `float32`).
     F32,
+    /// IEEE 754 double precision (numpy `float64`).
     F64,
 }
 
 impl DType {
+    /// Whether this is `float32` or `float64`.
     pub fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F64)
     }
 
+    /// Whether this is one of the signed or unsigned integer types (every non-float dtype).
     pub fn is_integer(self) -> bool {
         !self.is_float()
     }
@@ -112,15 +124,25 @@ impl fmt::Display for DType {
 /// A numeric buffer in one of the stored dtypes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NumVec {
+    /// Values stored as [`DType::I8`].
     I8(Vec<i8>),
+    /// Values stored as [`DType::I16`].
     I16(Vec<i16>),
+    /// Values stored as [`DType::I32`].
     I32(Vec<i32>),
+    /// Values stored as [`DType::I64`].
     I64(Vec<i64>),
+    /// Values stored as [`DType::U8`].
     U8(Vec<u8>),
+    /// Values stored as [`DType::U16`].
     U16(Vec<u16>),
+    /// Values stored as [`DType::U32`].
     U32(Vec<u32>),
+    /// Values stored as [`DType::U64`].
     U64(Vec<u64>),
+    /// Values stored as [`DType::F32`].
     F32(Vec<f32>),
+    /// Values stored as [`DType::F64`].
     F64(Vec<f64>),
 }
 
@@ -142,7 +164,34 @@ macro_rules! each_variant {
     };
 }
 
+/// One expression per variant, with the same variant around its result.
+macro_rules! map_variant {
+    ($value:expr, $v:ident => $body:expr) => {
+        match $value {
+            NumVec::I8($v) => NumVec::I8($body),
+            NumVec::I16($v) => NumVec::I16($body),
+            NumVec::I32($v) => NumVec::I32($body),
+            NumVec::I64($v) => NumVec::I64($body),
+            NumVec::U8($v) => NumVec::U8($body),
+            NumVec::U16($v) => NumVec::U16($body),
+            NumVec::U32($v) => NumVec::U32($body),
+            NumVec::U64($v) => NumVec::U64($body),
+            NumVec::F32($v) => NumVec::F32($body),
+            NumVec::F64($v) => NumVec::F64($body),
+        }
+    };
+}
+
 impl NumVec {
+    /// A copy of the values at `range`, in the same dtype.
+    ///
+    /// # Panics
+    /// When `range` is out of bounds.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> NumVec {
+        map_variant!(self, v => v[range].to_vec())
+    }
+
+    /// The stored dtype of the values (the variant).
     pub fn dtype(&self) -> DType {
         match self {
             NumVec::I8(_) => DType::I8,
@@ -158,10 +207,12 @@ impl NumVec {
         }
     }
 
+    /// Number of values (elements, not bytes).
     pub fn len(&self) -> usize {
         each_variant!(self, v => v.len())
     }
 
+    /// Whether the buffer holds no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -199,6 +250,7 @@ impl NumVec {
 
 /// Calls the generic read `$f::<T>(args)` for the Rust type `T` of a stored [`DType`] and wraps
 /// the vector it returns in the matching [`NumVec`] variant: one dispatch for every backend.
+#[macro_export]
 macro_rules! by_dtype {
     ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
         match $dtype {
@@ -215,7 +267,7 @@ macro_rules! by_dtype {
         }
     };
 }
-pub(crate) use by_dtype;
+pub use crate::by_dtype;
 
 #[cfg(test)]
 mod tests {

@@ -2,30 +2,48 @@
 
 use std::path::{Path, PathBuf};
 
+/// `std::result::Result` with this crate's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every way a normalization run can fail; the `Display` text is the message shown to the
+/// user.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Something is wrong with the input: unreadable, not AnnData, malformed, or values
+    /// Something is wrong with the input: unreadable, not `AnnData`, malformed, or values
     /// atlasnorm refuses (NaN reaching log1p, ...).
     #[error("{}: {element}: {problem}", file.display())]
     Input {
+        /// The input file (or store directory / URL) that was read.
         file: PathBuf,
+        /// The element concerned, as a store path (`X/data`, `obs`, ...); may be empty.
         element: String,
+        /// What is wrong, in plain words.
         problem: String,
     },
     /// Writing the output failed (the partial output has been removed).
     #[error("{}: {problem}", file.display())]
-    Output { file: PathBuf, problem: String },
+    Output {
+        /// The final output path (not the temporary name it was written under).
+        file: PathBuf,
+        /// What failed, with OS causes reworded by [`plain_os_problem`].
+        problem: String,
+    },
     /// The options contradict each other or are out of range.
     #[error("{0}")]
-    Options(String),
+    Options(
+        /// What is wrong with the options.
+        String,
+    ),
     /// A bug in atlasnorm (a worker thread panicked, ...); please report it.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(
+        /// What went wrong.
+        String,
+    ),
 }
 
 impl Error {
+    /// An [`Error::Input`] for `element` of `file` (the paths are copied).
     pub fn input(file: &Path, element: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Input {
             file: file.to_path_buf(),
@@ -75,7 +93,7 @@ pub fn io_message(e: &std::io::Error) -> String {
 /// gives the cause, which replaces everything from the first layer of wrapping on (zarrs'
 /// "storage error: IO error: ...", the OS's own capitalized text); what the failed step was
 /// doing leads in: an element path (a first segment without spaces) and a `cannot VERB ...`
-/// segment become "CAUSE while VERBing ELEMENT (REST)". `None` when no OS error is named.
+/// segment become "CAUSE while `VERBing` ELEMENT (REST)". `None` when no OS error is named.
 ///
 /// The messages reworded are atlasnorm's own ("X/data: cannot write chunk 3: ...",
 /// "cannot copy obsm: ...", "cannot close the output: ..."), so a simple reading suffices.
@@ -121,7 +139,7 @@ fn os_errno_in(text: &str) -> Option<i32> {
     let at = text.find("(os error ")?;
     let digits: String = text[at + "(os error ".len()..]
         .chars()
-        .take_while(|c| c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok().filter(|&n| n > 0)
 }

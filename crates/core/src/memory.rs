@@ -1,34 +1,29 @@
-//! In-memory stores for engine tests: the engine's contract with storage, without files.
+//! The in-memory backend: a matrix held in vectors as input, and an output that records
+//! what the engine wrote. The engine's contract with storage, without files — for tests, and
+//! for callers whose data already sits in memory.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use atlasnorm::array::NumVec;
-use atlasnorm::store::{
+use crate::array::NumVec;
+use crate::store::{
     ElementPath, InputStore, MatrixLayout, MatrixMeta, MatrixSink, MatrixSource, OutputMatrixSpec,
     OutputStore,
 };
-use atlasnorm::Result;
+use crate::Result;
 
 /// A matrix held in memory: CSR/CSC (`indptr`, `indices`, `data`) or dense (`data`, row-major).
 #[derive(Clone, Debug)]
 pub struct MemoryMatrix {
+    /// Layout, shape and dtypes.
     pub meta: MatrixMeta,
+    /// Sparse: major-axis offsets (empty when dense).
     pub indptr: Vec<i64>,
+    /// Sparse: minor-axis positions (empty when dense).
     pub indices: Vec<i64>,
+    /// The stored values (dense: row-major).
     pub data: NumVec,
-}
-
-fn slice(v: &NumVec, r: Range<usize>) -> NumVec {
-    match v {
-        NumVec::F32(x) => NumVec::F32(x[r].to_vec()),
-        NumVec::F64(x) => NumVec::F64(x[r].to_vec()),
-        NumVec::I32(x) => NumVec::I32(x[r].to_vec()),
-        NumVec::I64(x) => NumVec::I64(x[r].to_vec()),
-        NumVec::U16(x) => NumVec::U16(x[r].to_vec()),
-        other => panic!("test store: unsupported dtype {:?}", other.dtype()),
-    }
 }
 
 impl MatrixSource for MemoryMatrix {
@@ -44,19 +39,21 @@ impl MatrixSource for MemoryMatrix {
         ))
     }
     fn read_data(&self, r: Range<u64>) -> Result<NumVec> {
-        Ok(slice(&self.data, r.start as usize..r.end as usize))
+        Ok(self.data.slice(r.start as usize..r.end as usize))
     }
     fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
         let n = self.meta.n_vars as usize;
-        Ok(slice(
-            &self.data,
-            rows.start as usize * n..rows.end as usize * n,
-        ))
+        Ok(self
+            .data
+            .slice(rows.start as usize * n..rows.end as usize * n))
     }
 }
 
+/// An input holding one matrix (served for X and any layer).
 pub struct MemoryInput {
+    /// The name errors give as the file.
     pub path: PathBuf,
+    /// The matrix.
     pub matrix: MemoryMatrix,
 }
 
@@ -81,12 +78,19 @@ impl InputStore for MemoryInput {
 /// What the engine wrote.
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Written {
+    /// The output matrix as created.
     pub spec: Option<OutputMatrixSpec>,
+    /// Every `append_data`, in order.
     pub data: Vec<NumVec>,
+    /// Appended CSR indices (when the structure is written).
     pub indices: Vec<i64>,
+    /// Appended CSR indptr entries (when the structure is written).
     pub indptr: Vec<i64>,
+    /// obs columns written, in order.
     pub obs: Vec<(String, NumVec)>,
+    /// `uns["log1p"]["base"]`, when written.
     pub uns_log1p: Option<Option<f64>>,
+    /// Whether the output was committed.
     pub committed: bool,
 }
 
@@ -111,6 +115,7 @@ impl Written {
     }
 }
 
+/// An output recording what the engine wrote (clones share the record).
 #[derive(Clone, Default)]
 pub struct MemoryOutput(pub Arc<Mutex<Written>>);
 
@@ -171,10 +176,10 @@ pub fn layouts_of(
         layout,
         n_obs: n_obs as u64,
         n_vars: n_vars as u64,
-        data_dtype: atlasnorm::array::DType::F32,
+        data_dtype: crate::array::DType::F32,
         nnz,
-        indices_dtype: Some(atlasnorm::array::DType::I64),
-        indptr_dtype: Some(atlasnorm::array::DType::I64),
+        indices_dtype: Some(crate::array::DType::I64),
+        indptr_dtype: Some(crate::array::DType::I64),
     };
     type Key<'a> = &'a dyn Fn(&(usize, usize, f32)) -> (usize, usize);
     let compress = |major: usize, key: Key| {

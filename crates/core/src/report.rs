@@ -3,17 +3,20 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::options::format_bytes;
+use crate::params::format_bytes;
 
 /// Outcome of a successful `normalize`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
+    /// Number of cells (rows).
     pub n_obs: u64,
+    /// Number of genes (columns).
     pub n_vars: u64,
     /// Stored values (sparse) or `n_obs * n_vars` (dense).
     pub nnz: u64,
     /// The target sum used (the median when none was given).
     pub target: f64,
+    /// Whether `target` is the median of the cell totals (no target sum was given).
     pub target_is_median: bool,
     /// Cells whose factor is not > 0 (scanpy's "Some cells have zero counts").
     pub zero_count_cells: u64,
@@ -23,6 +26,7 @@ pub struct Report {
     pub passes: u32,
     /// Size of the input file(s) on disk.
     pub input_bytes: u64,
+    /// Wall-clock time of the run.
     pub elapsed: Duration,
     /// Warnings scanpy would emit, and atlasnorm's own; also printed as they happen.
     pub warnings: Vec<String>,

@@ -4,7 +4,7 @@
 //! cargo run --release --example normalize_file -- INPUT.h5ad OUTPUT.h5ad
 //! ```
 
-use atlasnorm::{normalize, Options, Progress};
+use atlasnorm_store::{normalize, Options, Params, Progress};
 
 /// Prints each pass as it starts and every warning scanpy would emit.
 struct Log;
@@ -24,9 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: normalize_file INPUT.h5ad OUTPUT.h5ad".into());
     };
     let opts = Options {
-        target_sum: Some(1e4),
-        key_added: Some("size_factor".into()),
-        memory: 256 << 20,
+        params: Params {
+            target_sum: Some(1e4),
+            key_added: Some("size_factor".into()),
+            memory: 256 << 20,
+            ..Params::default()
+        },
         force: true,
         ..Options::default()
     };

@@ -88,30 +88,32 @@ const GENE_SIGMA: f64 = 2.8;
 /// Cells generated per parallel work unit.
 const CELLS_PER_UNIT: usize = 2048;
 
-#[derive(clap::Args, Clone, Debug)]
+/// What `atlasnorm synth` generates (its command-line arguments with the `clap` feature).
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct SynthArgs {
     /// Output path (.h5ad).
     pub output: PathBuf,
     /// Dataset shape to imitate: demo, pbmc68k, gastrulation, splitseq, tms_ss2, pbmc200k,
     /// heart_adult, atlas.
-    #[arg(long, default_value = "demo")]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "demo"))]
     pub profile: String,
     /// Number of cells (overrides the profile).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub cells: Option<u64>,
     /// Number of genes (overrides the profile).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub genes: Option<u64>,
     /// Median UMIs per cell (overrides the profile).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub umis: Option<f64>,
-    #[arg(long, default_value_t = 0)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0))]
     pub seed: u64,
     /// Output compression: none, gzip (level 4, as anndata) or lzf.
-    #[arg(long, default_value = "none")]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "none"))]
     pub compression: String,
     /// Replace an existing output.
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub force: bool,
 }
 

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use atlasnorm::store::zarr::s3::S3Config;
+use atlasnorm_store::store::zarr::s3::S3Config;
 
 pub fn python() -> PathBuf {
     match std::env::var_os("ATLASNORM_PYTHON") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/py312/bin/python"),
+        None => crate::repo_root().join(".tools/py312/bin/python"),
     }
 }
 

@@ -1,8 +1,6 @@
 //! Helpers shared by the h5ad integration tests: the Python env (anndata, h5py) that writes
 //! inputs and checks outputs, and scratch directories.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,7 +9,7 @@ use std::process::Command;
 pub fn python() -> PathBuf {
     let p = match std::env::var_os("ATLASNORM_PYTHON") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/py312/bin/python"),
+        None => crate::repo_root().join(".tools/py312/bin/python"),
     };
     assert!(
         p.exists(),

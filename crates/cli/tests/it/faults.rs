@@ -7,7 +7,7 @@
 //! the disk fills up), exit non-zero, and leave the directory as it was. These tests need
 //! root to mount tmpfs; where mounting is impossible they fail, saying so: they never skip.
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -4,28 +4,12 @@
 use std::path::Path;
 use std::process::Command;
 
+use atlasnorm_testkit::rss::peak_rss;
+
 const BIN: &str = env!("CARGO_BIN_EXE_atlasnorm");
 const MIB: u64 = 1 << 20;
 /// The binary, HDF5 and thread stacks: what the budget does not cover.
 const FIXED_OVERHEAD: u64 = 64 * MIB;
-
-/// Runs the command and returns its peak RSS in bytes (wait4's ru_maxrss of that child only).
-fn peak_rss(cmd: &mut Command) -> u64 {
-    // wait4 below reaps the child itself, to read that child's own rusage.
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.spawn().expect("the binary starts");
-    let mut status = 0;
-    // SAFETY: rusage is a plain C struct of integers, for which all-zero bytes are valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills `usage`; the Child handle is not waited again.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed: {status}"
-    );
-    usage.ru_maxrss as u64 * 1024
-}
 
 fn synth(path: &Path, cells: u64, genes: u64, umis: u64) {
     let status = Command::new(BIN)

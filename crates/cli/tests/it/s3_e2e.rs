@@ -3,8 +3,7 @@
 //! against `moto_server` on 127.0.0.1 (see tests/common/moto.rs). Outputs are compared object
 //! for object with the same run on local disk.
 
-#[path = "common/moto.rs"]
-mod moto;
+use atlasnorm_testkit::moto;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atlasnorm::store::zarr::s3::{self, S3Config, S3Storage};
+use atlasnorm_store::store::zarr::s3::{self, S3Config, S3Storage};
 use moto::{enforce_auth, python, Moto, SlowProxy};
 use zarrs::storage::{
     Bytes, ListableStorageTraits, ReadableStorageTraits, StoreKey, WritableStorageTraits,

@@ -15,6 +15,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use atlasnorm_testkit::rss::peak_rss;
+
 const BIN: &str = env!("CARGO_BIN_EXE_atlasnorm");
 const MIB: u64 = 1 << 20;
 /// What the budget does not cover: the binary and its libraries mapped in (~12 MiB, HDF5 is
@@ -25,24 +27,6 @@ const MIB: u64 = 1 << 20;
 /// `tests/memory_bound.rs`, which is still below the size of one input shard (134 MB).
 const FIXED_OVERHEAD: u64 = 64 * MIB;
 const CELLS: u64 = 60_000;
-
-/// Runs the command and returns its peak RSS in bytes (wait4's ru_maxrss of that child only).
-fn peak_rss(cmd: &mut Command) -> u64 {
-    // wait4 below reaps the child itself, to read that child's own rusage.
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.spawn().expect("the binary starts");
-    let mut status = 0;
-    // SAFETY: rusage is a plain C struct of integers, for which all-zero bytes are valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child and fills `usage`; the Child handle is not waited again.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed: {status}"
-    );
-    usage.ru_maxrss as u64 * 1024
-}
 
 fn run(args: &[&str]) {
     let out = Command::new(BIN).args(args).output().unwrap();

@@ -21,7 +21,10 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     let (n_obs, n_vars) = (job.meta.n_obs as usize, job.meta.n_vars);
     let col_ptr = read_indptr(job, job.source, n_vars)?;
     let data_size = job.meta.data_dtype.size();
-    let index_size = job.meta.indices_dtype.map_or(8, |d| d.size());
+    let index_size = job
+        .meta
+        .indices_dtype
+        .map_or(8, super::super::array::DType::size);
     let col_blocks = sparse_blocks(
         &col_ptr,
         job.values_per_block(data_size + index_size + std::mem::size_of::<T>() + 4),

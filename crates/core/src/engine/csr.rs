@@ -27,7 +27,10 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     let n_obs = job.meta.n_obs as usize;
     let indptr = read_indptr(job, job.source, job.meta.n_obs)?;
     let data_size = job.meta.data_dtype.size();
-    let index_size = job.meta.indices_dtype.map_or(8, |d| d.size());
+    let index_size = job
+        .meta
+        .indices_dtype
+        .map_or(8, super::super::array::DType::size);
     // Pass 1 holds raw data + raw indices + converted values + u32 indices per value.
     let pass1_blocks = sparse_blocks(
         &indptr,
@@ -371,13 +374,12 @@ fn indices_into_i64(indices: &NumVec, out: &mut Vec<i64>) {
 /// What scanpy leaves as the index arrays of a CSR matrix.
 ///
 /// Float data keeps them as stored, but scanpy's numba kernel needs `indices` and `indptr` of
-/// one dtype (it raises TypeError otherwise: refused here too). Integer data is cast with
+/// one dtype (it raises `TypeError` otherwise: refused here too). Integer data is cast with
 /// scipy's `astype`, which rebuilds the matrix with the smallest signed index dtype that
 /// fits (int32 unless a dimension or nnz passes 2^31 - 1): copied when already that.
 fn output_structure(job: &Job) -> Result<SparseStructure> {
-    let (indices, indptr) = match (job.meta.indices_dtype, job.meta.indptr_dtype) {
-        (Some(i), Some(p)) => (i, p),
-        _ => return Err(job.error("", "a sparse matrix without index dtypes")),
+    let (Some(indices), Some(indptr)) = (job.meta.indices_dtype, job.meta.indptr_dtype) else {
+        return Err(job.error("", "a sparse matrix without index dtypes"));
     };
     if job.meta.data_dtype.is_float() {
         if indices != indptr {
@@ -413,7 +415,7 @@ pub(super) fn scipy_index_dtype(meta: &crate::store::MatrixMeta) -> DType {
     }
 }
 
-/// Reads and checks the whole `indptr` (n_rows + 1 entries): starts at 0, never decreases,
+/// Reads and checks the whole `indptr` (`n_rows` + 1 entries): starts at 0, never decreases,
 /// ends at the number of stored values. Kept in memory: 8 bytes a row.
 pub(super) fn read_indptr(job: &Job, source: &dyn MatrixSource, n_rows: u64) -> Result<Vec<i64>> {
     let len = n_rows + 1;

@@ -83,7 +83,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
                 .par_chunks(rows_per_part * n_cols.max(1))
                 .zip(totals[rows].par_chunks_mut(rows_per_part))
                 .for_each_init(Vec::new, |scratch, (v, t)| {
-                    dense_row_totals_kept_ordered(v, n_cols, &kept, order, scratch, t)
+                    dense_row_totals_kept_ordered(v, n_cols, &kept, order, scratch, t);
                 });
             job.progress.advance(b.n_rows() as u64);
             Ok(())

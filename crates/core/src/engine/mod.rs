@@ -1,5 +1,6 @@
 //! The engine: plans row blocks, streams them through the kernels, and joins a
-//! [`MatrixSource`] to an [`OutputStore`].
+//! [`MatrixSource`] to an [`OutputStore`] ([`normalize_stores`]). Opening files and
+//! choosing their backends is the store crate's job.
 //!
 //! Per cell it keeps the totals (then factors) and, for CSR, `indptr`: at most 16 bytes a
 //! cell. Everything proportional to the number of stored values streams through blocks
@@ -8,9 +9,10 @@
 mod csc;
 mod csr;
 mod dense;
+pub mod in_memory;
 pub mod pipeline;
 pub mod plan;
-mod scale;
+pub(crate) mod scale;
 pub mod validate;
 
 use std::path::Path;
@@ -22,125 +24,12 @@ use crate::kernel::log1p::Log1p;
 use crate::kernel::median::median_of_positive;
 use crate::kernel::scale::{factor, target_from_user};
 use crate::kernel::Real;
-use crate::options::Options;
+use crate::params::Params;
 use crate::report::{Progress, Report};
 use crate::store::{self, ElementPath, MatrixLayout, MatrixMeta, MatrixSource, OutputStore};
 
-/// Normalizes `input` into `output` as `sc.pp.normalize_total` (+ `sc.pp.log1p`) would, and
-/// writes every other element of the input unchanged. On error nothing is left under
-/// `output`'s name.
-pub fn normalize(
-    input: &Path,
-    output: &Path,
-    opts: &Options,
-    progress: &dyn Progress,
-) -> Result<Report> {
-    let started = Instant::now();
-    opts.validate()?;
-    // Held until the output is committed or removed (see `store::temp::claim_output`).
-    let _claim = check_paths(input, output, opts.force)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.unwrap_or(0))
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
-    let mut report = pool.install(|| run(input, output, opts, progress))?;
-    report.elapsed = started.elapsed();
-    Ok(report)
-}
-
-/// Refuses an OUTPUT that is the INPUT (under any spelling) or that exists without `--force`.
-/// Object storage: INPUT's existence is checked when it is opened, OUTPUT's when its prefix
-/// is staged (both need the connection); here only an OUTPUT equal to INPUT is refused.
-/// A local OUTPUT is claimed first (its directory checked, a concurrent run refused, dead
-/// runs' leftovers cleared, so that what a killed `--force` run had moved aside is back
-/// before OUTPUT's existence is judged); the claim is returned, to be held for the run.
-fn check_paths(
-    input: &Path,
-    output: &Path,
-    force: bool,
-) -> Result<Option<store::temp::OutputClaim>> {
-    let (in_s3, out_s3) = (
-        store::is_object_storage(input),
-        store::is_object_storage(output),
-    );
-    let claim = match out_s3 {
-        false => Some(store::temp::claim_output(output)?),
-        true => None,
-    };
-    if !out_s3 && !store::is_directory_store(output) && output.is_dir() {
-        return Err(Error::output(
-            output,
-            "is a directory; an .h5ad OUTPUT is a file (remove the directory or choose \
-             another name)",
-        ));
-    }
-    if in_s3 || out_s3 {
-        if in_s3 && out_s3 {
-            let parse = |p: &Path| store::zarr::storage::Location::parse(p);
-            if parse(input)? == parse(output)? {
-                return Err(Error::output(
-                    output,
-                    "OUTPUT is the INPUT; atlasnorm never modifies its input (choose another \
-                     OUTPUT)",
-                ));
-            }
-        }
-        if in_s3 {
-            if !out_s3 && output.exists() && !force {
-                return Err(Error::output(
-                    output,
-                    "already exists (use --force to replace it)",
-                ));
-            }
-            return Ok(claim);
-        }
-        if !input.exists() {
-            return Err(Error::input(input, "/", "no such file"));
-        }
-        return Ok(claim);
-    }
-    if !input.exists() {
-        return Err(Error::input(input, "/", "no such file"));
-    }
-    if same_file(input, output) {
-        return Err(Error::output(
-            output,
-            "OUTPUT is the INPUT; atlasnorm never modifies its input (choose another OUTPUT)",
-        ));
-    }
-    if output.exists() && !force {
-        return Err(Error::output(
-            output,
-            "already exists (use --force to replace it)",
-        ));
-    }
-    Ok(claim)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
-            return ma.dev() == mb.dev() && ma.ino() == mb.ino();
-        }
-    }
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
-fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> Result<Report> {
-    let store = store::open_input_with(input, &opts.s3)?;
-    let element = element_of(opts);
-    // Open the matrix first so that a missing or malformed element fails before any output.
-    drop(store.open_matrix(&element)?);
-    let out = store::create_output(store.as_ref(), output, &element, opts)?;
-    normalize_stores(store.as_ref(), out, opts, progress)
-}
-
-fn element_of(opts: &Options) -> ElementPath {
+/// The element `params` chooses: X or `layers/NAME`.
+pub fn element_of(opts: &Params) -> ElementPath {
     match &opts.layer {
         Some(name) => ElementPath::Layer(name.clone()),
         None => ElementPath::X,
@@ -152,7 +41,7 @@ fn element_of(opts: &Options) -> ElementPath {
 pub fn normalize_stores(
     input: &dyn store::InputStore,
     mut out: Box<dyn OutputStore>,
-    opts: &Options,
+    opts: &Params,
     progress: &dyn Progress,
 ) -> Result<Report> {
     let started = Instant::now();
@@ -204,24 +93,10 @@ pub fn normalize_stores(
         zero_count_cells: summary.zero_count_cells,
         excluded_genes: summary.excluded_genes,
         passes: summary.passes,
-        input_bytes: stored_bytes(input.path()),
+        input_bytes: 0,
         elapsed: started.elapsed(),
         warnings,
     })
-}
-
-/// Bytes the input takes on disk: a file's length, or a directory store's files summed
-/// (0 when unknown, e.g. object storage).
-fn stored_bytes(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| stored_bytes(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 struct Summary {
@@ -293,7 +168,7 @@ pub(crate) struct Job<'a> {
     pub element_path: ElementPath,
     pub source: &'a dyn MatrixSource,
     pub meta: MatrixMeta,
-    pub opts: &'a Options,
+    pub opts: &'a Params,
     pub progress: &'a dyn Progress,
     pub threads: usize,
     pub log1p: Option<Log1p>,
@@ -355,7 +230,7 @@ impl<T> Normalized<T> {
 }
 
 /// The target: the user's (in T) or the median of the positive totals.
-pub(crate) fn target_of<T: Real>(opts: &Options, totals: &[T]) -> T {
+pub(crate) fn target_of<T: Real>(opts: &Params, totals: &[T]) -> T {
     match opts.target_sum {
         Some(t) => target_from_user(t),
         None => median_of_positive(totals),

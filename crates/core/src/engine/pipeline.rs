@@ -20,7 +20,7 @@ fn io_pool() -> Arc<rayon::ThreadPool> {
     let mut pools = POOLS
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|e| e.into_inner());
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     pools
         .entry(n)
         .or_insert_with(|| {
@@ -92,7 +92,7 @@ where
         });
 
         let mut outcome = Ok(());
-        for item in read_rx.iter() {
+        for item in &read_rx {
             match item.and_then(|(block, mut buf)| compute(&block, &mut buf).map(|()| (block, buf)))
             {
                 Ok(done) => {
@@ -167,7 +167,7 @@ where
         });
 
         let mut outcome = Ok(());
-        for item in read_rx.iter() {
+        for item in &read_rx {
             match item.and_then(|(block, raw)| compute(block, raw)) {
                 Ok(done) => {
                     if write_tx.send(done).is_err() {

@@ -5,15 +5,20 @@ use std::ops::Range;
 /// Consecutive rows (or CSC columns) and the stored values they span.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
+    /// The rows (CSC: columns), as a range of row numbers.
     pub rows: Range<u64>,
+    /// The stored values of those rows: element range into `data`/`indices` (sparse), or
+    /// `rows * n_cols` (dense).
     pub values: Range<u64>,
 }
 
 impl Block {
+    /// Number of rows (CSC: columns) in the block.
     pub fn n_rows(&self) -> usize {
         (self.rows.end - self.rows.start) as usize
     }
 
+    /// Number of stored values in the block.
     pub fn n_values(&self) -> usize {
         (self.values.end - self.values.start) as usize
     }

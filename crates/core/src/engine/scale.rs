@@ -52,7 +52,9 @@ pub fn split_rows_mut<'a, T>(mut out: &'a mut [T], ranges: &[Range<usize>]) -> V
 }
 
 /// Why a block cannot be log-transformed the way scanpy would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotFinite {
+    /// Normalized values that are NaN or infinite.
     pub count: u64,
 }
 

@@ -91,10 +91,12 @@ impl Log1p {
         }
     }
 
+    /// The kernel this log1p reproduces.
     pub fn kernel(&self) -> Log1pKernel {
         self.kernel
     }
 
+    /// The logarithm's base; `None` for the natural log.
     pub fn base(&self) -> Option<f64> {
         self.base
     }
@@ -106,9 +108,10 @@ impl Log1p {
 
     /// In place: `x = log1p(x)`, then, with a base, `x = fl_T(f64(x) / ln(base))`.
     pub fn apply<T: Real>(&self, xs: &mut [T]) {
-        T::log1p_slice(self, xs)
+        T::log1p_slice(self, xs);
     }
 
+    /// [`Log1p::apply`] to a single value.
     pub fn apply_one<T: Real>(&self, x: T) -> T {
         let mut a = [x];
         self.apply(&mut a);

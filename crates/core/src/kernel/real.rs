@@ -27,10 +27,15 @@ pub trait Real:
 {
     /// The numpy dtype this type stands for.
     const DTYPE: DType;
+    /// `+0.0`.
     const ZERO: Self;
+    /// `-0.0` (a distinct bit pattern that the kernels keep).
     const NEG_ZERO: Self;
+    /// `1.0`.
     const ONE: Self;
+    /// `2.0`.
     const TWO: Self;
+    /// A quiet NaN.
     const NAN: Self;
 
     /// Rounds `x` to the type once (round to nearest, ties to even); identity for f64.
@@ -39,7 +44,9 @@ pub trait Real:
     fn to_f64(self) -> f64;
     /// Stored values converted with numpy's `astype` rules ([`NumVec::to_f32`] / [`NumVec::to_f64`]).
     fn from_numvec(v: NumVec) -> Vec<Self>;
+    /// Wraps values of this type in the matching [`NumVec`] variant, without conversion.
     fn into_numvec(v: Vec<Self>) -> NumVec;
+    /// Whether `self` is a NaN (of any sign or payload).
     fn is_nan(self) -> bool;
     /// Raw bits, widened to u64 (for bit-exact comparisons in tests and diagnostics).
     fn to_bits_u64(self) -> u64;
@@ -89,7 +96,7 @@ impl Real for f32 {
         (i < n && (i as f32).to_bits() == self.to_bits()).then_some(i as usize)
     }
     fn log1p_slice(l: &Log1p, xs: &mut [Self]) {
-        l.apply_f32(xs)
+        l.apply_f32(xs);
     }
 }
 
@@ -129,7 +136,7 @@ impl Real for f64 {
         (i < n && (i as f64).to_bits() == self.to_bits()).then_some(i as usize)
     }
     fn log1p_slice(l: &Log1p, xs: &mut [Self]) {
-        l.apply_f64(xs)
+        l.apply_f64(xs);
     }
 }
 

@@ -28,9 +28,9 @@ pub fn divisor<T: Real>(factor: T) -> T {
     }
 }
 
-/// Size of the per-row small-integer log1p table (values 0, 1, ..., TABLE_LEN - 1).
+/// Size of the per-row small-integer log1p table (values 0, 1, ..., `TABLE_LEN` - 1).
 pub const TABLE_LEN: usize = 32;
-/// Rows shorter than this are not worth a table (building it costs TABLE_LEN log1p's).
+/// Rows shorter than this are not worth a table (building it costs `TABLE_LEN` log1p's).
 pub const TABLE_MIN_ROW: usize = 2 * TABLE_LEN;
 
 /// How [`normalize_csr_rows_with`] evaluates log1p.
@@ -66,7 +66,7 @@ pub fn normalize_csr_rows<T: Real>(
     divisors: &[T],
     log1p: Option<&Log1p>,
 ) {
-    normalize_csr_rows_with(data, offsets, divisors, log1p, TablePolicy::Auto)
+    normalize_csr_rows_with(data, offsets, divisors, log1p, TablePolicy::Auto);
 }
 
 /// [`normalize_csr_rows`] with an explicit table policy (all policies give the same bits).

@@ -131,7 +131,7 @@ pub fn pairwise_sum<T: Real>(a: &[T]) -> T {
     T::ZERO + pw(a)
 }
 
-/// numpy `@TYPE@_pairwise_sum` (loops_utils.h.src), block size 128, 8 accumulators.
+/// numpy `@TYPE@_pairwise_sum` (`loops_utils.h.src`), block size 128, 8 accumulators.
 fn pw<T: Real>(a: &[T]) -> T {
     let n = a.len();
     if n < 8 {
@@ -181,9 +181,9 @@ pub fn dense_row_totals<T: Real>(data: &[T], n_cols: usize, out: &mut [T]) {
 /// How numpy sums `X[:, gene_subset]` along rows; depends on the whole matrix's row count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeptSumOrder {
-    /// n_obs >= 2: the masked copy is Fortran-ordered; each row is `0.0 + x0 + x1 + ...` in T.
+    /// `n_obs` >= 2: the masked copy is Fortran-ordered; each row is `0.0 + x0 + x1 + ...` in T.
     Sequential,
-    /// n_obs == 1: the copy is C-contiguous too, and numpy sums it pairwise.
+    /// `n_obs` == 1: the copy is C-contiguous too, and numpy sums it pairwise.
     Pairwise,
 }
 
@@ -216,7 +216,7 @@ pub fn dense_row_totals_kept<T: Real>(
         KeptSumOrder::Sequential,
         scratch,
         out,
-    )
+    );
 }
 
 /// [`dense_row_totals_kept`] with the summation order given explicitly.

@@ -3,15 +3,15 @@
 //! of several dtypes, at awkward ranges; parallel-written gzip arrays read back equal in
 //! h5py with the same filters; a corrupt chunk still gives the clear error.
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::ops::Range;
 use std::path::Path;
 
-use atlasnorm::array::{DType, NumVec};
-use atlasnorm::store::h5ad::{AnnDataWriter, Compression};
-use atlasnorm::store::{open_input, ElementPath};
-use atlasnorm::{Error, Options};
+use atlasnorm_store::array::{DType, NumVec};
+use atlasnorm_store::store::h5ad::{AnnDataWriter, Compression};
+use atlasnorm_store::store::{open_input, ElementPath};
+use atlasnorm_store::{Error, Options, Params};
 use h5ad_common::{run_py, s, tempdir, PY_MATRIX};
 
 const N_OBS: u64 = 301;
@@ -262,10 +262,13 @@ fn normalize_gzip_shuffle_output_matches_scanpy() {
         let input = d.join(format!("{name}.h5ad"));
         let output = d.join(format!("{name}.out.h5ad"));
         let opts = Options {
-            max_block_values: Some(2500),
+            params: Params {
+                max_block_values: Some(2500),
+                ..Params::default()
+            },
             ..Options::default()
         };
-        atlasnorm::normalize(&input, &output, &opts, &atlasnorm::Silent).unwrap();
+        atlasnorm_store::normalize(&input, &output, &opts, &atlasnorm_store::Silent).unwrap();
         let out = run_py(
             r#"
 import sys, numpy as np, anndata as ad, scanpy as sc, h5py

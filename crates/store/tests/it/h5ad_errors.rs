@@ -1,16 +1,16 @@
 //! Clear errors for bad inputs: not HDF5, truncated, not AnnData, missing layer, unsupported
 //! encodings, shape mismatches, corrupt compressed chunks; temporary outputs removed on drop.
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::Path;
 
-use atlasnorm::array::DType;
-use atlasnorm::store::h5ad::{H5adInput, H5adOutput};
-use atlasnorm::store::{
+use atlasnorm_store::array::DType;
+use atlasnorm_store::store::h5ad::{H5adInput, H5adOutput};
+use atlasnorm_store::store::{
     create_output, open_input, ElementPath, OutputLayout, OutputMatrixSpec, SparseStructure,
 };
-use atlasnorm::Error;
+use atlasnorm_store::Error;
 use h5ad_common::{run_py, s, tempdir, PY_MATRIX};
 
 const MAKE: &str = r#"
@@ -216,7 +216,7 @@ fn temporary_output_is_removed_on_drop() {
             &input,
             &target,
             &ElementPath::X,
-            &atlasnorm::Options::default(),
+            &atlasnorm_store::Options::default(),
         )
         .unwrap();
         let spec = OutputMatrixSpec {

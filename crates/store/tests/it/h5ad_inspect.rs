@@ -1,6 +1,6 @@
 //! `inspect` lists encodings, shapes, dtypes, chunks, filters, nnz and legacy formats.
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use h5ad_common::{run_py, s, tempdir};
 
@@ -26,7 +26,7 @@ with h5py.File(sys.argv[2], "r+") as f:
 "#,
         &[s(&p), s(&legacy)],
     );
-    let t = atlasnorm::inspect::inspect(&p).unwrap();
+    let t = atlasnorm_store::inspect::inspect(&p).unwrap();
     println!("{t}");
     let nnz = 60;
     for needle in [
@@ -43,12 +43,12 @@ with h5py.File(sys.argv[2], "r+") as f:
     ] {
         assert!(t.contains(needle), "missing {needle:?} in\n{t}");
     }
-    let t = atlasnorm::inspect::inspect(&legacy).unwrap();
+    let t = atlasnorm_store::inspect::inspect(&legacy).unwrap();
     assert!(
         t.contains("X/  legacy sparse (h5sparse_format 'csr')  shape (30, 8)  nnz 60"),
         "{t}"
     );
     assert!(t.contains("contiguous"), "{t}");
-    let e = atlasnorm::inspect::inspect(&dir.path().join("missing.h5ad")).unwrap_err();
+    let e = atlasnorm_store::inspect::inspect(&dir.path().join("missing.h5ad")).unwrap_err();
     assert!(e.to_string().contains("no such file"), "{e}");
 }

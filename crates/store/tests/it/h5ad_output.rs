@@ -1,13 +1,13 @@
 //! The output: every element but the normalized one copied exactly (checked with h5py),
 //! the new matrix, obs columns and uns/log1p as anndata reads them.
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::Path;
 
-use atlasnorm::array::{DType, NumVec};
-use atlasnorm::store::h5ad::{H5adInput, H5adOutput};
-use atlasnorm::store::{
+use atlasnorm_store::array::{DType, NumVec};
+use atlasnorm_store::store::h5ad::{H5adInput, H5adOutput};
+use atlasnorm_store::store::{
     ElementPath, InputStore, MatrixLayout, OutputLayout, OutputMatrixSpec, OutputStore,
     SparseStructure,
 };

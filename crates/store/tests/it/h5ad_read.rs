@@ -1,13 +1,13 @@
 //! Reading X and layers of every supported encoding, dtype and filter back with the right
 //! values (inputs written by anndata/h5py).
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::Path;
 
-use atlasnorm::array::DType;
-use atlasnorm::store::h5ad::H5adInput;
-use atlasnorm::store::{open_input, ElementPath, InputStore, MatrixLayout, MatrixSource};
+use atlasnorm_store::array::DType;
+use atlasnorm_store::store::h5ad::H5adInput;
+use atlasnorm_store::store::{open_input, ElementPath, InputStore, MatrixLayout, MatrixSource};
 use h5ad_common::{run_py, s, tempdir, value, PY_MATRIX};
 
 const N_OBS: u64 = 37;

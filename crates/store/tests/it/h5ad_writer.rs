@@ -1,11 +1,11 @@
 //! New AnnData files from the writer read back (in Rust and with anndata); `inspect` lists
 //! them.
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
-use atlasnorm::array::{DType, NumVec};
-use atlasnorm::store::h5ad::{AnnDataWriter, Compression, H5adInput};
-use atlasnorm::store::{ElementPath, InputStore, MatrixLayout};
+use atlasnorm_store::array::{DType, NumVec};
+use atlasnorm_store::store::h5ad::{AnnDataWriter, Compression, H5adInput};
+use atlasnorm_store::store::{ElementPath, InputStore, MatrixLayout};
 use h5ad_common::{run_py, s, tempdir, value};
 
 const N_OBS: u64 = 1000;
@@ -80,7 +80,7 @@ fn written_files_read_back() {
             input.var_names(&[0, 56]).unwrap(),
             vec!["gene-0", "gene-56"]
         );
-        let listing = atlasnorm::inspect::inspect(&p).unwrap();
+        let listing = atlasnorm_store::inspect::inspect(&p).unwrap();
         assert!(
             listing.contains(&format!(
                 "csr_matrix 0.1.0  shape ({N_OBS}, {N_VARS})  nnz {nnz}"

@@ -2,16 +2,15 @@
 //! `moto[server]`, installed by scripts/python-env.sh) on a free 127.0.0.1 port, started and
 //! stopped by each test. Python: `$ATLASNORM_PYTHON`, default `.tools/py312/bin/python`.
 
-#[path = "common/moto.rs"]
-mod moto;
+use atlasnorm_testkit::moto;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moto::{enforce_auth, free_port, Moto, SlowProxy};
 
-use atlasnorm::store::zarr::s3::{self, S3Config, S3Storage};
-use atlasnorm::store::zarr::storage::{self as zstorage, Location, Purpose};
+use atlasnorm_store::store::zarr::s3::{self, S3Config, S3Storage};
+use atlasnorm_store::store::zarr::storage::{self as zstorage, Location, Purpose};
 use zarrs::storage::byte_range::ByteRange;
 use zarrs::storage::{
     Bytes, ListableStorageTraits, ReadableStorageTraits, StoreKey, StorePrefix,

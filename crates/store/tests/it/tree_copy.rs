@@ -3,14 +3,16 @@
 //! its HDF5 type, chunking; anndata: every element equal), in bounded row blocks; and
 //! [`H5adOutput::create_from_tree`] builds an output the engine can finish.
 
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::Path;
 
-use atlasnorm::array::{DType, NumVec};
-use atlasnorm::store::h5ad::{H5adInput, H5adOutput, H5adTreeWriter};
-use atlasnorm::store::tree::{copy_tree, ArrayData, ArrayInfo, Attrs, TreeReader, TreeWriter};
-use atlasnorm::store::{
+use atlasnorm_store::array::{DType, NumVec};
+use atlasnorm_store::store::h5ad::{H5adInput, H5adOutput, H5adTreeWriter};
+use atlasnorm_store::store::tree::{
+    copy_tree, ArrayData, ArrayInfo, Attrs, TreeReader, TreeWriter,
+};
+use atlasnorm_store::store::{
     ElementPath, InputStore, MatrixLayout, OutputLayout, OutputMatrixSpec, OutputStore,
     SparseStructure,
 };
@@ -55,10 +57,10 @@ struct Counting {
 }
 
 impl TreeWriter for Counting {
-    fn create_group(&mut self, group: &str, attrs: &Attrs) -> atlasnorm::Result<()> {
+    fn create_group(&mut self, group: &str, attrs: &Attrs) -> atlasnorm_store::Result<()> {
         self.inner.create_group(group, attrs)
     }
-    fn create_array(&mut self, array: &str, info: &ArrayInfo) -> atlasnorm::Result<()> {
+    fn create_array(&mut self, array: &str, info: &ArrayInfo) -> atlasnorm_store::Result<()> {
         self.infos.insert(array.to_string(), info.clone());
         self.inner.create_array(array, info)
     }
@@ -67,7 +69,7 @@ impl TreeWriter for Counting {
         array: &str,
         first_row: u64,
         data: &ArrayData,
-    ) -> atlasnorm::Result<()> {
+    ) -> atlasnorm_store::Result<()> {
         let info = &self.infos[array];
         let len = match data {
             ArrayData::Num(v) => v.len(),
@@ -82,7 +84,7 @@ impl TreeWriter for Counting {
         ));
         self.inner.write_rows(array, first_row, data)
     }
-    fn create_null(&mut self, path: &str, attrs: &Attrs) -> atlasnorm::Result<()> {
+    fn create_null(&mut self, path: &str, attrs: &Attrs) -> atlasnorm_store::Result<()> {
         self.inner.create_null(path, attrs)
     }
 }
@@ -206,17 +208,22 @@ fn create_from_tree_leaves_nothing_on_failure() {
         fn children(
             &self,
             g: &str,
-        ) -> atlasnorm::Result<Vec<(String, atlasnorm::store::tree::NodeKind)>> {
+        ) -> atlasnorm_store::Result<Vec<(String, atlasnorm_store::store::tree::NodeKind)>>
+        {
             self.0.children(g)
         }
-        fn group_attrs(&self, g: &str) -> atlasnorm::Result<Attrs> {
+        fn group_attrs(&self, g: &str) -> atlasnorm_store::Result<Attrs> {
             self.0.group_attrs(g)
         }
-        fn array_info(&self, a: &str) -> atlasnorm::Result<ArrayInfo> {
+        fn array_info(&self, a: &str) -> atlasnorm_store::Result<ArrayInfo> {
             self.0.array_info(a)
         }
-        fn read_rows(&self, a: &str, _rows: std::ops::Range<u64>) -> atlasnorm::Result<ArrayData> {
-            Err(atlasnorm::Error::input(
+        fn read_rows(
+            &self,
+            a: &str,
+            _rows: std::ops::Range<u64>,
+        ) -> atlasnorm_store::Result<ArrayData> {
+            Err(atlasnorm_store::Error::input(
                 Path::new("broken"),
                 a,
                 "unreadable",
@@ -246,7 +253,7 @@ impl TreeReader for MemReader {
     fn children(
         &self,
         group: &str,
-    ) -> atlasnorm::Result<Vec<(String, atlasnorm::store::tree::NodeKind)>> {
+    ) -> atlasnorm_store::Result<Vec<(String, atlasnorm_store::store::tree::NodeKind)>> {
         let prefix = if group.is_empty() {
             String::new()
         } else {
@@ -259,21 +266,25 @@ impl TreeReader for MemReader {
             .filter(|(p, _)| !p[prefix.len()..].contains('/'))
             .map(|(p, (_, a))| {
                 let kind = if a.is_some() {
-                    atlasnorm::store::tree::NodeKind::Array
+                    atlasnorm_store::store::tree::NodeKind::Array
                 } else {
-                    atlasnorm::store::tree::NodeKind::Group
+                    atlasnorm_store::store::tree::NodeKind::Group
                 };
                 (p[prefix.len()..].to_string(), kind)
             })
             .collect())
     }
-    fn group_attrs(&self, group: &str) -> atlasnorm::Result<Attrs> {
+    fn group_attrs(&self, group: &str) -> atlasnorm_store::Result<Attrs> {
         Ok(self.nodes[group].0.clone())
     }
-    fn array_info(&self, array: &str) -> atlasnorm::Result<ArrayInfo> {
+    fn array_info(&self, array: &str) -> atlasnorm_store::Result<ArrayInfo> {
         Ok(self.nodes[array].1.as_ref().unwrap().0.clone())
     }
-    fn read_rows(&self, array: &str, rows: std::ops::Range<u64>) -> atlasnorm::Result<ArrayData> {
+    fn read_rows(
+        &self,
+        array: &str,
+        rows: std::ops::Range<u64>,
+    ) -> atlasnorm_store::Result<ArrayData> {
         let (info, data) = self.nodes[array].1.as_ref().unwrap();
         assert_eq!(rows, 0..info.n_rows(), "one block in this test");
         Ok(data.clone())
@@ -286,7 +297,7 @@ fn json_attrs(v: serde_json::Value) -> Attrs {
 
 #[test]
 fn zarr_like_tree_becomes_an_anndata_h5ad() {
-    use atlasnorm::store::tree::ElemType;
+    use atlasnorm_store::store::tree::ElemType;
     use serde_json::json;
     let mut nodes = std::collections::BTreeMap::new();
     let enc = |t: &str, v: &str| json!({"encoding-type": t, "encoding-version": v});

@@ -2,20 +2,18 @@
 //! v3 unsharded, v2 with blosc): the engine's result bit for bit against scanpy on the same
 //! store, the tree reader, `inspect`, and clear errors for damaged stores.
 
-#[allow(dead_code)]
-mod common;
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use atlasnorm::array::NumVec;
-use atlasnorm::engine::normalize_stores;
-use atlasnorm::store::tree::{ArrayData, ElemType, NodeKind, TreeReader};
-use atlasnorm::store::zarr::ZarrInput;
-use atlasnorm::store::{open_input, ElementPath, InputStore, SparseStructure};
-use atlasnorm::{Options, Silent};
-use common::memory_store::{MemoryOutput, Written};
+use atlasnorm_core::memory::{MemoryOutput, Written};
+use atlasnorm_store::array::NumVec;
+use atlasnorm_store::engine::normalize_stores;
+use atlasnorm_store::store::tree::{ArrayData, ElemType, NodeKind, TreeReader};
+use atlasnorm_store::store::zarr::ZarrInput;
+use atlasnorm_store::store::{open_input, ElementPath, InputStore, SparseStructure};
+use atlasnorm_store::{Params, Silent};
 use h5ad_common::{run_py, s};
 
 const STORES: [&str; 3] = ["v3s.zarr", "v3u.zarr", "v2.zarr"];
@@ -27,7 +25,7 @@ fn dir() -> &'static Path {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zarr_read");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zarr/make_stores.py");
+        let script = atlasnorm_testkit::repo_root().join("tests/zarr/make_stores.py");
         let code = std::fs::read_to_string(script).unwrap();
         let out = run_py(&code, &[s(&dir)]);
         assert!(out.contains("ok"), "{out}");
@@ -41,11 +39,11 @@ fn store(name: &str) -> PathBuf {
 
 fn run(path: &Path, layer: Option<&str>) -> Result<Written, String> {
     let input = open_input(path).map_err(|e| e.to_string())?;
-    let opts = Options {
+    let opts = Params {
         layer: layer.map(str::to_string),
         max_block_values: Some(97),
         threads: Some(2),
-        ..Options::default()
+        ..Params::default()
     };
     let out = MemoryOutput::default();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -233,7 +231,7 @@ fn tree_reader_covers_what_anndata_writes() {
         assert_eq!(flag, ArrayData::Bool(vec![true, false, true, false]));
         assert_eq!(
             z.array_info("obs/cat/codes").unwrap().elem,
-            ElemType::Num(atlasnorm::array::DType::I8)
+            ElemType::Num(atlasnorm_store::array::DType::I8)
         );
         let values = z.read_rows("var/_index/values", 38..40).unwrap();
         assert_eq!(
@@ -266,7 +264,7 @@ fn tree_reader_covers_what_anndata_writes() {
 
 #[test]
 fn inspect_lists_format_chunks_shards_codecs() {
-    let v3 = atlasnorm::inspect::inspect(&store("v3s.zarr")).unwrap();
+    let v3 = atlasnorm_store::inspect::inspect(&store("v3s.zarr")).unwrap();
     eprintln!("{v3}");
     for want in [
         "zarr v3",
@@ -278,7 +276,7 @@ fn inspect_lists_format_chunks_shards_codecs() {
     ] {
         assert!(v3.contains(want), "missing {want:?}");
     }
-    let v2 = atlasnorm::inspect::inspect(&store("v2.zarr")).unwrap();
+    let v2 = atlasnorm_store::inspect::inspect(&store("v2.zarr")).unwrap();
     eprintln!("{v2}");
     for want in [
         "zarr v2",

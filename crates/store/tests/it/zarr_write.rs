@@ -2,20 +2,20 @@
 //! from empty through its `TreeWriter`), read back by real anndata and compared bit for bit
 //! with scanpy run on the same matrix.
 
-#[allow(dead_code)]
-mod common;
-mod h5ad_common;
+use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::Path;
 
-use atlasnorm::array::NumVec;
-use atlasnorm::engine::normalize_stores;
-use atlasnorm::options::{ZarrCodec, ZarrFormat, ZarrOutputOptions};
-use atlasnorm::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, TreeWriter};
-use atlasnorm::store::zarr::ZarrOutput;
-use atlasnorm::store::{ElementPath, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
-use atlasnorm::{Options, Silent};
-use common::memory_store::{layouts_of, MemoryInput, MemoryMatrix};
+use atlasnorm_core::memory::{layouts_of, MemoryInput, MemoryMatrix};
+use atlasnorm_store::array::NumVec;
+use atlasnorm_store::engine::normalize_stores;
+use atlasnorm_store::options::{ZarrCodec, ZarrFormat, ZarrOutputOptions};
+use atlasnorm_store::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, TreeWriter};
+use atlasnorm_store::store::zarr::ZarrOutput;
+use atlasnorm_store::store::{
+    ElementPath, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure,
+};
+use atlasnorm_store::{Options, Params, Silent};
 use h5ad_common::run_py;
 use serde_json::json;
 
@@ -81,7 +81,7 @@ fn skeleton(out: &mut ZarrOutput, n_obs: usize, n_vars: usize) {
     out.create_array(
         "uns/extra/answer",
         &ArrayInfo {
-            elem: ElemType::Num(atlasnorm::array::DType::I64),
+            elem: ElemType::Num(atlasnorm_store::array::DType::I64),
             shape: vec![],
             attrs: enc("numeric-scalar", "0.2.0"),
         },
@@ -111,7 +111,7 @@ fn skeleton(out: &mut ZarrOutput, n_obs: usize, n_vars: usize) {
     out.create_array(
         "obsm/pca",
         &ArrayInfo {
-            elem: ElemType::Num(atlasnorm::array::DType::F32),
+            elem: ElemType::Num(atlasnorm_store::array::DType::F32),
             shape: vec![n_obs as u64, 3],
             attrs: enc("array", "0.2.0"),
         },
@@ -198,10 +198,13 @@ fn run_case(case: &Case) -> std::path::PathBuf {
     let dir = tempfile::tempdir().unwrap().keep();
     let out_path = dir.join(format!("{}.zarr", case.layout));
     let opts = Options {
-        key_added: Some("nf".into()),
-        log1p_base: case.base,
+        params: Params {
+            key_added: Some("nf".into()),
+            log1p_base: case.base,
+            max_block_values: Some(1777),
+            ..Params::default()
+        },
         zarr: case.zarr.clone(),
-        max_block_values: Some(1777),
         ..Options::default()
     };
     let out = if case.layout == "csr" {
@@ -212,7 +215,7 @@ fn run_case(case: &Case) -> std::path::PathBuf {
             layout: "csc",
             base: None,
         });
-        let store: atlasnorm::store::zarr::Storage =
+        let store: atlasnorm_store::store::zarr::Storage =
             std::sync::Arc::new(zarrs::filesystem::FilesystemStore::new(&first).unwrap());
         let format = case.zarr.format.unwrap_or(ZarrFormat::V3);
         ZarrOutput::create(Some((&store, format)), &out_path, &ElementPath::X, &opts).unwrap()
@@ -229,7 +232,7 @@ fn run_case(case: &Case) -> std::path::PathBuf {
         .num_threads(2)
         .build()
         .unwrap();
-    pool.install(|| normalize_stores(&input, Box::new(out), &opts, &Silent))
+    pool.install(|| normalize_stores(&input, Box::new(out), &opts.params, &Silent))
         .unwrap();
     assert!(out_path
         .join(match case.zarr.format {
@@ -388,10 +391,10 @@ fn dropped_or_failed_outputs_leave_nothing() {
         n_obs: 10,
         n_vars: 4,
         nnz: 5,
-        data_dtype: atlasnorm::array::DType::F32,
+        data_dtype: atlasnorm_store::array::DType::F32,
         structure: SparseStructure::Write {
-            indices: atlasnorm::array::DType::I32,
-            indptr: atlasnorm::array::DType::I32,
+            indices: atlasnorm_store::array::DType::I32,
+            indptr: atlasnorm_store::array::DType::I32,
         },
     };
     let mut sink = out.create_matrix(&ElementPath::X, &spec).unwrap();
@@ -428,6 +431,7 @@ fn an_existing_output_is_refused_without_force() {
     std::fs::write(&input, b"not really").unwrap();
     let out_path = dir.path().join("out.zarr");
     std::fs::create_dir(&out_path).unwrap();
-    let err = atlasnorm::normalize(&input, &out_path, &Options::default(), &Silent).unwrap_err();
+    let err =
+        atlasnorm_store::normalize(&input, &out_path, &Options::default(), &Silent).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
 }

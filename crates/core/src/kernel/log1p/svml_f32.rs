@@ -71,8 +71,8 @@ pub fn main_path(x: f32) -> (f32, bool) {
     (f(res.to_bits() | sign), rare)
 }
 
-/// `__slog1p_la_CoutTab` of numpy 2.5.5: for i in 0..=64, (rcp_i, log_hi_i, log_lo_i) with
-/// rcp_i ~ 1/(1 + i/64) and log_hi + log_lo ~ -ln(rcp_i).
+/// `__slog1p_la_CoutTab` of numpy 2.5.5: for i in 0..=64, (`rcp_i`, `log_hi_i`, `log_lo_i`) with
+/// `rcp_i` ~ 1/(1 + i/64) and `log_hi` + `log_lo` ~ -`ln(rcp_i)`.
 #[rustfmt::skip]
 const COUT_TAB: [[u32; 3]; 65] = [
     [0x3f800000, 0x00000000, 0x00000000], [0x3f7c0000, 0x3c810000, 0x35acb127],
@@ -257,21 +257,21 @@ fn slice_body(xs: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512cd,avx512vl,avx512bw,avx512dq,fma")]
 // SAFETY: callers must have detected x86-64-v4 AVX-512 and FMA at run time (`simd_level`).
 unsafe fn slice_avx512(xs: &mut [f32]) {
-    slice_body(xs)
+    slice_body(xs);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: callers must have detected AVX2 and FMA at run time (`simd_level`).
 unsafe fn slice_avx2(xs: &mut [f32]) {
-    slice_body(xs)
+    slice_body(xs);
 }
 
 pub use super::{simd_level, SimdLevel};
 
 /// In-place numpy/SVML float32 log1p over a slice, with the fastest variant this CPU runs.
 pub fn log1p_slice(xs: &mut [f32]) {
-    log1p_slice_at(simd_level(), xs)
+    log1p_slice_at(simd_level(), xs);
 }
 
 /// [`log1p_slice`] with a forced variant (tests and benches); a level the CPU lacks falls back
@@ -291,5 +291,5 @@ pub fn log1p_slice_at(level: SimdLevel, xs: &mut [f32]) {
         }
     }
     let _ = level;
-    slice_body(xs)
+    slice_body(xs);
 }

@@ -99,7 +99,7 @@ pub fn is_rare(x: f64) -> bool {
 }
 
 /// The main path for one value (see the module docs). Only for `!is_rare(x)`: then `S = 1 + x`
-/// is a positive normal number in [2^-53, f64::MAX], so getmant/getexp/scalef are bit fields and
+/// is a positive normal number in [2^-53, `f64::MAX`], so getmant/getexp/scalef are bit fields and
 /// a multiplication. Branch-free.
 #[inline(always)]
 pub fn main_path(x: f64) -> f64 {
@@ -150,7 +150,7 @@ pub fn main_path(x: f64) -> f64 {
 }
 
 /// `__dlog1p_ha_CoutTab` of numpy 2.5.5 (same bytes as `__dlog1p_la_CoutTab`): for i in 0..=64,
-/// (rcp_i, log_hi_i, log_lo_i) with rcp_i ~ 1/(1 + i/64) and log_hi + log_lo ~ -ln(rcp_i).
+/// (`rcp_i`, `log_hi_i`, `log_lo_i`) with `rcp_i` ~ 1/(1 + i/64) and `log_hi` + `log_lo` ~ -`ln(rcp_i)`.
 #[rustfmt::skip]
 const COUT_TAB: [[u64; 3]; 65] = [
     [0x3ff0000000000000, 0x0000000000000000, 0x0000000000000000],
@@ -351,7 +351,7 @@ fn slice_portable_body(xs: &mut [f64]) {
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: callers must have detected AVX2 and FMA at run time (`simd_level`).
 unsafe fn slice_portable_avx2(xs: &mut [f64]) {
-    slice_portable_body(xs)
+    slice_portable_body(xs);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -542,7 +542,7 @@ pub use super::{simd_level, SimdLevel};
 
 /// In-place numpy/SVML float64 log1p over a slice, with the fastest variant this CPU runs.
 pub fn log1p_slice(xs: &mut [f64]) {
-    log1p_slice_at(simd_level(), xs)
+    log1p_slice_at(simd_level(), xs);
 }
 
 /// [`log1p_slice`] with a forced variant (tests and benches); a level the CPU lacks falls back
@@ -562,5 +562,5 @@ pub fn log1p_slice_at(level: SimdLevel, xs: &mut [f64]) {
         }
     }
     let _ = level;
-    slice_portable_body(xs)
+    slice_portable_body(xs);
 }

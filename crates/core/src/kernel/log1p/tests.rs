@@ -1,4 +1,4 @@
-//! log1p against numpy's own outputs (src/kernel/testdata, from scripts/gen_kernel_vectors.py).
+//! log1p against numpy's own outputs (src/kernel/testdata, from `scripts/gen_kernel_vectors.py`).
 
 use super::svml_f32::{self, SimdLevel};
 use super::svml_f64;

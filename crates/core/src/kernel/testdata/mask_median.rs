@@ -8,17 +8,17 @@ pub const MASK_X: &[u32] = &[
     0x00000000, 0x4535471a, 0x4757446e, 0x00000000, 0x47185cae, 0x4934ee0e, 0x00000000, 0x465813c2,
     0x48804bbb, 0x00000000, 0x3f800000, 0x3f800000, 0x42480000,
 ];
-/// scanpy dense path: stats.sum(x > counts[:, None] * max_fraction, axis=0) != 0
+/// scanpy dense path: stats.sum(x > counts[:, None] * `max_fraction`, axis=0) != 0
 pub const MASK_DENSE_EXCLUDED: &[bool] = &[false, true, true];
-/// scanpy CSR path (_normalize_csr) on the same matrix as CSR
+/// scanpy CSR path (_`normalize_csr`) on the same matrix as CSR
 pub const MASK_CSR_EXCLUDED: &[bool] = &[true, true, true];
-/// sc.pp.normalize_total(dense, exclude_highly_expressed=True, inplace=False)['X']
+/// `sc.pp.normalize_total(dense`, `exclude_highly_expressed=True`, inplace=False)['X']
 pub const MASK_DENSE_NORMALIZED: &[u32] = &[
     0x465813c2, 0x48804bbb, 0x00000000, 0x465813c2, 0x48804bba, 0x00000000, 0x465813c3, 0x48804bbb,
     0x00000000, 0x465813c2, 0x48804bbb, 0x00000000, 0x465813c2, 0x48804bbb, 0x00000000, 0x465813c2,
     0x48804bbb, 0x00000000, 0x465813c2, 0x465813c2, 0x4928cf6f,
 ];
-/// (totals as f32 bits, _compute_nnz_median(totals) bits)
+/// (totals as f32 bits, _`compute_nnz_median(totals)` bits)
 pub const MEDIAN_F32: &[(&[u32], u32)] = &[
     (&[
     0x40400000, 0x3f800000, 0x40000000,

@@ -3240,7 +3240,7 @@ pub const CSR_INDICES: &[u32] = &[
     0x00000027, 0x0000002b, 0x0000002c, 0x00000030, 0x00000032, 0x00000033, 0x00000037, 0x00000039,
 ];
 pub const CSR_INDPTR: &[usize] = &[0, 25, 54, 79, 93, 113, 133, 153, 178, 206, 225, 254, 279, 307, 330, 353, 376, 395, 418, 439, 468, 494, 520, 544, 568, 597, 615, 641, 675, 694, 716, 738, 761, 779, 804, 827, 859, 885, 912, 940, 960];
-/// scanpy _normalize_csr counts_per_cell (first pass)
+/// scanpy _`normalize_csr` `counts_per_cell` (first pass)
 pub const CSR_TOTALS: &[u32] = &[
     0x45ed39c8, 0x46015757, 0xc5905c2b, 0x45763d8d, 0x45e44c8d, 0x459ed11c, 0x459f61f6, 0x4627c348,
     0x46084dd6, 0x45cf0b52, 0x45d89a65, 0x454d8808, 0x45ba6baa, 0x4511b278, 0x45fab02f, 0x458bd362,
@@ -3249,9 +3249,9 @@ pub const CSR_TOTALS: &[u32] = &[
     0x45a5290c, 0x461177d7, 0x458f6eac, 0x461ab4ff, 0x45882725, 0x46262058, 0x463e8319, 0x466cdd41,
 ];
 pub const CSR_MAX_FRACTION: f64 = 0.3;
-/// scanpy _normalize_csr(exclude_highly_expressed=True): counts_per_cols != 0
+/// scanpy _`normalize_csr(exclude_highly_expressed=True)`: `counts_per_cols` != 0
 pub const CSR_EXCLUDED: &[bool] = &[true, true, true, true, true, true, false, true, true, true, false, true, false, true, false, true, true, true, false, true, true, true, true, true, true, false, true, true, true, false, true, false, false, true, false, false, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, false, true, true, true, true, true, true, true, false];
-/// ... and its second-pass counts_per_cell
+/// ... and its second-pass `counts_per_cell`
 pub const CSR_KEPT_TOTALS: &[u32] = &[
     0x43eada6e, 0x43003821, 0xc5b1c0d2, 0x00000000, 0x41c50e95, 0x40974c5f, 0x4105ce09, 0x4546bbcb,
     0x42a36197, 0x4218af93, 0x42cbf50e, 0x44481a8b, 0x429d0170, 0x446d96f0, 0x44a98ba5, 0x43a61805,

@@ -87,7 +87,7 @@ impl ZarrOutput {
             nullable_columns: Default::default(),
             normalized: normalized.store_path(),
             target: output.to_path_buf(),
-            memory: opts.memory,
+            memory: opts.params.memory,
         };
         if let Some((input, _)) = input {
             copy::copy_except(
