@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
-cargo build --release --quiet
+scripts/build.sh
 bin=target/release/atlasnorm
 if [ "$#" -eq 0 ]; then
   mkdir -p demo

@@ -8,11 +8,17 @@ scripts/setup.sh
 scripts/python-env.sh
 export ATLASNORM_PYTHON="$PWD/.tools/py312/bin/python"
 
-cargo fmt --check
-cargo clippy --all-targets --release --quiet -- -D warnings
-cargo build --release --quiet
+cargo fmt --all --check
+scripts/build.sh --workspace --all-targets   # the binary and every test binary, with progress
+cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 tests/valgrind/run.sh     # memcheck over a sample of h5ad and zarr cases; fails on any error
-cargo test --release
+# The core alone: no C library, no I/O crate (the layering promise of ARCHITECTURE.md).
+if cargo tree -p atlasnorm-core -e normal --prefix none | grep -Eq '^(hdf5|zarrs|object_store|tokio)'; then
+  echo "atlasnorm-core depends on an I/O crate:" >&2
+  cargo tree -p atlasnorm-core -e normal >&2
+  exit 1
+fi
+cargo test --release --workspace
 
 export ATLASNORM_BIN="$PWD/target/release/atlasnorm"
 "$ATLASNORM_PYTHON" -m pytest tests/interop -q -p no:cacheprovider -n 2 "$@"

@@ -183,6 +183,11 @@ macro_rules! map_variant {
 }
 
 impl NumVec {
+    /// The values' bytes, in native byte order (little endian on every supported target).
+    pub fn as_bytes(&self) -> &[u8] {
+        each_variant!(self, v => as_bytes(v))
+    }
+
     /// A copy of the values at `range`, in the same dtype.
     ///
     /// # Panics

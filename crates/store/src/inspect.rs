@@ -7,8 +7,7 @@ use crate::error::Result;
 /// A readable tree of the store at `path`: every element with its encoding, shape, dtype,
 /// chunking and filters/codecs (and nnz for sparse matrices).
 pub fn inspect(path: &Path) -> Result<String> {
-    let text = path.to_string_lossy();
-    if text.trim_end_matches('/').ends_with(".zarr") || text.starts_with("s3://") {
+    if crate::store::is_directory_store(path) {
         return crate::store::zarr::inspect(path);
     }
     crate::store::h5ad::inspect(path)

@@ -3,6 +3,10 @@
 use std::process::Command;
 
 /// Runs `cmd` to its end and returns its peak RSS in bytes; panics unless it exits 0.
+///
+/// The figure includes the *calling* process's high-water mark: Linux folds the parent's
+/// peak into the child's `ru_maxrss` when the child execs (it starts as a vfork of the
+/// parent). Call it from a small test process (see `crates/cli/tests/memory/`).
 pub fn peak_rss(cmd: &mut Command) -> u64 {
     // wait4 below reaps the child itself, to read that child's own rusage.
     #[allow(clippy::zombie_processes)]

@@ -73,7 +73,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         job.progress.begin("highly expressed genes", n_vars);
         consume(col_blocks.clone(), read, |b, (values, rows)| {
             for col in b.rows.clone() {
-                let range = column_range(&col_ptr, &b, col);
+                let range = column_range(&col_ptr, b, col);
                 let hit = range.clone().any(|j| {
                     values[j].to_f64() > job.opts.max_fraction * totals[rows[j] as usize].to_f64()
                 });
@@ -93,7 +93,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
                 if mask[col as usize] {
                     continue;
                 }
-                let range = column_range(&col_ptr, &b, col);
+                let range = column_range(&col_ptr, b, col);
                 for j in range {
                     acc[rows[j] as usize] += values[j].to_f64();
                 }
@@ -144,7 +144,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         let mut columns = vec![0i64; block.n_values()];
         consume(col_blocks.clone(), read, |b, (vals, rws)| {
             for col in b.rows.clone() {
-                let range = column_range(&col_ptr, &b, col);
+                let range = column_range(&col_ptr, b, col);
                 for j in range {
                     let r = rws[j] as usize;
                     if rows.contains(&r) {

@@ -35,7 +35,8 @@ fn io_pool() -> Arc<rayon::ThreadPool> {
         .clone()
 }
 
-/// Like [`stream`], with block buffers recycled: at most `pool` buffers of type `Buf` exist
+/// Runs `read` for each block on a reader thread, `compute` on the calling thread (inside
+/// the rayon pool) and `write` on a writer thread, in block order, with block buffers recycled: at most `pool` buffers of type `Buf` exist
 /// (made with `new` when none is free) and each goes round reader → compute → writer →
 /// reader, so block memory is allocated (and faulted in) once and stays bounded. `read`
 /// fills a buffer for a block, `compute` transforms it in place, `write` stores it.
@@ -133,76 +134,27 @@ where
     stream_pooled(blocks, pool, new, read, compute, |_, _| Ok(()))
 }
 
-/// Runs `read` for each block on a reader thread, `compute` on the calling thread (inside
-/// the rayon pool) and `write` on a writer thread, in block order. The first error stops
-/// all three stages and is returned.
-pub fn stream<B, R, W>(
-    blocks: impl IntoIterator<Item = B> + Send,
-    read: impl Fn(&B) -> Result<R> + Send,
-    mut compute: impl FnMut(B, R) -> Result<W>,
-    mut write: impl FnMut(W) -> Result<()> + Send,
-) -> Result<()>
-where
-    B: Send,
-    R: Send,
-    W: Send,
-{
-    std::thread::scope(|scope| {
-        let (read_tx, read_rx) = bounded::<Result<(B, R)>>(1);
-        let (write_tx, write_rx) = bounded::<W>(1);
-        let reader = scope.spawn(move || {
-            for block in blocks {
-                let item = read(&block).map(|r| (block, r));
-                let failed = item.is_err();
-                if read_tx.send(item).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        let writer = scope.spawn(move || -> Result<()> {
-            for item in write_rx {
-                write(item)?;
-            }
-            Ok(())
-        });
-
-        let mut outcome = Ok(());
-        for item in &read_rx {
-            match item.and_then(|(block, raw)| compute(block, raw)) {
-                Ok(done) => {
-                    if write_tx.send(done).is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
-        drop(write_tx);
-        drop(read_rx);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("the writer thread panicked".into())));
-        if reader.join().is_err() {
-            return Err(Error::Internal("the reader thread panicked".into()));
-        }
-        outcome.and(written)
-    })
-}
-
-/// Like [`stream`] without a write stage: computation consumes the blocks.
+/// Like [`consume_pooled`] for a `read` that returns a fresh value per block instead of
+/// filling a recycled buffer: two blocks are alive at once (one read while one is computed).
 pub fn consume<B, R>(
     blocks: impl IntoIterator<Item = B> + Send,
-    read: impl Fn(&B) -> Result<R> + Send,
-    compute: impl FnMut(B, R) -> Result<()>,
+    read: impl Fn(&B) -> Result<R> + Send + Sync,
+    mut compute: impl FnMut(&B, R) -> Result<()>,
 ) -> Result<()>
 where
-    B: Send,
-    R: Send,
+    B: Send + Sync,
+    R: Send + Sync,
 {
-    stream(blocks, read, compute, |()| Ok(()))
+    consume_pooled(
+        blocks,
+        2,
+        || None,
+        |b, slot: &mut Option<R>| {
+            *slot = Some(read(b)?);
+            Ok(())
+        },
+        |b, slot| compute(b, slot.take().expect("the reader filled the slot")),
+    )
 }
 
 #[cfg(test)]
@@ -210,14 +162,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_arrive_in_order_through_all_stages() {
+    fn blocks_arrive_in_order_through_consume() {
         let mut seen = Vec::new();
-        stream(
+        consume(
             0..100u32,
             |&b| Ok(b * 2),
-            |b, r| Ok((b, r + 1)),
-            |(b, v)| {
-                seen.push((b, v));
+            |&b, r| {
+                seen.push((b, r + 1));
                 Ok(())
             },
         )
@@ -272,19 +223,32 @@ mod tests {
 
     #[test]
     fn the_first_error_of_any_stage_is_returned() {
-        let read_fails = stream(
-            0..10u32,
-            |&b| {
-                if b == 3 {
-                    Err(Error::Options("read 3".into()))
+        let fail_at = |stage: &'static str, at: u32| {
+            let check = move |here: &str, b: u32| {
+                if here == stage && b == at {
+                    Err(Error::Options(format!("{stage} {at}")))
                 } else {
-                    Ok(b)
+                    Ok(())
                 }
-            },
-            |_, r| Ok(r),
-            |_| Ok(()),
-        );
-        assert_eq!(read_fails.unwrap_err().to_string(), "read 3");
+            };
+            stream_pooled(
+                0..10u32,
+                2,
+                || 0u32,
+                move |&b, buf| {
+                    *buf = b;
+                    check("read", b)
+                },
+                move |_, buf| check("compute", *buf),
+                move |_, buf| check("write", *buf),
+            )
+        };
+        for (stage, at) in [("read", 3), ("compute", 5), ("write", 7)] {
+            assert_eq!(
+                fail_at(stage, at).unwrap_err().to_string(),
+                format!("{stage} {at}")
+            );
+        }
         let compute_fails = consume(
             0..10u32,
             |&b| Ok(b),
@@ -297,18 +261,5 @@ mod tests {
             },
         );
         assert_eq!(compute_fails.unwrap_err().to_string(), "compute 5");
-        let write_fails = stream(
-            0..10u32,
-            |&b| Ok(b),
-            |_, r| Ok(r),
-            |w| {
-                if w == 7 {
-                    Err(Error::Options("write 7".into()))
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        assert_eq!(write_fails.unwrap_err().to_string(), "write 7");
     }
 }

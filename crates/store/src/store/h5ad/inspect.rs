@@ -19,7 +19,12 @@ pub fn inspect(path: &Path) -> Result<String> {
     let file = open_read(path).map_err(|p| Error::input(path, "/", p))?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut out = String::new();
-    let _ = writeln!(out, "{}  (HDF5, {})", path.display(), human_bytes(size));
+    let _ = writeln!(
+        out,
+        "{}  (HDF5, {})",
+        path.display(),
+        crate::params::format_bytes(size)
+    );
     let root: &Group = &file;
     let _ = writeln!(out, "/{}", encoding_label(root));
     if let Err(p) = encoding::check_anndata(&file) {
@@ -27,21 +32,6 @@ pub fn inspect(path: &Path) -> Result<String> {
     }
     list_group(&mut out, root, "", 1);
     Ok(out)
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn encoding_label(loc: &hdf5::Location) -> String {

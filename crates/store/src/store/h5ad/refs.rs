@@ -170,14 +170,6 @@ fn within(path: &str, prefix: &str) -> bool {
             && path.as_bytes()[prefix.len()] == b'/')
 }
 
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
-    }
-}
-
 fn display(path: &str) -> &str {
     if path.is_empty() {
         "/"
@@ -318,7 +310,7 @@ impl Ctx<'_> {
             .member_names()
             .map_err(|e| self.output_err(path, format!("cannot list members: {}", short(&e))))?;
         for name in names {
-            let child = join(path, &name);
+            let child = crate::store::tree::join(path, &name);
             if self.skipped(&child) || !is_hard_link(group, &name) {
                 continue;
             }

@@ -133,7 +133,7 @@ impl Appender {
                 self.dtype
             ));
         }
-        self.append_bytes(numvec_bytes(values))
+        self.append_bytes(values.as_bytes())
     }
 
     /// Appends integers converted to this appender's (integer) dtype.
@@ -221,23 +221,6 @@ impl Appender {
         result.map_err(fail)?;
         self.written += n;
         Ok(())
-    }
-}
-
-/// The bytes of a numeric buffer (native endian).
-pub(crate) fn numvec_bytes(v: &NumVec) -> &[u8] {
-    use crate::array::as_bytes as bytes;
-    match v {
-        NumVec::I8(s) => bytes(s),
-        NumVec::I16(s) => bytes(s),
-        NumVec::I32(s) => bytes(s),
-        NumVec::I64(s) => bytes(s),
-        NumVec::U8(s) => bytes(s),
-        NumVec::U16(s) => bytes(s),
-        NumVec::U32(s) => bytes(s),
-        NumVec::U64(s) => bytes(s),
-        NumVec::F32(s) => bytes(s),
-        NumVec::F64(s) => bytes(s),
     }
 }
 

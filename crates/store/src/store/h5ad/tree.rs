@@ -763,7 +763,7 @@ impl TreeWriter for H5adTreeWriter {
         let r = match (a.info.elem, data) {
             (ElemType::Num(d), ArrayData::Num(v)) if v.dtype() == d => {
                 let mt = datatype(d).map_err(|e| self.fail(path, short(&e)))?;
-                let bytes = super::sink::numvec_bytes(v);
+                let bytes = v.as_bytes();
                 // H5Dwrite only reads the buffer: the *mut is never written through.
                 let buf = (bytes.as_ptr() as *mut c_void, bytes.len());
                 transfer(&a.ds, &shape, &rows, mt.id(), buf, true)

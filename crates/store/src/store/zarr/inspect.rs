@@ -47,7 +47,7 @@ pub fn inspect(path: &Path) -> Result<String> {
         } else {
             ""
         },
-        size.map(|s| format!(", {}", human_bytes(s)))
+        size.map(|s| format!(", {}", crate::params::format_bytes(s)))
             .unwrap_or_default()
     );
     let root = input
@@ -56,21 +56,6 @@ pub fn inspect(path: &Path) -> Result<String> {
     let _ = writeln!(out, "/{}", encoding_label(&root));
     list_group(&mut out, &input, "", 1)?;
     Ok(out)
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn encoding_label(meta: &NodeMeta) -> String {

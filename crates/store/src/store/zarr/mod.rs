@@ -40,14 +40,8 @@ pub use source::ZarrSource;
 /// A zarr store: local directory or object storage, behind zarrs' synchronous storage traits.
 pub type Storage = Arc<dyn zarrs::storage::ReadableWritableListableStorageTraits>;
 
-/// The key of `name` inside the node at `path` (`""` is the root).
-pub(crate) fn key_in(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}/{name}")
-    }
-}
+/// The key of `name` inside the node at `path` (`""` is the root): [`tree::join`].
+pub(crate) use crate::store::tree::join as key_in;
 
 /// The input's storage handle and format, for copying from it.
 pub(crate) fn input_storage(input: &ZarrInput) -> Option<(&Storage, crate::options::ZarrFormat)> {

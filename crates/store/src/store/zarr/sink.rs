@@ -206,7 +206,7 @@ impl ChunkedWriter {
                 self.elem
             )));
         }
-        self.append_bytes(numvec_bytes(values))
+        self.append_bytes(values.as_bytes())
     }
 
     /// Appends integers converted to the array's integer type.
@@ -403,23 +403,6 @@ pub(crate) fn put(storage: &Storage, key: &str, bytes: Vec<u8>) -> Result<()> {
     storage
         .set(&k, zarrs::storage::Bytes::from(bytes))
         .map_err(|e| Error::Internal(format!("{key}: cannot write: {e}")))
-}
-
-/// The bytes of a numeric buffer (native endian = little endian on every supported target).
-pub(crate) fn numvec_bytes(v: &NumVec) -> &[u8] {
-    use crate::array::as_bytes as bytes;
-    match v {
-        NumVec::I8(x) => bytes(x),
-        NumVec::I16(x) => bytes(x),
-        NumVec::I32(x) => bytes(x),
-        NumVec::I64(x) => bytes(x),
-        NumVec::U8(x) => bytes(x),
-        NumVec::U16(x) => bytes(x),
-        NumVec::U32(x) => bytes(x),
-        NumVec::U64(x) => bytes(x),
-        NumVec::F32(x) => bytes(x),
-        NumVec::F64(x) => bytes(x),
-    }
 }
 
 /// Integers as little-endian bytes of an integer dtype; `Err(value)` for one that does not fit.
