@@ -104,7 +104,10 @@ impl TreeReader for H5adInput {
 
     fn group_attrs(&self, group: &str) -> Result<Attrs> {
         let g = self.tree_group(group)?;
-        read_attrs(&g).map_err(|p| self.tree_err(group, p))
+        let mut attrs = read_attrs(&g).map_err(|p| self.tree_err(group, p))?;
+        // anndata 0.7's elements, as anndata 0.13's read + write leaves them
+        super::upgrade::upgrade_group_attrs(group, &mut attrs);
+        Ok(attrs)
     }
 
     fn array_info(&self, array: &str) -> Result<ArrayInfo> {
@@ -123,7 +126,10 @@ impl TreeReader for H5adInput {
         }
         let shape = space.shape().iter().map(|&d| d as u64).collect();
         let elem = elem_type(&ds).map_err(|p| self.tree_err(array, p))?;
-        Ok(ArrayInfo { elem, shape, attrs })
+        let mut info = ArrayInfo { elem, shape, attrs };
+        // anndata 0.7's elements, as anndata 0.13's read + write leaves them
+        super::upgrade::upgrade_info(self, array, &ds, &mut info);
+        Ok(info)
     }
 
     fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData> {

@@ -1,0 +1,265 @@
+//! anndata 0.7's un-encoded elements, upgraded in an `.h5ad` output as anndata 0.13.4's
+//! read + write leaves them (the rules: [`crate::store::upgrade`]).
+//!
+//! * [`upgrade_uns`]: `.h5ad` → `.h5ad`. `uns` is copied raw (`H5Ocopy`); then, in the
+//!   output, every dict-like group of `uns` without `encoding-type` gets `dict` 0.1.0, every
+//!   numeric/boolean dataset `numeric-scalar` (0-d) or `array`, every variable-length UTF-8
+//!   one `string` / `string-array`. String datasets anndata reads otherwise than it writes
+//!   them back are rewritten as variable-length UTF-8: fixed-length strings (read as numpy
+//!   `<U`, a one-element 1-d one as a `str` scalar) and variable-length ASCII ones (read as
+//!   `bytes`). Record arrays, references and anything else are left as they are.
+//!   obs/var (0.7 dataframes with `__categories`) stay as stored: anndata reads them the
+//!   same as its rewrite, and references into them must keep their targets.
+//! * [`upgrade_info`]: the `.h5ad` tree reader's view (`.h5ad` → `.zarr`): the same rules
+//!   on the attributes it presents, plus 0.7 dataframes (0.1.0 → 0.2.0, columns encoded).
+
+use std::path::Path;
+
+use hdf5::types::TypeDescriptor;
+use hdf5::{Dataset, File, Group, LocationType};
+
+use super::encoding::{node, Node};
+use super::file::{copy_attrs, has_attr, set_encoding, short, str_attr};
+use super::tree::H5adTreeWriter;
+use super::H5adInput;
+use crate::error::{Error, Result};
+use crate::store::tree::{
+    join, rows_per_block, ArrayInfo, Attrs, ElemType, TreeReader, TreeWriter,
+};
+use crate::store::upgrade;
+
+/// What anndata's round trip makes of a stored dataset without `encoding-type`.
+enum Stored {
+    /// Numbers or booleans (also complex, float16): only the encoding is missing.
+    Numeric,
+    /// Variable-length UTF-8 strings: only the encoding is missing.
+    Utf8,
+    /// Fixed-length strings: read as numpy `<U` (a 1-element 1-d one as a `str`), written
+    /// back as variable-length UTF-8.
+    Fixed,
+    /// Variable-length ASCII: read as `bytes`, written back as UTF-8 `str`.
+    VlenAscii,
+    /// Anything else (records, references, enums...): left as stored.
+    Other,
+}
+
+fn stored(desc: &TypeDescriptor) -> Stored {
+    match desc {
+        TypeDescriptor::Integer(_)
+        | TypeDescriptor::Unsigned(_)
+        | TypeDescriptor::Float(_)
+        | TypeDescriptor::Boolean => Stored::Numeric,
+        // h5py's complex numbers: a compound of two floats `r`, `i`.
+        TypeDescriptor::Compound(c)
+            if c.fields.len() == 2
+                && c.fields[0].name == "r"
+                && c.fields[1].name == "i"
+                && c.fields
+                    .iter()
+                    .all(|f| matches!(f.ty, TypeDescriptor::Float(_))) =>
+        {
+            Stored::Numeric
+        }
+        TypeDescriptor::VarLenUnicode => Stored::Utf8,
+        TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_) => Stored::Fixed,
+        TypeDescriptor::VarLenAscii => Stored::VlenAscii,
+        _ => Stored::Other,
+    }
+}
+
+/// Whether a group is a plain mapping (anndata's `dict`, or no encoding at all).
+fn dict_like(attrs_kind: Option<&str>) -> bool {
+    matches!(attrs_kind, None | Some("dict"))
+}
+
+/// Upgrades the output's `uns` (copied raw from `input`) in place; see the module
+/// documentation. `target` names the output in messages; strings are rewritten in blocks of
+/// at most `budget` bytes.
+pub(crate) fn upgrade_uns(input: &H5adInput, out: &File, target: &Path, budget: u64) -> Result<()> {
+    let Some(Node::Group(uns)) = node(out, "uns") else {
+        return Ok(());
+    };
+    if !dict_like(str_attr(&uns, "encoding-type").as_deref()) {
+        return Ok(());
+    }
+    let mut writer = H5adTreeWriter::new(out.clone(), target);
+    walk(input, out, &uns, "uns", target, &mut writer, budget)?;
+    writer.check_complete()
+}
+
+fn walk(
+    input: &H5adInput,
+    out: &File,
+    group: &Group,
+    path: &str,
+    target: &Path,
+    writer: &mut H5adTreeWriter,
+    budget: u64,
+) -> Result<()> {
+    let fail = |elem: &str, what: &str, e: hdf5::Error| {
+        Error::output(target, format!("{elem}: {what}: {}", short(&e)))
+    };
+    if !has_attr(group, "encoding-type") {
+        set_encoding(group, "dict", "0.1.0").map_err(|e| fail(path, "cannot upgrade", e))?;
+    }
+    let links = group
+        .links(hdf5::IndexType::Name, hdf5::IterationOrder::Increasing)
+        .map_err(|e| fail(path, "cannot list members", e))?;
+    for (name, link) in links {
+        let child = join(path, &name);
+        // Soft and external links stay links (their targets are upgraded where they live).
+        if link.link_type != hdf5::LinkType::Hard {
+            continue;
+        }
+        match group.loc_type_by_name(&name) {
+            Ok(LocationType::Group) => {
+                let g = group
+                    .group(&name)
+                    .map_err(|e| fail(&child, "cannot open", e))?;
+                if dict_like(str_attr(&g, "encoding-type").as_deref()) {
+                    walk(input, out, &g, &child, target, writer, budget)?;
+                }
+            }
+            Ok(LocationType::Dataset) => {
+                let ds = group
+                    .dataset(&name)
+                    .map_err(|e| fail(&child, "cannot open", e))?;
+                upgrade_dataset(input, group, &ds, &name, &child, writer, budget).map_err(|e| {
+                    match e {
+                        Upgrade::Hdf5(what, e) => fail(&child, what, e),
+                        Upgrade::Other(e) => e,
+                    }
+                })?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+enum Upgrade {
+    Hdf5(&'static str, hdf5::Error),
+    Other(Error),
+}
+
+impl From<Error> for Upgrade {
+    fn from(e: Error) -> Self {
+        Upgrade::Other(e)
+    }
+}
+
+fn upgrade_dataset(
+    input: &H5adInput,
+    group: &Group,
+    ds: &Dataset,
+    name: &str,
+    path: &str,
+    writer: &mut H5adTreeWriter,
+    budget: u64,
+) -> std::result::Result<(), Upgrade> {
+    let h = |what: &'static str| move |e: hdf5::Error| Upgrade::Hdf5(what, e);
+    if has_attr(ds, "encoding-type") {
+        return Ok(());
+    }
+    let space = ds.space().map_err(h("cannot read the shape"))?;
+    if space.is_null() {
+        return Ok(());
+    }
+    let shape: Vec<u64> = space.shape().iter().map(|&d| d as u64).collect();
+    let Ok(desc) = ds.dtype().and_then(|t| t.to_descriptor()) else {
+        return Ok(());
+    };
+    let scalar = shape.is_empty();
+    let kind = match stored(&desc) {
+        Stored::Numeric if scalar => "numeric-scalar",
+        Stored::Numeric => "array",
+        Stored::Utf8 if scalar => "string",
+        Stored::Utf8 => "string-array",
+        // A 0-d fixed-length string anndata cannot read, and a 0-d ASCII one (read as
+        // `bytes`) it cannot write: nothing to match.
+        Stored::Fixed | Stored::VlenAscii if scalar => return Ok(()),
+        Stored::Fixed | Stored::VlenAscii => {
+            // anndata's legacy read: a 1-element 1-d fixed-length array is its string.
+            let one = matches!(stored(&desc), Stored::Fixed) && shape == [1];
+            let mut info = ArrayInfo {
+                elem: ElemType::String,
+                shape: if one { Vec::new() } else { shape.clone() },
+                attrs: Attrs::new(),
+            };
+            upgrade::upgrade_array(&mut info, false);
+            return rewrite_strings(input, group, name, path, &info, writer, budget);
+        }
+        Stored::Other => return Ok(()),
+    };
+    set_encoding(ds, kind, "0.2.0").map_err(h("cannot upgrade"))
+}
+
+/// Replaces the output's dataset `group/name` (at `path`, copied from the same path of
+/// `input`) by the variable-length UTF-8 strings `info` describes, read from the input; its
+/// other (non-reference) attributes are kept (references are re-created on commit).
+fn rewrite_strings(
+    input: &H5adInput,
+    group: &Group,
+    name: &str,
+    path: &str,
+    info: &ArrayInfo,
+    writer: &mut H5adTreeWriter,
+    budget: u64,
+) -> std::result::Result<(), Upgrade> {
+    let h = |what: &'static str| move |e: hdf5::Error| Upgrade::Hdf5(what, e);
+    let Some(Node::Dataset(src)) = node(input.file(), path) else {
+        return Ok(());
+    };
+    group.unlink(name).map_err(h("cannot replace"))?;
+    writer.create_array(path, info)?;
+    let n_rows = info.n_rows();
+    let step = rows_per_block(info, budget);
+    // A 0-d target reads the one element of the stored 1-element array as row 0..1.
+    let mut row = 0;
+    while row < n_rows {
+        let end = (row + step).min(n_rows);
+        let data = input.read_rows(path, row..end)?;
+        writer.write_rows(path, row, &data)?;
+        row = end;
+    }
+    let new = group.dataset(name).map_err(h("cannot reopen"))?;
+    copy_attrs(&src, &new).map_err(h("cannot copy the attributes"))?;
+    Ok(())
+}
+
+/// The `.h5ad` tree reader's attributes of the array at `path` (dataset `ds`), upgraded as
+/// anndata's round trip writes them: 0-d anywhere; n-d in a dict of `uns` and in a dataframe
+/// (except anndata 0.7's categorical codes, which the tree rewrites itself). A 1-element
+/// fixed-length string array in `uns` becomes the string scalar anndata reads it as.
+pub(super) fn upgrade_info(input: &H5adInput, path: &str, ds: &Dataset, info: &mut ArrayInfo) {
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    let parent_kind = match node(input.file(), parent) {
+        Some(Node::Group(g)) => Some(str_attr(&g, "encoding-type")),
+        _ => None,
+    };
+    let in_uns_dict = upgrade::in_uns(parent)
+        && parent_kind
+            .as_ref()
+            .is_some_and(|k| dict_like(k.as_deref()));
+    let in_frame = parent_kind
+        .as_ref()
+        .is_some_and(|k| k.as_deref() == Some("dataframe"))
+        && !info.attrs.contains_key("categories");
+    if in_uns_dict
+        && info.shape == [1]
+        && !info.attrs.contains_key("encoding-type")
+        && ds
+            .dtype()
+            .and_then(|t| t.to_descriptor())
+            .is_ok_and(|d| matches!(stored(&d), Stored::Fixed))
+    {
+        info.shape = Vec::new();
+    }
+    upgrade::upgrade_array(info, !(in_uns_dict || in_frame));
+}
+
+/// The `.h5ad` tree reader's attributes of the group at `path`, upgraded (see
+/// [`upgrade::upgrade_group`]).
+pub(super) fn upgrade_group_attrs(path: &str, attrs: &mut Attrs) {
+    upgrade::upgrade_group(attrs, upgrade::in_uns(path));
+}
