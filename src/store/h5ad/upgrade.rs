@@ -67,6 +67,16 @@ fn stored(desc: &TypeDescriptor) -> Stored {
     }
 }
 
+/// Whether an HDF5 type is an integer or floating-point number of any width.
+fn is_number_class(dtype: &hdf5::Datatype) -> bool {
+    // SAFETY: `dtype` is an open datatype for the duration of the call.
+    let class = hdf5::sync::sync(|| unsafe { hdf5_sys::h5t::H5Tget_class(dtype.id()) });
+    matches!(
+        class,
+        hdf5_sys::h5t::H5T_class_t::H5T_INTEGER | hdf5_sys::h5t::H5T_class_t::H5T_FLOAT
+    )
+}
+
 /// Whether a group is a plain mapping (anndata's `dict`, or no encoding at all).
 fn dict_like(attrs_kind: Option<&str>) -> bool {
     matches!(attrs_kind, None | Some("dict"))
@@ -166,11 +176,15 @@ fn upgrade_dataset(
         return Ok(());
     }
     let shape: Vec<u64> = space.shape().iter().map(|&d| d as u64).collect();
-    let Ok(desc) = ds.dtype().and_then(|t| t.to_descriptor()) else {
-        return Ok(());
+    let dtype = ds.dtype().map_err(h("cannot read the data type"))?;
+    let how = match dtype.to_descriptor() {
+        Ok(desc) => stored(&desc),
+        // e.g. float16, which the hdf5 crate has no descriptor for
+        Err(_) if is_number_class(&dtype) => Stored::Numeric,
+        Err(_) => return Ok(()),
     };
     let scalar = shape.is_empty();
-    let kind = match stored(&desc) {
+    let kind = match how {
         Stored::Numeric if scalar => "numeric-scalar",
         Stored::Numeric => "array",
         Stored::Utf8 if scalar => "string",
@@ -180,7 +194,7 @@ fn upgrade_dataset(
         Stored::Fixed | Stored::VlenAscii if scalar => return Ok(()),
         Stored::Fixed | Stored::VlenAscii => {
             // anndata's legacy read: a 1-element 1-d fixed-length array is its string.
-            let one = matches!(stored(&desc), Stored::Fixed) && shape == [1];
+            let one = matches!(how, Stored::Fixed) && shape == [1];
             let mut info = ArrayInfo {
                 elem: ElemType::String,
                 shape: if one { Vec::new() } else { shape.clone() },
