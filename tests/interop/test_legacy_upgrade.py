@@ -33,8 +33,8 @@ SCALAR_DTYPES = ["i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8
 
 
 def add_legacy_uns(f: h5py.File, *, h5py_only_types: bool = True) -> None:
-    """`h5py_only_types`: also float16 and complex scalars (which atlasnorm carries into .h5ad
-    outputs, not yet into .zarr ones)."""
+    """`h5py_only_types`: also float16 and complex scalars and record arrays (which atlasnorm
+    carries into .h5ad outputs, not yet into .zarr ones)."""
     u = f["uns"]
     for dt in SCALAR_DTYPES if h5py_only_types else [d for d in SCALAR_DTYPES if d not in ("f2", "c8", "c16")]:
         u.create_dataset(f"s_{dt.replace('?', 'bool')}", data=np.array(3 if dt != "?" else True, dtype=dt))
@@ -55,6 +55,13 @@ def add_legacy_uns(f: h5py.File, *, h5py_only_types: bool = True) -> None:
     g.create_dataset("method", data="umap", dtype=h5py.string_dtype())
     g.create_dataset("flag", data=np.bool_(False))
     u.create_group("empty_dict")
+    if h5py_only_types:
+        # record arrays as anndata 0.7 stored rank_genes_groups (fixed-length string fields)
+        r = u.create_group("rank_genes_groups")
+        r.create_dataset("names", data=np.array([(b"g1", b"gene-long"), (b"g22", b"x")],
+                                                dtype=[("0", "S3"), ("1", "S9")]))
+        r.create_dataset("scores", data=np.array([(1.5, 2), (3.0, -1)], dtype=[("0", "<f4"), ("1", "<i8")]))
+        r.create_dataset("mixed", data=np.array([(1, b"ab", True)] * 3, dtype=[("a", ">i4"), ("b", "S2"), ("c", "?")]))
 
 
 def add_legacy_columns(f: h5py.File) -> None:
@@ -164,6 +171,7 @@ def test_legacy_elements_read_back_as_after_scanpy(cli, tmp_path, layout, out_ki
     assert want["uns/s_bool"].startswith("builtins.bool/") and want["uns/s_u1"].startswith("builtins.int/")
     if zfmt is None:
         assert want["uns/s_c8"].startswith("builtins.complex/") and want["uns/s_f2"].startswith("builtins.float/")
+        assert "('0', 'O')" in want["uns/rank_genes_groups/names"]
     assert want["uns/a_fixed_one"].startswith("builtins.str/")
     bad = [f"{k}: ours {got.get(k)} != scanpy's {v}" for k, v in want.items() if got.get(k) != v]
     bad += [f"{k}: only in ours ({v})" for k, v in got.items() if k not in want]

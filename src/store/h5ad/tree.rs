@@ -237,7 +237,7 @@ fn select_rows(ds_id: hid_t, shape: &[u64], rows: &Range<u64>) -> hdf5::Result<(
 
 /// `H5Dread` or `H5Dwrite` of rows `rows` with memory type `mem_type` from/to `buf`, which
 /// must hold `buf_bytes` bytes: refused unless that is exactly the selected elements.
-fn transfer(
+pub(super) fn transfer(
     ds: &Dataset,
     shape: &[u64],
     rows: &Range<u64>,

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use hdf5::types::TypeDescriptor;
 use hdf5::{Dataset, File, Group, LocationType};
+use hdf5_sys::h5p::H5P_DEFAULT;
 
 use super::encoding::{node, Node};
 use super::file::{copy_attrs, has_attr, set_encoding, short, str_attr};
@@ -39,7 +40,13 @@ enum Stored {
     Fixed,
     /// Variable-length ASCII: read as `bytes`, written back as UTF-8 `str`.
     VlenAscii,
-    /// Anything else (records, references, enums...): left as stored.
+    /// A record array with fixed-length string fields (how anndata 0.7 stored e.g.
+    /// `rank_genes_groups/names`): read with numpy `<U` fields, written back as `rec-array`
+    /// with variable-length UTF-8 fields.
+    Records,
+    /// A record array of numbers and booleans: only the encoding (`rec-array`) is missing.
+    NumericRecords,
+    /// Anything else (references, enums, other records...): left as stored.
     Other,
 }
 
@@ -59,6 +66,39 @@ fn stored(desc: &TypeDescriptor) -> Stored {
                     .all(|f| matches!(f.ty, TypeDescriptor::Float(_))) =>
         {
             Stored::Numeric
+        }
+        TypeDescriptor::Compound(c)
+            if c.fields.iter().any(|f| {
+                matches!(
+                    f.ty,
+                    TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_)
+                )
+            }) && c.fields.iter().all(|f| {
+                matches!(
+                    f.ty,
+                    TypeDescriptor::FixedAscii(_)
+                        | TypeDescriptor::FixedUnicode(_)
+                        | TypeDescriptor::Integer(_)
+                        | TypeDescriptor::Unsigned(_)
+                        | TypeDescriptor::Float(_)
+                        | TypeDescriptor::Boolean
+                )
+            }) =>
+        {
+            Stored::Records
+        }
+        TypeDescriptor::Compound(c)
+            if c.fields.iter().all(|f| {
+                matches!(
+                    f.ty,
+                    TypeDescriptor::Integer(_)
+                        | TypeDescriptor::Unsigned(_)
+                        | TypeDescriptor::Float(_)
+                        | TypeDescriptor::Boolean
+                )
+            }) =>
+        {
+            Stored::NumericRecords
         }
         TypeDescriptor::VarLenUnicode => Stored::Utf8,
         TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_) => Stored::Fixed,
@@ -203,7 +243,11 @@ fn upgrade_dataset(
             upgrade::upgrade_array(&mut info, false);
             return rewrite_strings(input, group, name, path, &info, writer, budget);
         }
-        Stored::Other => return Ok(()),
+        Stored::Records if shape.len() == 1 => {
+            return rewrite_records(input, group, name, path, budget);
+        }
+        Stored::NumericRecords if shape.len() == 1 => "rec-array",
+        Stored::Records | Stored::NumericRecords | Stored::Other => return Ok(()),
     };
     set_encoding(ds, kind, "0.2.0").map_err(h("cannot upgrade"))
 }
@@ -276,4 +320,201 @@ pub(super) fn upgrade_info(input: &H5adInput, path: &str, ds: &Dataset, info: &m
 /// [`upgrade::upgrade_group`]).
 pub(super) fn upgrade_group_attrs(path: &str, attrs: &mut Attrs) {
     upgrade::upgrade_group(attrs, upgrade::in_uns(path));
+}
+
+/// One field of a record array being rewritten: where it sits in a row read with the stored
+/// layout (`from`) and in a row written with variable-length strings (`to`).
+struct Field {
+    from: usize,
+    to: usize,
+    /// Bytes in the stored row: the fixed string's length, or the number's size.
+    size: usize,
+    string: bool,
+}
+
+/// Replaces the output's 1-d record array `group/name` (at `path`, copied from the same path
+/// of `input`) by one whose fixed-length string fields are variable-length UTF-8 (numbers as
+/// stored, native order), `encoding-type: rec-array` 0.2.0, as anndata 0.13 writes it back.
+/// Rows move in blocks of at most `budget` bytes; the other (non-reference) attributes are
+/// kept (references are re-created on commit).
+fn rewrite_records(
+    input: &H5adInput,
+    group: &Group,
+    name: &str,
+    path: &str,
+    budget: u64,
+) -> std::result::Result<(), Upgrade> {
+    use hdf5::types::VarLenUnicode;
+    use hdf5_sys::h5t::{
+        H5T_class_t, H5Tclose, H5Tcreate, H5Tget_class, H5Tget_member_name, H5Tget_member_type,
+        H5Tget_nmembers, H5Tget_size, H5Tinsert,
+    };
+    let h = |what: &'static str| move |e: hdf5::Error| Upgrade::Hdf5(what, e);
+    let bad = |what: &'static str| Upgrade::Hdf5(what, hdf5::Error::from(what));
+    let Some(Node::Dataset(src)) = node(input.file(), path) else {
+        return Ok(());
+    };
+    let n = src.shape().first().copied().unwrap_or(0) as u64;
+    let vlen = hdf5::Datatype::from_type::<VarLenUnicode>().map_err(h("string type"))?;
+    let ptr = std::mem::size_of::<*const std::ffi::c_char>();
+    // SAFETY: every id obtained here is checked and closed exactly once (the two compound
+    // types are returned to the caller, who closes them); member names HDF5 allocated are
+    // copied, then freed once.
+    let layout = hdf5::sync::sync(|| unsafe {
+        let ftype = hdf5_sys::h5d::H5Dget_type(src.id());
+        if ftype < 0 {
+            return None;
+        }
+        let nm = H5Tget_nmembers(ftype).max(0) as u32;
+        let mut members = Vec::new();
+        let (mut from, mut to) = (0usize, 0usize);
+        let mut ok = true;
+        for i in 0..nm {
+            let mtype = H5Tget_member_type(ftype, i);
+            let mname = H5Tget_member_name(ftype, i);
+            if mtype < 0 || mname.is_null() {
+                ok = false;
+                if mtype >= 0 {
+                    H5Tclose(mtype);
+                }
+                break;
+            }
+            let string = H5Tget_class(mtype) == H5T_class_t::H5T_STRING;
+            // numbers keep their stored type (byte order included), as numpy reads them
+            let read_type = hdf5_sys::h5t::H5Tcopy(mtype);
+            let size = H5Tget_size(read_type);
+            let cname = std::ffi::CStr::from_ptr(mname).to_owned();
+            hdf5_sys::h5::H5free_memory(mname.cast());
+            H5Tclose(mtype);
+            members.push((cname, read_type, size, string, from, to));
+            from += size;
+            to += if string { ptr } else { size };
+        }
+        H5Tclose(ftype);
+        let rtype = if ok {
+            H5Tcreate(H5T_class_t::H5T_COMPOUND, from.max(1))
+        } else {
+            -1
+        };
+        let wtype = if ok {
+            H5Tcreate(H5T_class_t::H5T_COMPOUND, to.max(1))
+        } else {
+            -1
+        };
+        let mut fields = Vec::new();
+        for (cname, read_type, size, string, f, t) in members {
+            if rtype >= 0 && wtype >= 0 {
+                ok &= H5Tinsert(rtype, cname.as_ptr(), f, read_type) >= 0;
+                let w = if string { vlen.id() } else { read_type };
+                ok &= H5Tinsert(wtype, cname.as_ptr(), t, w) >= 0;
+            }
+            H5Tclose(read_type);
+            fields.push(Field {
+                from: f,
+                to: t,
+                size,
+                string,
+            });
+        }
+        if !ok || rtype < 0 || wtype < 0 {
+            for t in [rtype, wtype] {
+                if t >= 0 {
+                    H5Tclose(t);
+                }
+            }
+            return None;
+        }
+        Some((rtype, wtype, from, to, fields))
+    });
+    let Some((rtype, wtype, rsize, wsize, fields)) = layout else {
+        return Err(bad("cannot read the record type"));
+    };
+    // SAFETY: both compound types were created above; each is closed once, whatever happens.
+    let close = || {
+        hdf5::sync::sync(|| unsafe {
+            H5Tclose(rtype);
+            H5Tclose(wtype);
+        })
+    };
+    let result = (|| {
+        group.unlink(name).map_err(h("cannot replace"))?;
+        let c = std::ffi::CString::new(name).map_err(|_| bad("NUL in the name"))?;
+        // SAFETY: `group` and `wtype` are open, `c` outlives the call; the dataspace created
+        // here is closed once; the dataset id is checked and closed once.
+        let created = hdf5::sync::sync(|| unsafe {
+            let dims = [n];
+            let space = hdf5_sys::h5s::H5Screate_simple(1, dims.as_ptr(), std::ptr::null());
+            let ds = hdf5_sys::h5d::H5Dcreate2(
+                group.id(),
+                c.as_ptr(),
+                wtype,
+                space,
+                H5P_DEFAULT,
+                H5P_DEFAULT,
+                H5P_DEFAULT,
+            );
+            hdf5_sys::h5s::H5Sclose(space);
+            if ds >= 0 {
+                hdf5_sys::h5d::H5Dclose(ds);
+            }
+            ds >= 0
+        });
+        if !created {
+            return Err(bad("cannot create the upgraded record array"));
+        }
+        let new = group.dataset(name).map_err(h("cannot reopen"))?;
+        let step = (budget / (rsize + wsize * 4).max(1) as u64).max(1);
+        let shape = [n];
+        let mut row = 0u64;
+        while row < n {
+            let end = (row + step).min(n);
+            let rows = (end - row) as usize;
+            let mut rbuf = vec![0u8; rows * rsize];
+            super::tree::transfer(
+                &src,
+                &shape,
+                &(row..end),
+                rtype,
+                (rbuf.as_mut_ptr().cast(), rbuf.len()),
+                false,
+            )
+            .map_err(h("cannot read rows"))?;
+            let mut wbuf = vec![0u8; rows * wsize];
+            let mut keep: Vec<std::ffi::CString> = Vec::new();
+            for r in 0..rows {
+                let (rrow, wrow) = (&rbuf[r * rsize..(r + 1) * rsize], r * wsize);
+                for f in &fields {
+                    let bytes = &rrow[f.from..f.from + f.size];
+                    if f.string {
+                        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                        let text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+                        let cs =
+                            std::ffi::CString::new(text).map_err(|_| bad("NUL in a string"))?;
+                        let p = cs.as_ptr() as usize;
+                        wbuf[wrow + f.to..wrow + f.to + ptr].copy_from_slice(&p.to_ne_bytes());
+                        keep.push(cs);
+                    } else {
+                        wbuf[wrow + f.to..wrow + f.to + f.size].copy_from_slice(bytes);
+                    }
+                }
+            }
+            // `wbuf`'s string pointers point into `keep`, alive until the write returned.
+            super::tree::transfer(
+                &new,
+                &shape,
+                &(row..end),
+                wtype,
+                (wbuf.as_mut_ptr().cast(), wbuf.len()),
+                true,
+            )
+            .map_err(h("cannot write rows"))?;
+            drop(keep);
+            row = end;
+        }
+        set_encoding(&new, "rec-array", "0.2.0").map_err(h("cannot upgrade"))?;
+        copy_attrs(&src, &new).map_err(h("cannot copy the attributes"))?;
+        Ok(())
+    })();
+    close();
+    result
 }
