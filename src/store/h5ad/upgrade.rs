@@ -133,13 +133,12 @@ pub(crate) fn upgrade_uns(input: &H5adInput, out: &File, target: &Path, budget: 
         return Ok(());
     }
     let mut writer = H5adTreeWriter::new(out.clone(), target);
-    walk(input, out, &uns, "uns", target, &mut writer, budget)?;
+    walk(input, &uns, "uns", target, &mut writer, budget)?;
     writer.check_complete()
 }
 
 fn walk(
     input: &H5adInput,
-    out: &File,
     group: &Group,
     path: &str,
     target: &Path,
@@ -167,7 +166,7 @@ fn walk(
                     .group(&name)
                     .map_err(|e| fail(&child, "cannot open", e))?;
                 if dict_like(str_attr(&g, "encoding-type").as_deref()) {
-                    walk(input, out, &g, &child, target, writer, budget)?;
+                    walk(input, &g, &child, target, writer, budget)?;
                 }
             }
             Ok(LocationType::Dataset) => {
