@@ -428,8 +428,9 @@ fn rewrite_records(
     let Some((rtype, wtype, rsize, wsize, fields)) = layout else {
         return Err(bad("cannot read the record type"));
     };
-    // SAFETY: both compound types were created above; each is closed once, whatever happens.
     let close = || {
+        // SAFETY: both compound types were created above; each is closed once, whatever
+        // happens (`close` runs once, below).
         hdf5::sync::sync(|| unsafe {
             H5Tclose(rtype);
             H5Tclose(wtype);
