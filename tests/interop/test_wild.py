@@ -69,16 +69,7 @@ def cases():
             if opts.layer and not has_layer(WILD / name, opts.layer):
                 continue
             for out in ("h5ad", "zarr"):
-                marks = ()
-                if name.startswith("ad0.7_") and name.endswith(".h5ad"):
-                    # Known open defect (issue 9), declared strict so that a fix shows up as XPASS:
-                    # X, obs/var (categoricals included) and the references are right and anndata
-                    # reads the whole output, but 0.7's un-encoded uns scalars and legacy string
-                    # columns are carried as stored, so anndata 0.13 reads np.int64/np.float64 and
-                    # object columns where scanpy's rewrite gives int/float and str columns.
-                    marks = pytest.mark.xfail(strict=True, reason="anndata 0.7 .h5ad: un-encoded uns "
-                                              "scalars and legacy string columns not upgraded as anndata rewrites them")
-                yield pytest.param(name, opts, out, id=f"{name}-{oname}-{out}", marks=marks)
+                yield pytest.param(name, opts, out, id=f"{name}-{oname}-{out}")
 
 
 def run_case(cli, tmp_path: Path, name: str, opts: Options, out_kind: str):

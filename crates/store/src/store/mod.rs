@@ -10,6 +10,7 @@ pub mod h5ad;
 mod labels;
 pub mod temp;
 pub mod tree;
+pub mod upgrade;
 pub mod zarr;
 
 use std::path::Path;

@@ -21,6 +21,7 @@ mod refs;
 mod sink;
 mod source;
 mod tree;
+mod upgrade;
 mod writer;
 
 use std::path::{Path, PathBuf};

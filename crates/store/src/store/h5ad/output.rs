@@ -30,6 +30,9 @@ use crate::store::{
     SparseStructure,
 };
 
+/// Bytes of strings held at a time while `uns` strings are rewritten ([`super::upgrade`]).
+const UPGRADE_BUDGET: u64 = 64 << 20;
+
 /// An .h5ad output under construction.
 pub struct H5adOutput {
     // Field order matters: the file is closed before the temporary file is removed.
@@ -96,6 +99,8 @@ impl H5adOutput {
                     .map_err(|e| fail(&format!("cannot copy {name}"), e))?,
             }
         }
+        // anndata 0.7's un-encoded uns elements, as anndata 0.13's read + write leaves them.
+        super::upgrade::upgrade_uns(input, &file, output, UPGRADE_BUDGET)?;
         if skip_layer.is_some() && !file.link_exists("layers") {
             let g = file
                 .create_group("layers")

@@ -104,7 +104,10 @@ impl TreeReader for H5adInput {
 
     fn group_attrs(&self, group: &str) -> Result<Attrs> {
         let g = self.tree_group(group)?;
-        read_attrs(&g).map_err(|p| self.tree_err(group, p))
+        let mut attrs = read_attrs(&g).map_err(|p| self.tree_err(group, p))?;
+        // anndata 0.7's elements, as anndata 0.13's read + write leaves them
+        super::upgrade::upgrade_group_attrs(group, &mut attrs);
+        Ok(attrs)
     }
 
     fn array_info(&self, array: &str) -> Result<ArrayInfo> {
@@ -123,7 +126,10 @@ impl TreeReader for H5adInput {
         }
         let shape = space.shape().iter().map(|&d| d as u64).collect();
         let elem = elem_type(&ds).map_err(|p| self.tree_err(array, p))?;
-        Ok(ArrayInfo { elem, shape, attrs })
+        let mut info = ArrayInfo { elem, shape, attrs };
+        // anndata 0.7's elements, as anndata 0.13's read + write leaves them
+        super::upgrade::upgrade_info(self, array, &ds, &mut info);
+        Ok(info)
     }
 
     fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData> {
@@ -231,7 +237,7 @@ fn select_rows(ds_id: hid_t, shape: &[u64], rows: &Range<u64>) -> hdf5::Result<(
 
 /// `H5Dread` or `H5Dwrite` of rows `rows` with memory type `mem_type` from/to `buf`, which
 /// must hold `buf_bytes` bytes: refused unless that is exactly the selected elements.
-fn transfer(
+pub(super) fn transfer(
     ds: &Dataset,
     shape: &[u64],
     rows: &Range<u64>,

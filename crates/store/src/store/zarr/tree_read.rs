@@ -62,18 +62,15 @@ impl TreeReader for ZarrInput {
         let shape = meta
             .shape()
             .ok_or_else(|| self.fail(array, "malformed metadata: no valid 'shape'"))?;
-        let mut attrs = meta.attrs.clone();
-        if meta.is_legacy_scalar() {
-            // as anndata's read + write leave it (numpy scalar -> numeric-scalar / string)
-            let kind = if elem == ElemType::String {
-                "string"
-            } else {
-                "numeric-scalar"
-            };
-            attrs.insert("encoding-type".into(), kind.into());
-            attrs.insert("encoding-version".into(), "0.2.0".into());
-        }
-        Ok(ArrayInfo { elem, shape, attrs })
+        let mut info = ArrayInfo {
+            elem,
+            shape,
+            attrs: meta.attrs.clone(),
+        };
+        // a legacy scalar as anndata's read + write leave it (numpy scalar -> numeric-scalar
+        // / string): the rule shared by every backend
+        crate::store::upgrade::upgrade_array(&mut info, true);
+        Ok(info)
     }
 
     fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData> {
