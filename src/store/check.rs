@@ -77,13 +77,18 @@ pub fn check_input(
     } else {
         return Ok(());
     };
-    let c = Checker {
+    let mut c = Checker {
         reader,
         file: input.path(),
         normalized: normalized.store_path(),
         budget: budget.clamp(1 << 16, 64 << 20),
+        read: false,
     };
     c.matrix_spec(meta)?;
+    // Structure and lengths first (metadata only), so that an element whose length is wrong
+    // (a corrupt shape of 2^32 elements) is refused before anything is read; then the values.
+    c.root(meta.n_obs, meta.n_vars)?;
+    c.read = true;
     c.root(meta.n_obs, meta.n_vars)
 }
 
@@ -92,6 +97,8 @@ struct Checker<'a> {
     file: &'a std::path::Path,
     normalized: String,
     budget: u64,
+    /// Whether this pass reads the values (the first pass checks metadata only).
+    read: bool,
 }
 
 /// An element's encoding: `Ok((type, version))`, `""` for an absent attribute; `Err` with a
@@ -228,28 +235,27 @@ impl Checker<'_> {
                 MatrixLayout::Csr => "csr_matrix",
                 _ => "csc_matrix",
             };
-            if spec.0.is_empty() {
-                // anndata < 0.7: `h5sparse_format` says the layout.
-                match attrs.get("h5sparse_format") {
-                    Some(serde_json::Value::String(s)) if s == &expected[..3] => {}
-                    Some(other) => {
-                        return Err(self.fail(
-                            &path,
-                            format!(
-                                "attribute h5sparse_format is {}, anndata reads only \"csr\" or \
-                                 \"csc\"",
-                                short_json(other)
-                            ),
-                        ))
-                    }
-                    None => {
-                        return Err(self.fail(
-                            &path,
-                            "a group without encoding attributes or h5sparse_format: anndata \
-                             reads it as a dict, not a matrix",
-                        ))
-                    }
+            if attrs.contains_key("h5sparse_format") {
+                // anndata < 0.7's attribute; where present, anndata reads the layout from it
+                // (whatever encoding-type says).
+                let csr = self.sparse_format(&path, &attrs)?;
+                if csr != (meta.layout == MatrixLayout::Csr) {
+                    return Err(self.fail(
+                        &path,
+                        format!(
+                            "attribute h5sparse_format says {} but the matrix is stored as {}: \
+                             anndata would read it transposed",
+                            if csr { "csr" } else { "csc" },
+                            expected
+                        ),
+                    ));
                 }
+            } else if spec.0.is_empty() {
+                return Err(self.fail(
+                    &path,
+                    "a group without encoding attributes or h5sparse_format: anndata reads it \
+                     as a dict, not a matrix",
+                ));
             } else if spec.0 != expected {
                 return Err(self.fail(
                     &path,
@@ -271,6 +277,17 @@ impl Checker<'_> {
     fn root(&self, n_obs: u64, n_vars: u64) -> Result<()> {
         let attrs = self.reader.group_attrs("")?;
         let spec = self.spec("", NodeKind::Group, &attrs)?;
+        // h5py.File has readers for these three only (zarr's root group for every group
+        // encoding, but anndata writes "anndata" there as well).
+        if !matches!(spec.0.as_str(), "" | "anndata" | "raw") {
+            return Err(self.fail(
+                "",
+                format!(
+                    "{}: anndata reads a file's root only as an AnnData",
+                    describe(&spec)
+                ),
+            ));
+        }
         let children = self.reader.children("")?;
         // anndata reads the root as an AnnData whatever its encoding (the name "/" decides).
         let _ = spec;
@@ -460,25 +477,18 @@ impl Checker<'_> {
         match spec.0.as_str() {
             "dataframe" => self.dataframe(path, &attrs, &spec.1),
             "categorical" => self.categorical(path),
-            "csr_matrix" | "csc_matrix" => self.sparse(path, &attrs, spec.0 == "csr_matrix"),
+            "csr_matrix" | "csc_matrix" => {
+                let csr = match attrs.contains_key("h5sparse_format") {
+                    true => self.sparse_format(path, &attrs)?,
+                    false => spec.0 == "csr_matrix",
+                };
+                self.sparse(path, &attrs, csr)
+            }
             "nullable-integer" | "nullable-boolean" | "nullable-string-array" => {
                 self.nullable(path)
             }
             "" if attrs.contains_key("h5sparse_format") => {
-                let csr = match attrs.get("h5sparse_format") {
-                    Some(serde_json::Value::String(s)) if s == "csr" => true,
-                    Some(serde_json::Value::String(s)) if s == "csc" => false,
-                    other => {
-                        return Err(self.fail(
-                            path,
-                            format!(
-                                "attribute h5sparse_format is {}, anndata reads only \"csr\" \
-                                 or \"csc\"",
-                                other.map(short_json).unwrap_or_default()
-                            ),
-                        ))
-                    }
-                };
+                let csr = self.sparse_format(path, &attrs)?;
                 self.sparse(path, &attrs, csr)
             }
             _ => {
@@ -488,6 +498,21 @@ impl Checker<'_> {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// `h5sparse_format`: true for "csr", false for "csc"; anything else is refused.
+    fn sparse_format(&self, path: &str, attrs: &Attrs) -> Result<bool> {
+        match attrs.get("h5sparse_format") {
+            Some(serde_json::Value::String(s)) if s == "csr" => Ok(true),
+            Some(serde_json::Value::String(s)) if s == "csc" => Ok(false),
+            other => Err(self.fail(
+                path,
+                format!(
+                    "attribute h5sparse_format is {}, anndata reads only \"csr\" or \"csc\"",
+                    other.map(short_json).unwrap_or_default()
+                ),
+            )),
         }
     }
 
@@ -543,7 +568,7 @@ impl Checker<'_> {
             Err(e) if not_representable(&e) => return Ok(0),
             Err(e) => return Err(e),
         };
-        if info.row_len() == 0 {
+        if info.row_len() == 0 || !self.read {
             return Ok(info.n_rows());
         }
         let n = info.n_rows();
@@ -876,5 +901,135 @@ fn first_bad_code(v: &NumVec, n_cats: u64) -> Option<String> {
         NumVec::U32(w) => scan!(w),
         NumVec::U64(w) => scan!(w),
         NumVec::F32(_) | NumVec::F64(_) => Some("are floating point, not integers".to_string()),
+    }
+}
+
+/// Whether `data` decodes the way Python's `gzip` module (zarr-python's and numcodecs' gzip
+/// codecs) decodes it: one or more gzip members, each with a valid header, a complete deflate
+/// stream and a matching CRC-32 and length, separated and followed only by zero bytes. zarrs
+/// decodes the first member and ignores what follows; zarr-python raises on it (`BadGzipFile`),
+/// so anndata cannot read such a chunk. `Err` says what is wrong.
+pub fn check_gzip_like_python(data: &[u8]) -> std::result::Result<(), String> {
+    let mut rest = data;
+    let mut at = 0usize;
+    let mut members = 0;
+    loop {
+        if rest.is_empty() {
+            return if members == 0 {
+                Err("an empty gzip stream".into())
+            } else {
+                Ok(())
+            };
+        }
+        if rest.len() < 10 || rest[0] != 0x1f || rest[1] != 0x8b {
+            return Err(match members {
+                0 => "not gzip data (no gzip header)".to_string(),
+                _ => format!(
+                    "{} bytes of garbage after the gzip data (at byte {at}); Python's gzip \
+                     refuses them",
+                    rest.len()
+                ),
+            });
+        }
+        if rest[2] != 8 {
+            return Err(format!(
+                "gzip compression method {} (only deflate exists)",
+                rest[2]
+            ));
+        }
+        let flags = rest[3];
+        let mut pos = 10usize;
+        let truncated = || "a truncated gzip header".to_string();
+        if flags & 4 != 0 {
+            let x = rest.get(pos..pos + 2).ok_or_else(truncated)?;
+            pos += 2 + u16::from_le_bytes([x[0], x[1]]) as usize;
+        }
+        for bit in [8u8, 16] {
+            if flags & bit != 0 {
+                let end = rest
+                    .get(pos..)
+                    .and_then(|r| r.iter().position(|&b| b == 0))
+                    .ok_or_else(truncated)?;
+                pos += end + 1;
+            }
+        }
+        if flags & 2 != 0 {
+            pos += 2;
+        }
+        let body = rest.get(pos..).ok_or_else(truncated)?;
+        let mut inflater = flate2::Decompress::new(false);
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(64 << 20));
+        loop {
+            if out.capacity() - out.len() < 1 << 16 {
+                out.reserve(out.capacity().max(1 << 16));
+            }
+            let before = inflater.total_in() as usize;
+            let status = inflater
+                .decompress_vec(&body[before..], &mut out, flate2::FlushDecompress::None)
+                .map_err(|e| format!("corrupt gzip data: {e}"))?;
+            match status {
+                flate2::Status::StreamEnd => break,
+                _ if inflater.total_in() as usize >= body.len() && out.len() < out.capacity() => {
+                    return Err("the gzip data end before the end of their deflate stream".into())
+                }
+                _ => {}
+            }
+        }
+        let used = inflater.total_in() as usize;
+        let trailer = body
+            .get(used..used + 8)
+            .ok_or_else(|| "the gzip data end before their CRC and length".to_string())?;
+        let mut crc = flate2::Crc::new();
+        crc.update(&out);
+        let want_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+        let want_len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+        if crc.sum() != want_crc {
+            return Err("gzip CRC-32 check failed (corrupt data)".into());
+        }
+        if out.len() as u32 != want_len {
+            return Err("gzip length check failed (corrupt data)".into());
+        }
+        let next = pos + used + 8;
+        let skip = rest[next..].iter().take_while(|&&b| b == 0).count();
+        at += next + skip;
+        rest = &rest[next + skip..];
+        members += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_gzip_like_python;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_members_are_judged_as_python_does() {
+        let a = gz(&[7u8; 1000]);
+        assert!(check_gzip_like_python(&a).is_ok());
+        let mut two = a.clone();
+        two.extend_from_slice(&gz(b"more"));
+        assert!(check_gzip_like_python(&two).is_ok());
+        let mut padded = a.clone();
+        padded.extend_from_slice(&[0; 17]);
+        assert!(check_gzip_like_python(&padded).is_ok());
+        let mut garbage = a.clone();
+        garbage.extend_from_slice(&[0x88, 0x9f, 1, 2]);
+        assert!(check_gzip_like_python(&garbage)
+            .unwrap_err()
+            .contains("garbage"));
+        assert!(check_gzip_like_python(&a[..a.len() - 3]).is_err());
+        assert!(check_gzip_like_python(&a[..a.len() / 2]).is_err());
+        let mut bad_crc = a.clone();
+        let n = bad_crc.len();
+        bad_crc[n - 6] ^= 1;
+        assert!(check_gzip_like_python(&bad_crc).is_err());
+        assert!(check_gzip_like_python(b"").is_err());
+        assert!(check_gzip_like_python(b"plain bytes").is_err());
     }
 }

@@ -57,6 +57,8 @@ struct Strict {
     chunk_len: u64,
     shard: Option<ShardCheck>,
     checked: Mutex<HashSet<u64>>,
+    /// Chunks are gzip streams, checked as zarr-python decodes them.
+    gzip: bool,
 }
 
 struct ShardCheck {
@@ -320,6 +322,7 @@ impl Strict {
             chunk_len,
             shard,
             checked: Mutex::new(HashSet::new()),
+            gzip: meta.stored_as_gzip(),
         })
     }
 
@@ -374,6 +377,20 @@ impl Strict {
                 )
             })?;
         let Some(shard) = &self.shard else {
+            if self.gzip && size > 0 {
+                let bytes = self
+                    .storage
+                    .get(&key)
+                    .map_err(|e| {
+                        Problem::new(path, format!("cannot read chunk '{}': {e}", key.as_str()))
+                    })?
+                    .ok_or_else(|| {
+                        Problem::new(path, format!("chunk '{}' is missing", key.as_str()))
+                    })?;
+                crate::store::check::check_gzip_like_python(&bytes).map_err(|why| {
+                    Problem::new(path, format!("corrupt chunk '{}': {why}", key.as_str()))
+                })?;
+            }
             return Ok(());
         };
         let corrupt =
