@@ -127,6 +127,28 @@ fn plain_hdf5(desc: &str) -> String {
     d
 }
 
+/// A failed copy of the input's `element` into `output`: a failed system call is the
+/// output's problem (a full disk, ...); anything else is damage HDF5 found in the INPUT's
+/// object (a bad heap, an address beyond the end of the file), so the input is named.
+pub(crate) fn copy_error(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    element: &str,
+    e: &hdf5::Error,
+) -> crate::Error {
+    if os_errno(e).is_some() {
+        return crate::Error::output(output, format!("cannot copy {element}: {}", short(e)));
+    }
+    crate::Error::input(
+        input,
+        element,
+        format!(
+            "cannot be read to copy it (the file is damaged here): {}",
+            short(e)
+        ),
+    )
+}
+
 /// The errno of a failed system call named anywhere in the error stack.
 fn os_errno(e: &hdf5::Error) -> Option<i32> {
     let parse = |text: &str| {

@@ -87,13 +87,15 @@ impl H5adOutput {
                         .map_err(|e| fail("cannot list layers", e))?
                     {
                         if child != layer {
-                            copy_object(&layers, &child, &out, &child)
-                                .map_err(|e| fail(&format!("cannot copy layers/{child}"), e))?;
+                            copy_object(&layers, &child, &out, &child).map_err(|e| {
+                                let element = format!("layers/{child}");
+                                super::file::copy_error(&input.path, output, &element, &e)
+                            })?;
                         }
                     }
                 }
                 _ => copy_object(src, name, &file, name)
-                    .map_err(|e| fail(&format!("cannot copy {name}"), e))?,
+                    .map_err(|e| super::file::copy_error(&input.path, output, name, &e))?,
             }
         }
         if skip_layer.is_some() && !file.link_exists("layers") {
