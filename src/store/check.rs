@@ -317,10 +317,8 @@ impl Checker<'_> {
                 }),
                 _ => None,
             };
-            if name == "obs" || name == "var" {
-                if *kind == NodeKind::Array {
-                    continue; // anndata < 0.7's record-array dataframe
-                }
+            if (name == "obs" || name == "var") && *kind == NodeKind::Array {
+                continue; // anndata < 0.7's record-array dataframe
             }
             match name.as_str() {
                 "obsm" | "varm" | "obsp" | "varp" | "layers" if *kind == NodeKind::Group => {

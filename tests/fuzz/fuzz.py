@@ -669,7 +669,8 @@ def campaign(cli: list[str], *, n_cases: int = 10_000, run_seeds: list[int] | No
     ctx = mp.get_context("spawn")
     t1 = time.perf_counter()
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg,)) as pool:
-        it = pool.imap_unordered(_task, tasks, chunksize=4)
+        # chunksize 1: a larger one makes imap_unordered a plain generator, without next(timeout)
+        it = pool.imap_unordered(_task, tasks, chunksize=1)
         k = 0
         while True:
             try:
