@@ -362,7 +362,12 @@ impl Checker<'_> {
         let Some(attrs) = self.attrs(name, NodeKind::Group)? else {
             return Ok(());
         };
-        self.spec(name, NodeKind::Group, &attrs)?;
+        let spec = self.spec(name, NodeKind::Group, &attrs)?;
+        if !matches!(spec.0.as_str(), "" | "dict") {
+            // anndata reads it by its encoding (a nullable array, a dataframe, ...)
+            self.element(name, NodeKind::Group)?;
+            return Ok(());
+        }
         for (member, kind) in self.reader.children(name)? {
             let path = join(name, &member);
             if self.is_normalized(&path) {

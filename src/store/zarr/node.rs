@@ -449,7 +449,16 @@ pub(crate) fn read_node(
             let array = get_json(storage, path, ".zarray")?;
             let kind = if array.is_some() {
                 NodeKind::Array
-            } else if get_json(storage, path, ".zgroup")?.is_some() {
+            } else if let Some(g) = get_json(storage, path, ".zgroup")? {
+                if g.get("zarr_format").and_then(Value::as_u64) != Some(2) {
+                    return Err(Problem::new(
+                        elem,
+                        format!(
+                            "malformed '{}': 'zarr_format' is not 2 (zarr-python refuses it)",
+                            crate::store::tree::join(path, ".zgroup")
+                        ),
+                    ));
+                }
                 NodeKind::Group
             } else {
                 return Ok(None);
