@@ -55,6 +55,8 @@ import seeds as seedlib  # noqa: E402
 
 NORMALIZE_TIMEOUT = float(os.environ.get("ATLASNORM_FUZZ_TIMEOUT", "60"))
 INSPECT_TIMEOUT = NORMALIZE_TIMEOUT / 2
+WORKER_SILENCE = float(os.environ.get("ATLASNORM_FUZZ_SILENCE", str(4 * NORMALIZE_TIMEOUT + 60)))
+WORKER_ADDRESS_SPACE = 16 << 30  # a judge reading a corrupt 2^32-element array fails, not the machine
 CLI_ADDRESS_SPACE = 4 << 30  # RLIMIT_AS of a CLI run: a huge allocation fails fast, the machine survives
 
 CRASH = re.compile(r"panicked at|RUST_BACKTRACE|stack backtrace|Traceback|malloc\(\)|free\(\)|double free|"
@@ -191,6 +193,12 @@ def _init_worker(cfg: dict) -> None:
         os.environ.setdefault("NUMBA_NUM_THREADS", "1")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     _CFG.update(cfg)
+    if cfg.get("limit_memory"):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft > WORKER_ADDRESS_SPACE:
+            resource.setrlimit(resource.RLIMIT_AS, (WORKER_ADDRESS_SPACE, hard))
     warnings.simplefilter("ignore")
     import logging
 
@@ -261,7 +269,41 @@ def _input_variants(inp: Path):
     yield "anndata", _read_any
     if str(inp).endswith(".zarr") and ((inp / ".zmetadata").exists() or (
             (inp / "zarr.json").exists() and "consolidated_metadata" in (inp / "zarr.json").read_text())):
-        yield "own-metadata", _read_own_metadata
+        if not _consolidated_is_exact(inp):
+            yield "own-metadata", _read_own_metadata
+
+
+def _consolidated_is_exact(store: Path) -> bool:
+    """Whether a store's consolidated metadata is, document for document, its nodes' own
+    metadata (the same nodes, equal JSON): then reading through either gives the same AnnData
+    and the second reading is skipped. Any doubt (unreadable JSON, another node set) -> False."""
+    try:
+        if (store / "zarr.json").exists():
+            root = json.loads((store / "zarr.json").read_text())
+            entries = root["consolidated_metadata"]["metadata"]
+            own = {}
+            for p in store.rglob("zarr.json"):
+                rel = str(p.parent.relative_to(store))
+                if rel != ".":
+                    own[rel] = json.loads(p.read_text())
+            return _strip_cm(own) == _strip_cm(entries)
+        doc = json.loads((store / ".zmetadata").read_text())
+        entries = doc["metadata"]
+        own = {}
+        for name in (".zarray", ".zattrs", ".zgroup"):
+            for p in store.rglob(name):
+                rel = str(p.relative_to(store))
+                own[rel] = json.loads(p.read_text())
+        return _strip_cm(own) == _strip_cm(entries)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _strip_cm(entries: dict) -> dict:
+    """The entries without a group's own (empty or nested) `consolidated_metadata` key, which
+    zarr-python adds to group entries and rebuilds from the flat listing when it reads."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk != "consolidated_metadata"} if isinstance(v, dict) else v)
+            for k, v in entries.items()}
 
 
 def _read_own_metadata(path: Path):
@@ -617,7 +659,8 @@ def campaign(cli: list[str], *, n_cases: int = 10_000, run_seeds: list[int] | No
     seed_hashes = {n: tree_hash(seeds_dir / n) for n in seedlib.SEEDS}
     t_seeds = time.perf_counter() - t0
     failures = Path(failures or (base / "failures"))
-    cfg = {"cli": cli, "seeds": str(seeds_dir), "work": str(base / "cases"), "failures": str(failures)}
+    cfg = {"cli": cli, "seeds": str(seeds_dir), "work": str(base / "cases"), "failures": str(failures),
+           "limit_memory": True}
     (base / "cases").mkdir(parents=True)
     per = [n_cases // len(run_seeds) + (1 if i < n_cases % len(run_seeds) else 0) for i in range(len(run_seeds))]
     tasks = [(s, i) for s, n in zip(run_seeds, per) for i in range(n)]
@@ -626,7 +669,28 @@ def campaign(cli: list[str], *, n_cases: int = 10_000, run_seeds: list[int] | No
     ctx = mp.get_context("spawn")
     t1 = time.perf_counter()
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(cfg,)) as pool:
-        for k, rec in enumerate(pool.imap_unordered(_task, tasks, chunksize=4), 1):
+        # chunksize 1: a larger one makes imap_unordered a plain generator, without next(timeout)
+        it = pool.imap_unordered(_task, tasks, chunksize=1)
+        k = 0
+        while True:
+            try:
+                rec = it.next(timeout=WORKER_SILENCE)
+            except StopIteration:
+                break
+            except mp.TimeoutError:
+                # A worker died (the pool replaces it, but its cases are lost) or hangs: every
+                # case without a record is reported, never silently dropped.
+                done = {(r["seed"], r["case"]) for r in records}
+                for s_, i_ in tasks:
+                    if (s_, i_) not in done:
+                        records.append({"seed": s_, "case": i_, "outcome": "lost", "kind": "lost",
+                                        "failure": f"no result within {WORKER_SILENCE:.0f} s: the judging "
+                                                   "worker died or hangs (replay the case alone)"})
+                        log(f"FAIL [lost] seed={s_} case={i_}\n     repro: python tests/fuzz/fuzz.py "
+                            f"--seed {s_} --case {i_}")
+                pool.terminate()
+                break
+            k += 1
             records.append(rec)
             if rec["failure"]:
                 log(f"FAIL [{rec.get('kind')}] seed={rec['seed']} case={rec['case']} [{rec.get('seed_name')}] {rec['failure']}\n"

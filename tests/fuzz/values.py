@@ -119,7 +119,7 @@ def mutate_bytes(rng, data: bytes, *, keep_length: bool = False, max_edits: int 
             width = 1
         p = int(rng.integers(0, n - width + 1))
         v = _pick(rng, [0, 2**(8 * width) - 1, 2**(8 * width - 1), 2**(8 * width - 1) - 1, 1,
-                        int(rng.integers(0, 2**(8 * width) - 1))])
+                        int(rng.integers(0, 2**(8 * width) - 1, dtype=np.uint64))])
         b[p: p + width] = int(v).to_bytes(width, "little")
         return bytes(b), f"{width}-byte word at {p} = {v:#x}"
     if how == "span":

@@ -120,7 +120,9 @@ fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> 
     let store = store::open_input_with(input, &opts.s3)?;
     let element = element_of(&opts.params);
     // Open the matrix first so that a missing or malformed element fails before any output.
-    drop(store.open_matrix(&element)?);
+    let meta = store.open_matrix(&element)?.meta().clone();
+    // Every element copied unchanged is checked as anndata would read it (store/check.rs).
+    store::check::check_input(store.as_ref(), &element, &meta, opts.params.memory / 4)?;
     let out = store::create_output(store.as_ref(), output, &element, opts)?;
     let mut report = normalize_stores(store.as_ref(), out, &opts.params, progress)?;
     report.input_bytes = stored_bytes(input);

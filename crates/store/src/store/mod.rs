@@ -6,6 +6,7 @@
 //! (every element but the normalized one already carried over) that only becomes visible
 //! under the output's name on [`OutputStore::commit`].
 
+pub mod check;
 pub mod h5ad;
 mod labels;
 pub mod temp;

@@ -105,10 +105,48 @@ pub(crate) fn short(e: &hdf5::Error) -> String {
     }
     if let Some(stack) = e.stack() {
         if let Some(last) = stack.last() {
-            return last.desc().to_string();
+            return plain_hdf5(last.desc());
         }
     }
-    e.to_string()
+    plain_hdf5(&e.to_string())
+}
+
+/// HDF5's description of a damaged file in plainer words: its pointers to the manual and its
+/// internal names of addresses dropped ("addr overflow, addr = 4201736, size = 104, eoa =
+/// 121508" -> "address overflow (4201736 + 104 bytes beyond the file's end at 121508)").
+fn plain_hdf5(desc: &str) -> String {
+    let mut d = desc.to_string();
+    if let Some(at) = d.find(". See documentation") {
+        d.truncate(at);
+    }
+    d = d.replace(", possibly corrupted file", ": the file is damaged");
+    d = d.replace("possibly corrupted file", "the file is damaged");
+    d = d.replace("addr overflow", "address overflow");
+    d = d.replace("addr = ", "address ");
+    d = d.replace("eoa = ", "end of allocated space ");
+    d
+}
+
+/// A failed copy of the input's `element` into `output`: a failed system call is the
+/// output's problem (a full disk, ...); anything else is damage HDF5 found in the INPUT's
+/// object (a bad heap, an address beyond the end of the file), so the input is named.
+pub(crate) fn copy_error(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    element: &str,
+    e: &hdf5::Error,
+) -> crate::Error {
+    if os_errno(e).is_some() {
+        return crate::Error::output(output, format!("cannot copy {element}: {}", short(e)));
+    }
+    crate::Error::input(
+        input,
+        element,
+        format!(
+            "cannot be read to copy it (the file is damaged here): {}",
+            short(e)
+        ),
+    )
 }
 
 /// The errno of a failed system call named anywhere in the error stack.

@@ -90,13 +90,15 @@ impl H5adOutput {
                         .map_err(|e| fail("cannot list layers", e))?
                     {
                         if child != layer {
-                            copy_object(&layers, &child, &out, &child)
-                                .map_err(|e| fail(&format!("cannot copy layers/{child}"), e))?;
+                            copy_object(&layers, &child, &out, &child).map_err(|e| {
+                                let element = format!("layers/{child}");
+                                super::file::copy_error(&input.path, output, &element, &e)
+                            })?;
                         }
                     }
                 }
                 _ => copy_object(src, name, &file, name)
-                    .map_err(|e| fail(&format!("cannot copy {name}"), e))?,
+                    .map_err(|e| super::file::copy_error(&input.path, output, name, &e))?,
             }
         }
         // anndata 0.7's un-encoded uns elements, as anndata 0.13's read + write leaves them.

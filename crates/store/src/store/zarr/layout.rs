@@ -121,6 +121,9 @@ pub struct LayoutHint {
     pub chunk: Option<u64>,
     /// Elements (1-D) or rows (2-D) per shard; `Some(0)`: unsharded.
     pub shard: Option<u64>,
+    /// `chunk` comes from the input's metadata, not from the user: one too large for the
+    /// memory budget is made smaller instead of refused as an option.
+    pub inherited_chunk: bool,
 }
 
 /// Chooses chunk and shard shapes for an array: anndata's defaults, overridden along axis 0 by
@@ -156,10 +159,17 @@ pub fn plan(
     if let Some(c) = hint.chunk {
         chunk[0] = c.max(1);
     }
-    let row_bytes = |rows: u64, dims: &[u64]| rows * dims[1..].iter().product::<u64>() * isz;
+    let row_bytes = |rows: u64, dims: &[u64]| {
+        rows.saturating_mul(dims[1..].iter().product::<u64>())
+            .saturating_mul(isz)
+    };
     // A chunk larger than the budget cannot be written at all: fewer rows per chunk.
+    if hint.inherited_chunk {
+        // An input's chunk longer than its array (a corrupt 2^53) buys nothing.
+        chunk[0] = chunk[0].min(shape[0].max(1));
+    }
     if row_bytes(chunk[0], &chunk) > unit_budget {
-        if hint.chunk.is_some() {
+        if hint.chunk.is_some() && !hint.inherited_chunk {
             return Err(Error::Options(format!(
                 "--zarr-chunk {}: one chunk takes {} bytes, more than the memory budget for \
                  writing allows ({unit_budget} bytes); use smaller chunks or more --memory",

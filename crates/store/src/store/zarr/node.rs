@@ -215,6 +215,24 @@ impl NodeMeta {
         out
     }
 
+    /// Whether a stored chunk is one gzip stream (the last v3 codec, or v2's compressor, is
+    /// gzip), which zarr-python decodes more strictly than zarrs (store/check.rs).
+    pub fn stored_as_gzip(&self) -> bool {
+        let Some(a) = self.array.as_ref() else {
+            return false;
+        };
+        let name_of = |c: &Value| {
+            c.get("name")
+                .or_else(|| c.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        match a.get("codecs").and_then(Value::as_array) {
+            Some(codecs) => codecs.last().and_then(name_of).as_deref() == Some("gzip"),
+            None => a.get("compressor").and_then(name_of).as_deref() == Some("gzip"),
+        }
+    }
+
     /// The sharding configuration (inner chunk shape, inner codecs), when the array is sharded.
     pub fn sharding(&self) -> Option<&Value> {
         let a = self.array.as_ref()?;
@@ -417,6 +435,12 @@ pub(crate) fn read_node(
             };
             if kind == NodeKind::Array {
                 check_array_doc(&doc, elem, &name, &["shape", "data_type", "codecs"])?;
+                check_v3_array(&doc).map_err(|p| {
+                    Problem::new(
+                        elem,
+                        format!("malformed '{name}': {p} (zarr-python refuses it)"),
+                    )
+                })?;
             }
             let array = (kind == NodeKind::Array).then_some(doc);
             Ok(Some(NodeMeta { kind, attrs, array }))
@@ -425,7 +449,16 @@ pub(crate) fn read_node(
             let array = get_json(storage, path, ".zarray")?;
             let kind = if array.is_some() {
                 NodeKind::Array
-            } else if get(storage, path, ".zgroup")?.is_some() {
+            } else if let Some(g) = get_json(storage, path, ".zgroup")? {
+                if g.get("zarr_format").and_then(Value::as_u64) != Some(2) {
+                    return Err(Problem::new(
+                        elem,
+                        format!(
+                            "malformed '{}': 'zarr_format' is not 2 (zarr-python refuses it)",
+                            crate::store::tree::join(path, ".zgroup")
+                        ),
+                    ));
+                }
                 NodeKind::Group
             } else {
                 return Ok(None);
@@ -438,6 +471,82 @@ pub(crate) fn read_node(
             Ok(Some(NodeMeta { kind, attrs, array }))
         }
     }
+}
+
+/// The parts of a zarr v3 array document zarr-python checks and zarrs lets pass: every
+/// `configuration` is an object when present, and each codec chain is array-to-array
+/// codecs, then exactly one array-to-bytes codec, then bytes-to-bytes codecs (sharding's
+/// inner and index chains too).
+fn check_v3_array(doc: &serde_json::Map<String, Value>) -> Result<(), String> {
+    for key in ["chunk_grid", "chunk_key_encoding"] {
+        if let Some(v) = doc.get(key) {
+            check_named(v, key)?;
+        }
+    }
+    check_chain(doc.get("codecs"), "codecs")
+}
+
+fn check_named(v: &Value, what: &str) -> Result<(), String> {
+    let Some(o) = v.as_object() else {
+        return match v {
+            Value::String(_) => Ok(()),
+            _ => Err(format!("'{what}' is neither a name nor an object")),
+        };
+    };
+    if !o.get("name").is_some_and(Value::is_string) {
+        return Err(format!("'{what}' has no name"));
+    }
+    match o.get("configuration") {
+        None | Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err(format!("the configuration of '{what}' is not an object")),
+    }
+}
+
+fn check_chain(codecs: Option<&Value>, what: &str) -> Result<(), String> {
+    let Some(list) = codecs.and_then(Value::as_array) else {
+        return Err(format!("'{what}' is not a list"));
+    };
+    // 0: array-to-array codecs so far, 1: after the array-to-bytes codec
+    let mut stage = 0;
+    for c in list {
+        check_named(c, what)?;
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .or_else(|| c.as_str())
+            .unwrap_or("");
+        match name {
+            "transpose" => {
+                if stage != 0 {
+                    return Err(format!(
+                        "'{what}': transpose after the array-to-bytes codec"
+                    ));
+                }
+            }
+            "bytes" | "sharding_indexed" | "vlen-utf8" | "vlen-bytes" => {
+                if stage != 0 {
+                    return Err(format!("'{what}': a second array-to-bytes codec ({name})"));
+                }
+                stage = 1;
+                if name == "sharding_indexed" {
+                    let conf = c.get("configuration");
+                    check_chain(conf.and_then(|c| c.get("codecs")), "sharding codecs")?;
+                    check_chain(conf.and_then(|c| c.get("index_codecs")), "index_codecs")?;
+                }
+            }
+            _ => {
+                if stage == 0 {
+                    return Err(format!(
+                        "'{what}': {name} comes before the array-to-bytes codec (bytes)"
+                    ));
+                }
+            }
+        }
+    }
+    if stage == 0 {
+        return Err(format!("'{what}' has no array-to-bytes codec"));
+    }
+    Ok(())
 }
 
 fn check_array_doc(

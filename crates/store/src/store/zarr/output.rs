@@ -167,6 +167,7 @@ impl ZarrOutput {
             codec: self.zarr.codec,
             chunk: self.zarr.chunk,
             shard: self.zarr.shard,
+            inherited_chunk: false,
         }
     }
 
@@ -187,6 +188,7 @@ impl ZarrOutput {
             _ => LayoutHint::default(),
         };
         let user = self.user_hint();
+        hint.inherited_chunk = hint.chunk.is_some() && user.chunk.is_none();
         if user.codec.is_some() {
             hint.codec = user.codec;
         }
@@ -448,6 +450,7 @@ impl OutputStore for ZarrOutput {
                     codec: self.zarr.codec,
                     chunk: None,
                     shard: self.zarr.shard.filter(|&s| s == 0),
+                    inherited_chunk: false,
                 },
                 self.writer_budget(),
                 encoding("array", "0.2.0"),

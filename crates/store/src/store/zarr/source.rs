@@ -57,6 +57,8 @@ struct Strict {
     chunk_len: u64,
     shard: Option<ShardCheck>,
     checked: Mutex<HashSet<u64>>,
+    /// Chunks are gzip streams, checked as zarr-python decodes them.
+    gzip: bool,
 }
 
 struct ShardCheck {
@@ -320,6 +322,7 @@ impl Strict {
             chunk_len,
             shard,
             checked: Mutex::new(HashSet::new()),
+            gzip: meta.stored_as_gzip(),
         })
     }
 
@@ -374,6 +377,20 @@ impl Strict {
                 )
             })?;
         let Some(shard) = &self.shard else {
+            if self.gzip && size > 0 {
+                let bytes = self
+                    .storage
+                    .get(&key)
+                    .map_err(|e| {
+                        Problem::new(path, format!("cannot read chunk '{}': {e}", key.as_str()))
+                    })?
+                    .ok_or_else(|| {
+                        Problem::new(path, format!("chunk '{}' is missing", key.as_str()))
+                    })?;
+                crate::store::check::check_gzip_like_python(&bytes).map_err(|why| {
+                    Problem::new(path, format!("corrupt chunk '{}': {why}", key.as_str()))
+                })?;
+            }
             return Ok(());
         };
         let corrupt =
@@ -499,6 +516,50 @@ pub struct ZarrSource {
     arrays: Arrays,
 }
 
+/// The dtype of a zarr v2 array stored big-endian (`>f4`), which zarr-python hands to
+/// anndata as it is (a v3 `bytes` codec's endianness is undone on read, so only v2 counts).
+fn v2_big_endian(m: &NodeMeta) -> Option<String> {
+    let dt = m.array.as_ref()?.get("dtype")?.as_str()?;
+    (dt.starts_with('>') && dt.len() > 2).then(|| dt.to_string())
+}
+
+/// Big-endian members of a sparse matrix that anndata 0.13.4 + scanpy 1.12.4 cannot process
+/// (the same rule as `.h5ad`'s, h5ad/encoding.rs `check_byte_order`): `data` (scipy.sparse
+/// refuses the dtype), and `indices`/`indptr` of a CSR matrix with float data (scanpy raises
+/// "indptr and indices must have the same dtype", or numba's typing error).
+fn check_byte_order(
+    path: &str,
+    layout: MatrixLayout,
+    data_dtype: DType,
+    big: &[(String, String)],
+) -> std::result::Result<(), Problem> {
+    for (name, dt) in big {
+        if name == "data" {
+            return Err(Problem::new(
+                format!("{path}/data"),
+                format!(
+                    "stored big-endian ({dt}): anndata cannot read such a sparse matrix \
+                     (\"scipy.sparse does not support dtype {dt}\"), so atlasnorm refuses too; \
+                     rewrite it little-endian first"
+                ),
+            ));
+        }
+    }
+    if layout == MatrixLayout::Csr && data_dtype.is_float() {
+        if let Some((name, dt)) = big.iter().find(|(n, _)| n == "indices" || n == "indptr") {
+            return Err(Problem::new(
+                format!("{path}/{name}"),
+                format!(
+                    "stored big-endian ({dt}): scanpy's normalize_total raises on a CSR matrix \
+                     with big-endian index arrays (\"indptr and indices must have the same \
+                     dtype\"), so atlasnorm refuses too; rewrite it little-endian first"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn unsupported(path: &str, meta: &NodeMeta) -> Problem {
     let found = match (meta.kind, meta.encoding()) {
         (_, Some(t)) => format!("encoding-type '{t}'"),
@@ -569,6 +630,7 @@ fn open_sparse(
             ))
         }
     };
+    let big_endian: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
     let member =
         |name: &str, integer: bool| -> std::result::Result<(ZArray, DType, u64), Problem> {
             let elem = format!("{path}/{name}");
@@ -611,12 +673,24 @@ fn open_sparse(
                 }
                 None => return Err(Problem::new(&elem, "malformed metadata: no valid 'shape'")),
             };
+            if let Some(dt) = v2_big_endian(&m) {
+                big_endian
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((name.to_string(), dt));
+            }
             let a = ZArray::open(storage, &elem, &m, true)?;
             Ok((a, dtype, len))
         };
     let (data, data_dtype, n_data) = member("data", false)?;
     let (indices, indices_dtype, n_indices) = member("indices", true)?;
     let (indptr, indptr_dtype, n_indptr) = member("indptr", true)?;
+    check_byte_order(
+        path,
+        layout,
+        data_dtype,
+        &big_endian.into_inner().unwrap_or_else(|e| e.into_inner()),
+    )?;
     let (major, axis) = match layout {
         MatrixLayout::Csc => (shape.1, "columns"),
         _ => (shape.0, "rows"),

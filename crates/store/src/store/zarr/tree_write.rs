@@ -21,6 +21,7 @@ impl ZarrOutput {
             chunk: None,
             // Unsharded when the user asked for it; anndata's shards otherwise.
             shard: self.zarr.shard.filter(|&s| s == 0),
+            inherited_chunk: false,
         }
     }
 
