@@ -108,6 +108,7 @@ fn decode_into<T: Plain>(
 fn guarded<T>(
     f: impl FnOnce() -> std::result::Result<T, String>,
 ) -> std::result::Result<T, String> {
+    let _quiet = QuietPanics::begin();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(panic) => {
@@ -118,6 +119,36 @@ fn guarded<T>(
                 .unwrap_or_else(|| "unknown failure".into());
             Err(format!("the zarr decoder failed: {msg}"))
         }
+    }
+}
+
+/// While a guarded decode runs, panics print nothing: the decoder's panic (raised on whichever
+/// rayon thread decoded the chunk) becomes the one clear error `guarded` returns, instead of
+/// Rust's panic text and backtrace on stderr. Other panics meanwhile still surface as errors
+/// where their thread is joined.
+struct QuietPanics;
+
+static GUARDED_DECODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl QuietPanics {
+    fn begin() -> Self {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if GUARDED_DECODES.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    previous(info);
+                }
+            }));
+        });
+        GUARDED_DECODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        QuietPanics
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        GUARDED_DECODES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
