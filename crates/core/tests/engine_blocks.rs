@@ -100,6 +100,20 @@ fn chunked_run(
         let ptr: Vec<i64> = m.indptr[r.start..=r.end].iter().map(|p| p - lo).collect();
         (ptr, lo as usize..m.indptr[r.end] as usize)
     };
+    // The chunk's CSR view over its rebased indptr and its values.
+    fn view<'a>(
+        m: &'a MemoryMatrix,
+        data: &'a [f32],
+        ptr: &'a [i64],
+        vals: std::ops::Range<usize>,
+    ) -> CsrRef<'a, f32> {
+        CsrRef {
+            n_vars: m.meta.n_vars as usize,
+            indptr: ptr,
+            indices: Indices::I64(&m.indices[vals.clone()]),
+            data: &data[vals],
+        }
+    }
     let err = |e: atlasnorm_core::Error| e.to_string();
     let mut totals = Vec::new();
     for &s in &starts {
@@ -107,12 +121,7 @@ fn chunked_run(
         totals.extend(if dense {
             chunk::dense_totals(&data[vals], n_vars)
         } else {
-            let c = CsrRef {
-                n_vars,
-                indptr: &ptr,
-                indices: Indices::I64(&m.indices[vals.clone()]),
-                data: &data[vals],
-            };
+            let c = view(m, data, &ptr, vals);
             chunk::csr_totals(&c).map_err(err)?
         });
     }
@@ -125,12 +134,7 @@ fn chunked_run(
             let one = if dense {
                 chunk::dense_mask(&data[vals], n_vars, t, params.max_fraction)
             } else {
-                let c = CsrRef {
-                    n_vars,
-                    indptr: &ptr,
-                    indices: Indices::I64(&m.indices[vals.clone()]),
-                    data: &data[vals],
-                };
+                let c = view(m, data, &ptr, vals);
                 chunk::csr_mask(&c, t, params.max_fraction).map_err(err)?
             };
             chunk::merge_masks(&mut all, &one);
@@ -141,12 +145,7 @@ fn chunked_run(
             kept.extend(if dense {
                 chunk::dense_totals_kept(&data[vals], n_vars, &all, n_obs)
             } else {
-                let c = CsrRef {
-                    n_vars,
-                    indptr: &ptr,
-                    indices: Indices::I64(&m.indices[vals.clone()]),
-                    data: &data[vals],
-                };
+                let c = view(m, data, &ptr, vals);
                 chunk::csr_totals_kept(&c, &all).map_err(err)?
             });
         }

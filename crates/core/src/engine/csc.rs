@@ -12,8 +12,9 @@ use super::csr::{note_nan, read_indptr, scale, scipy_index_dtype};
 use super::pipeline::consume;
 use super::plan::{sparse_blocks, Block};
 use super::validate::{canonical, indices_in_range};
-use super::{into_factors, target_of, Job, Normalized};
+use super::{Job, Normalized};
 use crate::error::Result;
+use crate::fit;
 use crate::kernel::Real;
 use crate::store::{OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
 
@@ -107,8 +108,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         excluded = Some(mask);
     }
 
-    let target = target_of(job.opts, &totals);
-    into_factors(&mut totals, target);
+    let target = fit::target(job.opts.target_sum, &totals);
+    fit::into_factors(&mut totals, target);
     let factors = totals;
 
     // Pass 2: the CSR output in row blocks; each holds the values in T and their column (i64).

@@ -1,20 +1,17 @@
 //! CSR matrices: totals from `data` row by row, then `data` scaled in place; `indices` and
 //! `indptr` are copied unchanged.
 
-use rayon::prelude::*;
-
 use super::pipeline::{consume_pooled, stream_pooled};
-use super::plan::{
-    balanced_row_ranges, sparse_blocks, streamed_block_values, Block, BLOCKS_IN_FLIGHT,
-};
-use super::scale::{scale_sparse, split_rows_mut};
+use super::plan::{sparse_blocks, streamed_block_values, Block, BLOCKS_IN_FLIGHT};
+use super::scale::{csr_totals_parallel, scale_sparse};
 use super::validate::{check_canonical, check_indices, check_indptr_piece, indices_into_u32};
-use super::{into_factors, target_of, Job, Normalized};
+use super::{Job, Normalized};
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
+use crate::fit;
 use crate::kernel::mask::csr_mark_highly_expressed;
 use crate::kernel::scale::{factor, target_from_user};
-use crate::kernel::totals::{csr_row_totals, csr_row_totals_kept};
+use crate::kernel::totals::csr_row_totals_kept;
 use crate::kernel::Real;
 use crate::store::{
     MatrixSink, MatrixSource, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure,
@@ -137,8 +134,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             passes += 1;
         }
 
-        let target = target_of(job.opts, &totals);
-        into_factors(&mut totals, target);
+        let target = fit::target(job.opts.target_sum, &totals);
+        fit::into_factors(&mut totals, target);
         let mut factors = totals;
 
         // Pass 2: scale. Holds raw data + converted values per value (+ indices when
@@ -483,12 +480,7 @@ fn check_integer_canonical(job: &Job, b: &Block, offsets: &[usize], buf: &BlockB
 
 /// Totals of the block's rows, in parallel over row ranges.
 fn row_totals<T: Real>(job: &Job, values: &[T], offsets: &[usize], out: &mut [T]) {
-    let ranges = balanced_row_ranges(offsets, job.threads * 4);
-    let pieces = split_rows_mut(out, &ranges);
-    ranges
-        .par_iter()
-        .zip(pieces)
-        .for_each(|(rows, piece)| csr_row_totals(values, &offsets[rows.start..=rows.end], piece));
+    csr_totals_parallel(values, offsets, out, job.threads * 4);
 }
 
 /// Scales one block; refuses like scanpy's log1p when values are NaN or infinite.

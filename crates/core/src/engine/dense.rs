@@ -5,12 +5,13 @@ use rayon::prelude::*;
 use super::csr::{note_nan, BlockBuf};
 use super::pipeline::{consume_pooled, stream_pooled};
 use super::plan::{dense_blocks, streamed_block_values, Block, BLOCKS_IN_FLIGHT};
-use super::scale::scale_dense;
-use super::{into_factors, target_of, Job, Normalized};
+use super::scale::{dense_totals_parallel, scale_dense};
+use super::{Job, Normalized};
 use crate::error::Result;
+use crate::fit;
 use crate::kernel::mask::dense_mark_highly_expressed;
 use crate::kernel::scale::{factor, target_from_user};
-use crate::kernel::totals::{dense_row_totals, dense_row_totals_kept_ordered, KeptSumOrder};
+use crate::kernel::totals::{dense_row_totals_kept_ordered, KeptSumOrder};
 use crate::kernel::Real;
 use crate::store::{OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
 
@@ -60,7 +61,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
     consume_pooled(blocks.clone(), pool, BlockBuf::new, read, |b, buf| {
         let rows = b.rows.start as usize..b.rows.end as usize;
         let values = buf.values::<T>();
-        row_totals(values, n_cols, &mut totals[rows.clone()], parts);
+        dense_totals_parallel(values, n_cols, &mut totals[rows.clone()], parts);
         if let Some(mask) = excluded.as_mut() {
             dense_mark_highly_expressed(values, n_cols, &totals[rows], job.opts.max_fraction, mask);
         }
@@ -92,8 +93,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         passes += 1;
     }
 
-    let target = target_of(job.opts, &totals);
-    into_factors(&mut totals, target);
+    let target = fit::target(job.opts.target_sum, &totals);
+    fit::into_factors(&mut totals, target);
     let mut factors = totals;
     scale_pass(job, out, &spec, blocks, None, &mut factors, &mut warnings)?;
     Ok(Normalized::new(
@@ -130,7 +131,7 @@ fn scale_pass<T: Real>(
         |b, buf| {
             let rows = b.rows.start as usize..b.rows.end as usize;
             if let Some(target) = fused_target {
-                row_totals(buf.values::<T>(), n_cols, &mut factors[rows.clone()], parts);
+                dense_totals_parallel(buf.values::<T>(), n_cols, &mut factors[rows.clone()], parts);
                 for t in &mut factors[rows.clone()] {
                     *t = factor(*t, target);
                 }
@@ -158,17 +159,4 @@ fn read_rows<T: Real>(job: &Job, b: &Block, buf: &mut BlockBuf) -> Result<()> {
     job.source.read_rows_into(b.rows.clone(), &mut buf.data)?;
     buf.convert::<T>();
     Ok(())
-}
-
-/// Row totals of a dense block, in parallel.
-fn row_totals<T: Real>(values: &[T], n_cols: usize, out: &mut [T], parts: usize) {
-    if n_cols == 0 {
-        out.fill(T::default());
-        return;
-    }
-    let rows_per_part = out.len().div_ceil(parts).max(1);
-    values
-        .par_chunks(rows_per_part * n_cols)
-        .zip(out.par_chunks_mut(rows_per_part))
-        .for_each(|(v, t)| dense_row_totals(v, n_cols, t));
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::engine::plan::balanced_row_ranges;
-use crate::engine::scale::split_rows_mut;
+use crate::engine::scale::{csr_totals_parallel, dense_totals_parallel, split_rows_mut};
 use crate::error::{Error, Result};
 use crate::fit;
 use crate::kernel::log1p::Log1p;
@@ -146,13 +146,18 @@ fn parts() -> usize {
     rayon::current_num_threads() * 4
 }
 
-/// Row totals of CSR rows, in parallel over balanced row ranges.
-fn csr_totals_parallel<T: Real>(data: &[T], offsets: &[usize], out: &mut [T]) {
-    let ranges = balanced_row_ranges(offsets, parts());
-    let pieces = split_rows_mut(out, &ranges);
-    ranges.par_iter().zip(pieces).for_each(|(rows, piece)| {
-        fit::csr_totals(data, &offsets[rows.start..=rows.end], piece);
-    });
+/// The values of the rows `rows` (`offsets[rows.start]..offsets[rows.end]`) and those rows'
+/// offsets rebased to that range.
+fn rows_part(
+    offsets: &[usize],
+    rows: &std::ops::Range<usize>,
+) -> (std::ops::Range<usize>, Vec<usize>) {
+    let lo = offsets[rows.start];
+    let local = offsets[rows.start..=rows.end]
+        .iter()
+        .map(|o| o - lo)
+        .collect();
+    (lo..offsets[rows.end], local)
 }
 
 /// The per-chunk steps: each function sees the rows of one chunk only. Combining them as
@@ -167,7 +172,7 @@ pub mod chunk {
     pub fn csr_totals<T: Real>(m: &CsrRef<'_, T>) -> Result<Vec<T>> {
         let offsets = checked_offsets(m.indptr, m.data.len())?;
         let mut out = vec![T::ZERO; m.n_obs()];
-        csr_totals_parallel(m.data, &offsets, &mut out);
+        csr_totals_parallel(m.data, &offsets, &mut out, parts());
         Ok(out)
     }
 
@@ -186,15 +191,11 @@ pub mod chunk {
         let masks: Vec<Result<Vec<bool>>> = ranges
             .par_iter()
             .map(|rows| {
-                let (lo, hi) = (offsets[rows.start], offsets[rows.end]);
-                let idx = m.indices.to_u32(lo..hi, m.n_vars)?;
-                let local: Vec<usize> = offsets[rows.start..=rows.end]
-                    .iter()
-                    .map(|o| o - lo)
-                    .collect();
+                let (values, local) = rows_part(&offsets, rows);
+                let idx = m.indices.to_u32(values.clone(), m.n_vars)?;
                 let mut mask = vec![false; m.n_vars];
                 fit::csr_mark_highly_expressed(
-                    &m.data[lo..hi],
+                    &m.data[values],
                     &idx,
                     &local,
                     &totals[rows.clone()],
@@ -231,13 +232,9 @@ pub mod chunk {
             .par_iter()
             .zip(pieces)
             .try_for_each(|(rows, piece)| {
-                let (lo, hi) = (offsets[rows.start], offsets[rows.end]);
-                let idx = m.indices.to_u32(lo..hi, m.n_vars)?;
-                let local: Vec<usize> = offsets[rows.start..=rows.end]
-                    .iter()
-                    .map(|o| o - lo)
-                    .collect();
-                fit::csr_totals_kept(&m.data[lo..hi], &idx, &local, excluded, piece);
+                let (values, local) = rows_part(&offsets, rows);
+                let idx = m.indices.to_u32(values.clone(), m.n_vars)?;
+                fit::csr_totals_kept(&m.data[values], &idx, &local, excluded, piece);
                 Ok::<(), Error>(())
             })?;
         Ok(out)
@@ -247,10 +244,7 @@ pub mod chunk {
     pub fn dense_totals<T: Real>(data: &[T], n_vars: usize) -> Vec<T> {
         let n_obs = data.len().checked_div(n_vars).unwrap_or(0);
         let mut out = vec![T::ZERO; n_obs];
-        let per = n_obs.div_ceil(parts()).max(1);
-        data.par_chunks(per * n_vars.max(1))
-            .zip(out.par_chunks_mut(per))
-            .for_each(|(d, o)| fit::dense_totals(d, n_vars, o));
+        dense_totals_parallel(data, n_vars, &mut out, parts());
         out
     }
 

@@ -20,9 +20,8 @@ use std::time::Instant;
 
 use crate::array::DType;
 use crate::error::{Error, Result};
+use crate::fit;
 use crate::kernel::log1p::Log1p;
-use crate::kernel::median::median_of_positive;
-use crate::kernel::scale::{factor, target_from_user};
 use crate::kernel::Real;
 use crate::params::Params;
 use crate::report::{Progress, Report};
@@ -120,11 +119,7 @@ fn finish<T: Real>(
         MatrixLayout::Dense => dense::normalize(job, out)?,
     };
     let mut warnings = done.warnings;
-    let zero_count_cells = done
-        .factors
-        .iter()
-        .filter(|&&f| f.partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater))
-        .count() as u64;
+    let zero_count_cells = fit::zero_count_cells(&done.factors);
     if zero_count_cells > 0 {
         warnings.push("Some cells have zero counts".to_string());
         job.progress.warn(warnings.last().unwrap());
@@ -222,33 +217,9 @@ impl<T> Normalized<T> {
         Normalized {
             factors,
             target,
-            excluded: excluded.map(excluded_positions).unwrap_or_default(),
+            excluded: excluded.map(fit::excluded_positions).unwrap_or_default(),
             passes,
             warnings,
         }
     }
-}
-
-/// The target: the user's (in T) or the median of the positive totals.
-pub(crate) fn target_of<T: Real>(opts: &Params, totals: &[T]) -> T {
-    match opts.target_sum {
-        Some(t) => target_from_user(t),
-        None => median_of_positive(totals),
-    }
-}
-
-/// Turns totals into factors `total / target` in place.
-pub(crate) fn into_factors<T: Real>(totals: &mut [T], target: T) {
-    for t in totals.iter_mut() {
-        *t = factor(*t, target);
-    }
-}
-
-/// Positions of the excluded genes.
-fn excluded_positions(excluded: &[bool]) -> Vec<u64> {
-    excluded
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &e)| e.then_some(i as u64))
-        .collect()
 }

@@ -40,6 +40,28 @@ pub fn for_row_parts<T: Send>(
         .sum()
 }
 
+/// Totals of the CSR rows of a block (`offsets`: rows + 1 entries relative to `data`), on up
+/// to `parts` rayon tasks over balanced row ranges.
+pub fn csr_totals_parallel<T: Real>(data: &[T], offsets: &[usize], out: &mut [T], parts: usize) {
+    let ranges = balanced_row_ranges(offsets, parts);
+    let pieces = split_rows_mut(out, &ranges);
+    ranges.par_iter().zip(pieces).for_each(|(rows, piece)| {
+        crate::fit::csr_totals(data, &offsets[rows.start..=rows.end], piece);
+    });
+}
+
+/// Totals of dense C-order rows of `n_cols` values, on up to `parts` rayon tasks.
+pub fn dense_totals_parallel<T: Real>(data: &[T], n_cols: usize, out: &mut [T], parts: usize) {
+    if n_cols == 0 {
+        out.fill(T::default());
+        return;
+    }
+    let rows_per_part = out.len().div_ceil(parts).max(1);
+    data.par_chunks(rows_per_part * n_cols)
+        .zip(out.par_chunks_mut(rows_per_part))
+        .for_each(|(v, t)| crate::fit::dense_totals(v, n_cols, t));
+}
+
 /// Splits `out` (one entry a row) along `ranges`.
 pub fn split_rows_mut<'a, T>(mut out: &'a mut [T], ranges: &[Range<usize>]) -> Vec<&'a mut [T]> {
     let mut pieces = Vec::with_capacity(ranges.len());
