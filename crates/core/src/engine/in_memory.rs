@@ -398,6 +398,34 @@ pub fn fit_dense<T: Real>(data: &[T], n_vars: usize, params: &Params) -> Result<
     Ok(finish_fit(totals, mask.as_deref(), params))
 }
 
+/// Fits a dense matrix held in **Fortran** order, given as a C-order copy `data`: numpy sums a
+/// Fortran-ordered row sequentially in column order (`0.0 + x0 + x1 + ...` in T), not
+/// pairwise as it does C-ordered rows; the gene mask and the kept-gene totals are as
+/// [`fit_dense`]'s.
+///
+/// # Errors
+/// As [`fit_dense`].
+pub fn fit_dense_fortran<T: Real>(data: &[T], n_vars: usize, params: &Params) -> Result<Fitted<T>> {
+    params.validate()?;
+    if n_vars == 0 && !data.is_empty() || n_vars > 0 && !data.len().is_multiple_of(n_vars) {
+        return Err(memory_error(
+            "X",
+            format!("{} values are not whole rows of {n_vars}", data.len()),
+        ));
+    }
+    let n_obs = data.len().checked_div(n_vars).unwrap_or(0);
+    let none_excluded = vec![false; n_vars];
+    let mut totals = chunk::dense_totals_kept(data, n_vars, &none_excluded, n_obs);
+    let mask = if params.exclude_highly_expressed {
+        let mask = chunk::dense_mask(data, n_vars, &totals, params.max_fraction);
+        totals = chunk::dense_totals_kept(data, n_vars, &mask, n_obs);
+        Some(mask)
+    } else {
+        None
+    };
+    Ok(finish_fit(totals, mask.as_deref(), params))
+}
+
 /// Normalizes a CSR matrix into `out` (the new `data` array: scanpy gives CSR a new one),
 /// which must hold `m.data.len()` values. Returns the fit; `out` holds the scaled (and
 /// log-transformed) values.
@@ -420,12 +448,65 @@ pub fn normalize_csr<T: Real>(
             ),
         ));
     }
+    if let (Some(t), false, false) = (
+        params.target_sum,
+        params.exclude_highly_expressed,
+        params.log1p,
+    ) {
+        return normalize_csr_fixed_target(m, out, params, T::from_f64(t));
+    }
     let fitted = fit_csr(m, params)?;
-    out.par_chunks_mut(1 << 16)
-        .zip(m.data.par_chunks(1 << 16))
-        .for_each(|(o, d)| o.copy_from_slice(d));
-    let applied = chunk::csr_apply(m.indptr, out, &fitted.factors, params)?;
-    Ok((fitted, applied))
+    if params.log1p {
+        out.par_chunks_mut(1 << 16)
+            .zip(m.data.par_chunks(1 << 16))
+            .for_each(|(o, d)| o.copy_from_slice(d));
+        let applied = chunk::csr_apply(m.indptr, out, &fitted.factors, params)?;
+        return Ok((fitted, applied));
+    }
+    // normalize_total alone: one pass reading `data` and writing `out`.
+    let offsets = checked_offsets(m.indptr, m.data.len())?;
+    let nan_values =
+        crate::engine::scale::scale_sparse_into(m.data, out, &offsets, &fitted.factors, parts());
+    Ok((fitted, Applied { nan_values }))
+}
+
+/// A fixed target without gene exclusion needs no global step: totals, factors and division
+/// fuse into one pass over the rows (the same kernels, so the same bits as [`fit_csr`] then
+/// the division).
+fn normalize_csr_fixed_target<T: Real>(
+    m: &CsrRef<'_, T>,
+    out: &mut [T],
+    params: &Params,
+    target: T,
+) -> Result<(Fitted<T>, Applied)> {
+    params.validate()?;
+    let offsets = checked_offsets(m.indptr, m.data.len())?;
+    let mut factors = vec![T::ZERO; m.n_obs()];
+    let ranges = balanced_row_ranges(&offsets, parts());
+    let pieces = split_rows_mut(&mut factors, &ranges);
+    let mut outs = Vec::with_capacity(ranges.len());
+    let mut rest = &mut *out;
+    for r in &ranges {
+        let (head, tail) = rest.split_at_mut(offsets[r.end] - offsets[r.start]);
+        outs.push(head);
+        rest = tail;
+    }
+    let nan_values = ranges
+        .par_iter()
+        .zip(pieces)
+        .zip(outs)
+        .map(|((rows, f), o)| {
+            let (values, local) = rows_part(&offsets, rows);
+            crate::kernel::scale::fit_divide_rows_into(&m.data[values], o, &local, target, f)
+        })
+        .sum();
+    let fitted = Fitted {
+        zero_count_cells: fit::zero_count_cells(&factors),
+        factors,
+        target,
+        excluded: Vec::new(),
+    };
+    Ok((fitted, Applied { nan_values }))
 }
 
 /// Normalizes a dense C-order matrix in place (scanpy divides dense arrays in place).

@@ -127,6 +127,29 @@ pub fn scale_sparse<T: Real>(
     }
 }
 
+/// `out = data / divisor[row]` for the CSR rows of a block, reading `data` and writing `out`
+/// once (no copy first): the in-memory `normalize_total` without log1p, where scanpy returns a
+/// new `data` array. Same division as [`scale_sparse`], so the same bits. Returns the
+/// number of NaN values written.
+pub fn scale_sparse_into<T: Real>(
+    data: &[T],
+    out: &mut [T],
+    offsets: &[usize],
+    factors: &[T],
+    parts: usize,
+) -> u64 {
+    assert_eq!(
+        data.len(),
+        out.len(),
+        "out must hold one value per stored value"
+    );
+    let divisors: Vec<T> = factors.iter().map(|&f| divisor(f)).collect();
+    for_row_parts(out, offsets, parts, |piece, local, rows| {
+        let src = &data[offsets[rows.start]..offsets[rows.end]];
+        crate::kernel::scale::divide_rows_into(src, piece, local, &divisors[rows])
+    })
+}
+
 /// Divides each dense row by its divisor and applies log1p (no finiteness check: scanpy's
 /// dense log1p has none). Returns the number of NaN values written.
 pub fn scale_dense<T: Real>(

@@ -91,6 +91,16 @@ impl Log1p {
         }
     }
 
+    /// As [`Log1p::new`] with the divisor given: the caller's `np.log(base)` (numpy's own f64
+    /// log, which differs from glibc's for ~1 in 10^4 arguments), so the bits are numpy's.
+    pub fn with_ln_base(kernel: Log1pKernel, base: f64, ln_base: f64) -> Self {
+        Log1p {
+            kernel,
+            base: Some(base),
+            ln_base,
+        }
+    }
+
     /// The kernel this log1p reproduces.
     pub fn kernel(&self) -> Log1pKernel {
         self.kernel

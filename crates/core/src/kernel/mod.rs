@@ -8,6 +8,7 @@ pub mod mask;
 pub mod median;
 pub mod real;
 pub mod scale;
+pub(crate) mod simd;
 pub mod totals;
 
 #[cfg(test)]

@@ -13,13 +13,13 @@ pub fn target_from_user<T: Real>(target_sum: f64) -> T {
 }
 
 /// `fl(total / target)`, the value scanpy stores in `obs[key_added]`.
-#[inline]
+#[inline(always)]
 pub fn factor<T: Real>(total: T, target: T) -> T {
     total / target
 }
 
 /// scanpy's `factor + (factor == 0)`: 0 (either sign) -> 1, anything else (NaN too) unchanged.
-#[inline]
+#[inline(always)]
 pub fn divisor<T: Real>(factor: T) -> T {
     if factor == T::ZERO {
         T::ONE
@@ -97,9 +97,7 @@ pub fn normalize_csr_rows_with<T: Real>(
             }
         }
         _ => {
-            for (i, &d) in divisors.iter().enumerate() {
-                divide(&mut data[offsets[i]..offsets[i + 1]], d);
-            }
+            super::simd::dispatch!(divide_rows(data, offsets, divisors));
             if let Some(l) = log1p {
                 // One call over the whole block: the SIMD kernel runs on long contiguous runs.
                 l.apply(&mut data[base..end]);
@@ -123,16 +121,121 @@ pub fn normalize_dense_rows<T: Real>(
     if n_cols == 0 {
         return;
     }
-    for (row, &d) in data.chunks_exact_mut(n_cols).zip(divisors) {
-        divide(row, d);
-    }
+    super::simd::dispatch!(divide_dense_rows(data, n_cols, divisors));
     if let Some(l) = log1p {
         l.apply(data);
     }
 }
 
+#[inline(always)]
+fn divide_rows<T: Real>(data: &mut [T], offsets: &[usize], divisors: &[T]) {
+    for (i, &d) in divisors.iter().enumerate() {
+        divide(&mut data[offsets[i]..offsets[i + 1]], d);
+    }
+}
+
+#[inline(always)]
+fn divide_dense_rows<T: Real>(data: &mut [T], n_cols: usize, divisors: &[T]) {
+    for (row, &d) in data.chunks_exact_mut(n_cols).zip(divisors) {
+        divide(row, d);
+    }
+}
+
+/// `out[j] = data[j] / divisors[row of j]` for CSR rows (`offsets`: rows + 1 entries relative
+/// to both slices), at the widest SIMD width the CPU has. Returns the number of NaN results.
+pub fn divide_rows_into<T: Real>(
+    data: &[T],
+    out: &mut [T],
+    offsets: &[usize],
+    divisors: &[T],
+) -> u64 {
+    assert_eq!(
+        data.len(),
+        out.len(),
+        "out must hold one value per stored value"
+    );
+    let mut nan = 0;
+    super::simd::dispatch!(divide_rows_into_body(
+        data, out, offsets, divisors, &mut nan
+    ));
+    nan
+}
+
+#[inline(always)]
+fn divide_rows_into_body<T: Real>(
+    data: &[T],
+    out: &mut [T],
+    offsets: &[usize],
+    divisors: &[T],
+    nan: &mut u64,
+) {
+    for (i, &d) in divisors.iter().enumerate() {
+        let (a, b) = (offsets[i], offsets[i + 1]);
+        *nan += divide_into_counting_nan(&data[a..b], &mut out[a..b], d);
+    }
+}
+
+/// One pass for a fixed target: per CSR row, its total (scanpy's f64 sequential rule,
+/// [`csr_row_sum_f64`](super::totals::csr_row_sum_f64)), its factor `total / target` into
+/// `factors`, and `out = data / divisor` while the row is still in cache. The same operations
+/// as the two-pass path, so the same bits; `data` is read from memory once instead of twice.
+/// Returns the number of NaN results.
+pub fn fit_divide_rows_into<T: Real>(
+    data: &[T],
+    out: &mut [T],
+    offsets: &[usize],
+    target: T,
+    factors: &mut [T],
+) -> u64 {
+    assert_eq!(
+        data.len(),
+        out.len(),
+        "out must hold one value per stored value"
+    );
+    assert_eq!(
+        offsets.len(),
+        factors.len() + 1,
+        "offsets must have rows + 1 entries"
+    );
+    let mut nan = 0;
+    super::simd::dispatch!(fit_divide_rows_into_body(
+        data, out, offsets, target, factors, &mut nan
+    ));
+    nan
+}
+
+#[inline(always)]
+fn fit_divide_rows_into_body<T: Real>(
+    data: &[T],
+    out: &mut [T],
+    offsets: &[usize],
+    target: T,
+    factors: &mut [T],
+    nan: &mut u64,
+) {
+    for (i, f) in factors.iter_mut().enumerate() {
+        let (a, b) = (offsets[i], offsets[i + 1]);
+        let row = &data[a..b];
+        *f = factor(T::from_f64(super::totals::csr_row_sum_f64(row)), target);
+        *nan += divide_into_counting_nan(row, &mut out[a..b], divisor(*f));
+    }
+}
+
+/// `out = row / d`, returning how many results are NaN (counted branch-free, in cache).
+#[inline(always)]
+#[allow(clippy::eq_op)]
+fn divide_into_counting_nan<T: Real>(row: &[T], out: &mut [T], d: T) -> u64 {
+    let mut nan = 0u32;
+    for (o, &x) in out.iter_mut().zip(row) {
+        let q = x / d;
+        *o = q;
+        nan += u32::from(q != q);
+    }
+    u64::from(nan)
+}
+
 /// Plain division by one divisor (vectorizes to `vdivps`/`vdivpd`).
-#[inline]
+#[inline(always)]
 fn divide<T: Real>(row: &mut [T], d: T) {
     for x in row.iter_mut() {
         *x = *x / d;

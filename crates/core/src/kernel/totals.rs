@@ -24,7 +24,7 @@ const ROUNDER: f64 = 6_755_399_441_055_744.0;
 /// vectorize) give the sequential result bit for bit. Otherwise — fractions, NaN, inf, huge
 /// values — the row is summed again strictly in order. Neither path can produce -0.0 (the
 /// accumulator starts at +0.0), matching numba's `count = 0.0`.
-#[inline]
+#[inline(always)]
 pub fn csr_row_sum_f64<T: Real>(row: &[T]) -> f64 {
     if row.len() <= MAX_FAST_ROW {
         if let Some(s) = integer_sum(row) {
@@ -35,7 +35,7 @@ pub fn csr_row_sum_f64<T: Real>(row: &[T]) -> f64 {
 }
 
 /// Strict storage-order f64 sum, starting from +0.0.
-#[inline]
+#[inline(always)]
 pub fn sequential_sum<T: Real>(row: &[T]) -> f64 {
     let mut acc = 0.0f64;
     for &v in row {
@@ -45,7 +45,7 @@ pub fn sequential_sum<T: Real>(row: &[T]) -> f64 {
 }
 
 /// Reordered f64 sum if every value is an integer with |x| <= 2^32, else `None`.
-#[inline]
+#[inline(always)]
 pub fn integer_sum<T: Real>(row: &[T]) -> Option<f64> {
     let mut acc = [0.0f64; 8];
     let mut ok = [true; 8];
@@ -89,6 +89,12 @@ pub fn csr_row_totals<T: Real>(data: &[T], offsets: &[usize], out: &mut [T]) {
         out.len() + 1,
         "offsets must have rows + 1 entries"
     );
+    // The same IEEE additions at every SIMD width: only the speed changes.
+    super::simd::dispatch!(csr_row_totals_body(data, offsets, out));
+}
+
+#[inline(always)]
+fn csr_row_totals_body<T: Real>(data: &[T], offsets: &[usize], out: &mut [T]) {
     for (i, o) in out.iter_mut().enumerate() {
         *o = T::from_f64(csr_row_sum_f64(&data[offsets[i]..offsets[i + 1]]));
     }
