@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All tests, from a fresh clone: set-up (cmake for the static HDF5 build, a Python 3.12 env
-# with scanpy 1.12.4 / anndata 0.13.4), formatting and lints, the Rust tests, then the
-# interop suite that compares atlasnorm with real scanpy bit for bit.
+# with scanpy 1.12.4 / anndata 0.13.4), formatting and lints, the Rust tests, the Python
+# package's tests (and scanpy's own, patched), then the interop suite that compares the CLI
+# with real scanpy bit for bit.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
@@ -19,6 +20,12 @@ if cargo tree -p atlasnorm-core -e normal --prefix none | grep -Eq '^(hdf5|zarrs
   exit 1
 fi
 cargo test --release --workspace
+
+# The Python package, installed as a user installs it (pip install ./python), against
+# unpatched scanpy call by call, then scanpy 1.12.4's own tests with the patch active.
+scripts/python-package.sh "$ATLASNORM_PYTHON"
+"$ATLASNORM_PYTHON" -m pytest tests/python -q -p no:cacheprovider -n 2 --ignore=tests/python/scanpy_suite
+tests/python/scanpy_suite/run.sh "$ATLASNORM_PYTHON"
 
 export ATLASNORM_BIN="$PWD/target/release/atlasnorm"
 "$ATLASNORM_PYTHON" -m pytest tests/interop -q -p no:cacheprovider -n 2 "$@"
