@@ -332,6 +332,7 @@ fn refusal<T: Real>(fitted: &Fitted<T>) -> Option<&'static str> {
 /// while scaling.
 #[pyfunction]
 #[pyo3(signature = (x, n_vars, factors, target_sum, exclude_highly_expressed, max_fraction, fit_view=None))]
+#[allow(clippy::too_many_arguments)] // scanpy's arguments, passed through
 fn dense_normalize(
     py: Python<'_>,
     x: &Bound<'_, PyAny>,
