@@ -148,6 +148,25 @@ def _max_fraction_for_core(max_fraction) -> float:
     return float(max_fraction)
 
 
+def _core_call(f, *args):
+    """A call into the extension; a buffer it refuses (it checks before writing anything)
+    sends the call to scanpy instead of failing it."""
+    try:
+        return f(*args)
+    except (ValueError, BufferError) as e:
+        raise Unsupported(f"core refused the buffers: {e}") from None
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` with its dtype spelled natively (a zero-copy view): arrays read from files may
+    carry an explicit ``<`` byte order, whose buffer format ("<f") the extension's typed
+    buffers do not take. Only for arrays already native in fact (non-native ones never get
+    here: their dtypes fail the checks above)."""
+    if a.dtype.byteorder in "=|" or not a.dtype.isnative:
+        return a
+    return a.view(a.dtype.newbyteorder("="))
+
+
 def _working_dtype(x) -> np.dtype:
     dtype = x.data.dtype if sp.issparse(x) else x.dtype
     return np.dtype(np.float32) if _is_integer_dtype(dtype) else dtype
@@ -155,10 +174,20 @@ def _working_dtype(x) -> np.dtype:
 
 def _normalize_csr(x, target, exclude, max_fraction):
     data = x.data
-    out = np.empty_like(data)
-    factors = np.empty(x.shape[0], dtype=data.dtype)
-    used_target, excluded, _ = _core.csr_normalize(
-        data, x.indptr, x.indices, x.shape[1], out, factors, target, exclude, max_fraction
+    dtype = np.dtype(data.dtype.type)  # what numpy's division returns: native
+    out = np.empty(data.shape, dtype=dtype)
+    factors = np.empty(x.shape[0], dtype=dtype)
+    used_target, excluded, _ = _core_call(
+        _core.csr_normalize,
+        _native(data),
+        _native(x.indptr),
+        _native(x.indices),
+        x.shape[1],
+        out,
+        factors,
+        target,
+        exclude,
+        max_fraction,
     )
     if np.isinf(factors).any():
         raise Unsupported("infinite factor (numpy warns dividing by it)")
@@ -256,14 +285,21 @@ def normalize_total(
 
 def _normalize_dense_full(x, target, exclude, max_fraction):
     n_obs, n_vars = x.shape
-    factors = np.empty(n_obs, dtype=x.dtype)
+    factors = np.empty(n_obs, dtype=np.dtype(x.dtype.type))
     if x.flags.c_contiguous:
-        status, excluded, used_target = _core.dense_normalize(
-            x, n_vars, factors, target, exclude, max_fraction, None
+        status, excluded, used_target = _core_call(
+            _core.dense_normalize, _native(x), n_vars, factors, target, exclude, max_fraction, None
         )
     else:  # Fortran order: fitted on a C-order copy, divided in place column by column
-        status, excluded, used_target = _core.dense_normalize(
-            x.T, n_vars, factors, target, exclude, max_fraction, np.ascontiguousarray(x)
+        status, excluded, used_target = _core_call(
+            _core.dense_normalize,
+            _native(x.T),
+            n_vars,
+            factors,
+            target,
+            exclude,
+            max_fraction,
+            _native(np.ascontiguousarray(x)),
         )
     if status != "done":
         raise Unsupported(status)
@@ -296,7 +332,7 @@ def _log1p_values(values, base, ln, *, sparse: bool) -> None:
         buf = values.T
     else:
         raise Unsupported("non-contiguous values")
-    status = _core.log1p(buf, base, ln, sparse)
+    status = _core_call(_core.log1p, _native(buf), base, ln, sparse)
     if status != "done":
         raise Unsupported(f"{status} values")
 

@@ -80,6 +80,11 @@ impl<T: Element> Borrowed<T> {
         let buf = PyBuffer::<T>::get(obj).map_err(|e| {
             PyValueError::new_err(format!("{name}: not a buffer of the expected type: {e}"))
         })?;
+        // Explicit big-endian formats ('>' or '!') would pass PyBuffer's item-size checks.
+        let format = buf.format().to_bytes();
+        if cfg!(target_endian = "little") && matches!(format.first(), Some(b'>' | b'!')) {
+            return Err(PyValueError::new_err(format!("{name}: big-endian values")));
+        }
         if !buf.is_c_contiguous() {
             return Err(PyValueError::new_err(format!("{name}: not contiguous")));
         }

@@ -423,3 +423,33 @@ def test_pp_namespace_without_activate():
     atlasnorm.pp.log1p(b)
     assert_same_adata(b, a)
     assert atlasnorm.stats()["normalize_total"]["fast"] == 1
+
+
+def test_explicit_little_endian_dtypes():
+    """Arrays read from zarr carry an explicit '<' byte order (buffer format "<f"): served,
+    same bits. Big-endian arrays go to scanpy."""
+    rng = np.random.default_rng(8)
+    x = counts(rng, 40, 30, np.float32)
+    # np.dtype("<f4") is spelled "=" on this machine; zarr 3 hands out arrays spelled "<".
+    for dtype in (np.dtype(np.float32).newbyteorder("<"), np.dtype(np.float64).newbyteorder("<")):
+        assert dtype.byteorder == "<"
+        for fmt in FORMATS:
+            def build():
+                m = make_matrix(fmt, x.astype(dtype))
+                if sp.issparse(m):
+                    m.data = m.data.astype(dtype)
+                return make_adata(m)
+
+            run_both_nt(build)
+            run_both_log1p(build)
+    assert atlasnorm.stats()["normalize_total"]["fallback"] == 0
+    atlasnorm.deactivate()
+    atlasnorm.activate(on_fallback="count")
+    atlasnorm.reset_stats()
+    for fmt in ("dense_C", "dense_F"):  # scipy.sparse refuses big-endian data
+
+        def build_big():
+            return make_adata(make_matrix(fmt, x).astype(">f4"))
+
+        run_both_log1p(build_big)
+    assert atlasnorm.stats()["log1p"]["fast"] == 0

@@ -57,7 +57,7 @@ def pytest_sessionfinish(session, exitstatus):
     if out := os.environ.get("ATLASNORM_STATS_OUT"):
         with open(out, "w") as f:
             f.write(text + "\n")
-    print(f"\natlasnorm stats:\n{text}")
+    print(f"\natlasnorm stats:\n{text}", flush=True)
 
 
 def pytest_report_header(config):

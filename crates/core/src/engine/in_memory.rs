@@ -379,23 +379,7 @@ pub fn fit_csr<T: Real>(m: &CsrRef<'_, T>, params: &Params) -> Result<Fitted<T>>
 /// # Errors
 /// [`Error::Options`] for invalid `params`; [`Error::Input`] when `data` is not whole rows.
 pub fn fit_dense<T: Real>(data: &[T], n_vars: usize, params: &Params) -> Result<Fitted<T>> {
-    params.validate()?;
-    if n_vars == 0 && !data.is_empty() || n_vars > 0 && !data.len().is_multiple_of(n_vars) {
-        return Err(memory_error(
-            "X",
-            format!("{} values are not whole rows of {n_vars}", data.len()),
-        ));
-    }
-    let n_obs = data.len().checked_div(n_vars).unwrap_or(0);
-    let mut totals = chunk::dense_totals(data, n_vars);
-    let mask = if params.exclude_highly_expressed {
-        let mask = chunk::dense_mask(data, n_vars, &totals, params.max_fraction);
-        totals = chunk::dense_totals_kept(data, n_vars, &mask, n_obs);
-        Some(mask)
-    } else {
-        None
-    };
-    Ok(finish_fit(totals, mask.as_deref(), params))
+    fit_dense_with(data, n_vars, params, |_| chunk::dense_totals(data, n_vars))
 }
 
 /// Fits a dense matrix held in **Fortran** order, given as a C-order copy `data`: numpy sums a
@@ -406,6 +390,18 @@ pub fn fit_dense<T: Real>(data: &[T], n_vars: usize, params: &Params) -> Result<
 /// # Errors
 /// As [`fit_dense`].
 pub fn fit_dense_fortran<T: Real>(data: &[T], n_vars: usize, params: &Params) -> Result<Fitted<T>> {
+    fit_dense_with(data, n_vars, params, |n_obs| {
+        chunk::dense_totals_kept(data, n_vars, &vec![false; n_vars], n_obs)
+    })
+}
+
+/// The dense fit with the first totals given by `totals(n_obs)` (their order is the layout's).
+fn fit_dense_with<T: Real>(
+    data: &[T],
+    n_vars: usize,
+    params: &Params,
+    totals: impl FnOnce(usize) -> Vec<T>,
+) -> Result<Fitted<T>> {
     params.validate()?;
     if n_vars == 0 && !data.is_empty() || n_vars > 0 && !data.len().is_multiple_of(n_vars) {
         return Err(memory_error(
@@ -414,8 +410,7 @@ pub fn fit_dense_fortran<T: Real>(data: &[T], n_vars: usize, params: &Params) ->
         ));
     }
     let n_obs = data.len().checked_div(n_vars).unwrap_or(0);
-    let none_excluded = vec![false; n_vars];
-    let mut totals = chunk::dense_totals_kept(data, n_vars, &none_excluded, n_obs);
+    let mut totals = totals(n_obs);
     let mask = if params.exclude_highly_expressed {
         let mask = chunk::dense_mask(data, n_vars, &totals, params.max_fraction);
         totals = chunk::dense_totals_kept(data, n_vars, &mask, n_obs);

@@ -10,11 +10,12 @@ macro_rules! dispatch {
     ($body:ident ( $($arg:expr),* $(,)? )) => {{
         #[cfg(target_arch = "x86_64")]
         {
+            // SAFETY: callers must have detected x86-64-v4 and FMA at run time (below).
             #[target_feature(enable = "avx512f,avx512cd,avx512vl,avx512bw,avx512dq,avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
             unsafe fn v4<F: FnOnce()>(f: F) {
                 f();
             }
+            // SAFETY: callers must have detected AVX2 and FMA at run time (below).
             #[target_feature(enable = "avx2,fma")]
             unsafe fn v3<F: FnOnce()>(f: F) {
                 f();
