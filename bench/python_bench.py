@@ -239,9 +239,15 @@ def run_worker(python: str, mode: str, spec: dict, threads: int) -> dict:
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
+    try:
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise SystemExit(f"worker failed, rc {p.returncode} ({' '.join(cmd)}):\n{p.stdout}\n{p.stderr}")
+    # a worker that printed its whole result and then died at exit (seen once: atlasnorm, empty
+    # stderr) keeps its numbers; the exit status is recorded and reported under "Checks"
+    out["returncode"] = p.returncode
     if p.returncode != 0:
-        raise SystemExit(f"worker failed ({' '.join(cmd)}):\n{p.stdout}\n{p.stderr}")
-    out = json.loads(p.stdout.strip().splitlines()[-1])
+        log(f"  WARNING: worker exited with status {p.returncode} after printing its result")
     out["process_wall_s"] = wall
     out["stderr_tail"] = p.stderr[-1500:]
     return out
@@ -427,6 +433,8 @@ def orchestrate(args) -> None:
                         r = run_worker(pythons[impl], "--worker", spec, n)
                         r.update(input=name, round=rnd)
                         doc["runs"].append(r)
+                        with open(os.path.join(OUT, "python_bench.partial.json"), "w") as f:
+                            json.dump(doc, f)
                         if rnd == 0:
                             saved[impl] = r["saved"]
                         log(f"{name} {n}t {tname(target):>6} r{rnd} {impl:>9}: first "
@@ -469,6 +477,9 @@ def orchestrate(args) -> None:
     doc["checks"].append("numba threading layer " + ", ".join(layers)
                          + "; numba threads requested→seen " + ", ".join(thr))
     doc["checks"].append(f"memory method {sorted({r['mem_method'] for r in runs})}")
+    bad = [f"{r['input']} {r['threads']}t {tname(r['target'])} r{r['round']} {r['impl']}: {r['returncode']}"
+           for r in runs if r.get("returncode")]
+    doc["checks"].append("worker exit status nonzero after a complete result: " + ("; ".join(bad) or "none"))
     doc["finished"] = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     doc["load_end"] = loadavg()
     doc["total_s"] = time.perf_counter() - t_all
