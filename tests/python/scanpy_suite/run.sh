@@ -58,7 +58,7 @@ if ! "$PYTHON" -c 'import dask.array' 2>/dev/null; then
     if ! PYTHONPATH=$DEPS "$PYTHON" -c 'import dask.array' 2>/dev/null; then
         # --no-deps: only what the env lacks (numpy, pyyaml, cloudpickle, ... are there).
         "$PYTHON" -m pip install --quiet --no-deps --target "$DEPS" \
-            'dask>=2024.5.1' toolz partd locket fsspec
+            'dask==2026.8.0' toolz partd locket fsspec  # the version the README's result was observed with
     fi
     EXTRA_PATH=$DEPS
 fi
