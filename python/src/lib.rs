@@ -7,6 +7,8 @@
 //! between what is read and what is written), so a wrong call is a Python exception, never
 //! undefined behaviour.
 
+mod distributed;
+
 use std::sync::{Arc, Mutex};
 
 use pyo3::buffer::{Element, PyBuffer};
@@ -436,6 +438,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log1p, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_files, m)?)?;
+    distributed::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -176,14 +176,29 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let (input, output, opts) = parse_normalize(args)?;
+    atlasnorm_store::normalize(&input, &output, &opts, &Bars::new(false))
+        .map(|report| report.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The INPUT, OUTPUT and options of the command line `atlasnorm normalize ARGS...`, as the
+/// command line parses and checks them (for hosts that run the job their own way, such as
+/// the Dask driver's tasks).
+///
+/// # Errors
+/// clap's usage text, or the message of an invalid option value.
+pub fn parse_normalize<I, T>(args: I) -> Result<(PathBuf, PathBuf, Options), String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let cli = Cli::try_parse_from(args).map_err(|e| e.render().to_string())?;
     let Command::Normalize(args) = cli.command else {
         return Err("not a normalize command".to_string());
     };
     let opts = options(&args).map_err(|e| e.to_string())?;
-    atlasnorm_store::normalize(&args.input, &args.output, &opts, &Bars::new(false))
-        .map(|report| report.to_string())
-        .map_err(|e| e.to_string())
+    Ok((args.input, args.output, opts))
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: remove the half-written output (it lives under a temporary

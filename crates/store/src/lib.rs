@@ -19,6 +19,7 @@
 // The core's modules, at the paths this crate's code has always used.
 pub use atlasnorm_core::{array, engine, error, kernel, params, report};
 
+pub mod distributed;
 pub mod inspect;
 pub mod options;
 pub mod run;

@@ -39,7 +39,7 @@ pub fn normalize(
 /// A local OUTPUT is claimed first (its directory checked, a concurrent run refused, dead
 /// runs' leftovers cleared, so that what a killed `--force` run had moved aside is back
 /// before OUTPUT's existence is judged); the claim is returned, to be held for the run.
-fn check_paths(
+pub(crate) fn check_paths(
     input: &Path,
     output: &Path,
     force: bool,
@@ -131,7 +131,7 @@ fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> 
 
 /// Bytes the input takes on disk: a file's length, or a directory store's files summed
 /// (0 when unknown, e.g. object storage).
-fn stored_bytes(path: &Path) -> u64 {
+pub(crate) fn stored_bytes(path: &Path) -> u64 {
     let Ok(meta) = std::fs::metadata(path) else {
         return 0;
     };

@@ -23,19 +23,7 @@ const INDPTR_PIECE: u64 = 1 << 20;
 pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result<Normalized<T>> {
     let n_obs = job.meta.n_obs as usize;
     let indptr = read_indptr(job, job.source, job.meta.n_obs)?;
-    let data_size = job.meta.data_dtype.size();
-    let index_size = job
-        .meta
-        .indices_dtype
-        .map_or(8, super::super::array::DType::size);
-    // Pass 1 holds raw data + raw indices + converted values + u32 indices per value.
-    let pass1_blocks = sparse_blocks(
-        &indptr,
-        streamed_block_values(
-            job.values_per_block(data_size + index_size + std::mem::size_of::<T>() + 4),
-            job.threads,
-        ),
-    );
+    let pass1_blocks = totals_blocks::<T>(job, &indptr);
     let spec = OutputMatrixSpec {
         layout: OutputLayout::Csr,
         n_obs: job.meta.n_obs,
@@ -59,7 +47,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             fused_target: Some(target),
         };
         let sink = out.create_matrix(&job.element_path, &spec)?;
-        scaling.run(sink, pass1_blocks, &mut totals, &mut warnings)?;
+        let nan_values = scaling.run(sink, pass1_blocks, &mut totals)?;
+        note_nan(job, nan_values, &mut warnings);
         return Ok(Normalized::new(totals, target, None, 1, warnings));
     }
 
@@ -75,80 +64,23 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             .opts
             .exclude_highly_expressed
             .then(|| vec![false; job.meta.n_vars as usize]);
-        job.progress.begin("totals", job.meta.n_obs);
-        let pass1 = consume_pooled(
-            pass1_blocks.clone(),
-            BLOCKS_IN_FLIGHT as usize,
-            BlockBuf::new,
-            |b: &Block, buf: &mut BlockBuf| read_block::<T>(job, b, true, buf),
-            |b, buf| {
-                let offsets = block_offsets(&indptr, b);
-                let rows = b.rows.start as usize..b.rows.end as usize;
-                check_integer_canonical(job, b, &offsets, buf)?;
-                let values = buf.values::<T>();
-                row_totals(job, values, &offsets, &mut totals[rows.clone()]);
-                if let Some(mask) = excluded.as_mut() {
-                    indices_into_u32(&buf.indices, &mut buf.idx);
-                    let values = buf.values::<T>();
-                    csr_mark_highly_expressed(
-                        values,
-                        &buf.idx,
-                        &offsets,
-                        &totals[rows],
-                        job.opts.max_fraction,
-                        mask,
-                    );
-                }
-                job.progress.advance(b.n_rows() as u64);
-                Ok(())
-            },
-        );
+        let pass1 = totals_pass(job, &indptr, &pass1_blocks, &mut totals, excluded.as_mut());
         let sink = creating
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("the output set-up panicked".into())));
         pass1?;
         let sink = sink?;
-        job.progress.end();
         let mut passes = 2;
 
         // Pass 1b: totals over the kept genes only.
         if let Some(mask) = &excluded {
-            job.progress
-                .begin("totals without highly expressed genes", job.meta.n_obs);
-            consume_pooled(
-                pass1_blocks,
-                BLOCKS_IN_FLIGHT as usize,
-                BlockBuf::new,
-                |b: &Block, buf: &mut BlockBuf| read_block::<T>(job, b, true, buf),
-                |b, buf| {
-                    let offsets = block_offsets(&indptr, b);
-                    let rows = b.rows.start as usize..b.rows.end as usize;
-                    indices_into_u32(&buf.indices, &mut buf.idx);
-                    let values = buf.values::<T>();
-                    csr_row_totals_kept(values, &buf.idx, &offsets, mask, &mut totals[rows]);
-                    job.progress.advance(b.n_rows() as u64);
-                    Ok(())
-                },
-            )?;
-            job.progress.end();
+            kept_totals_pass(job, &indptr, pass1_blocks, mask, &mut totals)?;
             passes += 1;
         }
 
         let target = fit::target(job.opts.target_sum, &totals);
         fit::into_factors(&mut totals, target);
         let mut factors = totals;
-
-        // Pass 2: scale. Holds raw data + converted values per value (+ indices when
-        // rewritten).
-        let pass2_blocks = sparse_blocks(
-            &indptr,
-            streamed_block_values(
-                job.values_per_block(
-                    data_size + std::mem::size_of::<T>() + if rewrite { index_size + 8 } else { 0 },
-                ),
-                job.threads,
-            ),
-        );
 
         let mut warnings = Vec::new();
         let scaling = Scaling {
@@ -157,7 +89,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             rewrite,
             fused_target: None,
         };
-        scaling.run(sink, pass2_blocks, &mut factors, &mut warnings)?;
+        let nan_values = scaling.run(sink, scale_blocks::<T>(job, &indptr, rewrite), &mut factors)?;
+        note_nan(job, nan_values, &mut warnings);
         Ok(Normalized::new(
             factors,
             target,
@@ -166,6 +99,106 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             warnings,
         ))
     })
+}
+
+/// Row blocks of the totals passes: raw data + raw indices + converted values + u32 indices
+/// per value in flight.
+pub(super) fn totals_blocks<T: Real>(job: &Job, indptr: &[i64]) -> Vec<Block> {
+    let data_size = job.meta.data_dtype.size();
+    let index_size = job.meta.indices_dtype.map_or(8, DType::size);
+    sparse_blocks(
+        indptr,
+        streamed_block_values(
+            job.values_per_block(data_size + index_size + std::mem::size_of::<T>() + 4),
+            job.threads,
+        ),
+    )
+}
+
+/// Row blocks of the scaling pass: raw data + converted values per value (+ indices when
+/// rewritten).
+pub(super) fn scale_blocks<T: Real>(job: &Job, indptr: &[i64], rewrite: bool) -> Vec<Block> {
+    let data_size = job.meta.data_dtype.size();
+    let index_size = job.meta.indices_dtype.map_or(8, DType::size);
+    sparse_blocks(
+        indptr,
+        streamed_block_values(
+            job.values_per_block(
+                data_size + std::mem::size_of::<T>() + if rewrite { index_size + 8 } else { 0 },
+            ),
+            job.threads,
+        ),
+    )
+}
+
+/// Pass 1: every row's total into `totals` (indexed by row of `job`'s matrix), the gene mask
+/// into `excluded` when genes are excluded, and the checks of integer input's structure.
+pub(super) fn totals_pass<T: Real>(
+    job: &Job,
+    indptr: &[i64],
+    blocks: &[Block],
+    totals: &mut [T],
+    mut excluded: Option<&mut Vec<bool>>,
+) -> Result<()> {
+    job.progress.begin("totals", job.meta.n_obs);
+    consume_pooled(
+        blocks.to_vec(),
+        BLOCKS_IN_FLIGHT as usize,
+        BlockBuf::new,
+        |b: &Block, buf: &mut BlockBuf| read_block::<T>(job, b, true, buf),
+        |b, buf| {
+            let offsets = block_offsets(indptr, b);
+            let rows = b.rows.start as usize..b.rows.end as usize;
+            check_integer_canonical(job, b, &offsets, buf)?;
+            let values = buf.values::<T>();
+            row_totals(job, values, &offsets, &mut totals[rows.clone()]);
+            if let Some(mask) = excluded.as_deref_mut() {
+                indices_into_u32(&buf.indices, &mut buf.idx);
+                let values = buf.values::<T>();
+                csr_mark_highly_expressed(
+                    values,
+                    &buf.idx,
+                    &offsets,
+                    &totals[rows],
+                    job.opts.max_fraction,
+                    mask,
+                );
+            }
+            job.progress.advance(b.n_rows() as u64);
+            Ok(())
+        },
+    )?;
+    job.progress.end();
+    Ok(())
+}
+
+/// Pass 1b: every row's total over the genes `mask` leaves, into `totals`.
+pub(super) fn kept_totals_pass<T: Real>(
+    job: &Job,
+    indptr: &[i64],
+    blocks: Vec<Block>,
+    mask: &[bool],
+    totals: &mut [T],
+) -> Result<()> {
+    job.progress
+        .begin("totals without highly expressed genes", job.meta.n_obs);
+    consume_pooled(
+        blocks,
+        BLOCKS_IN_FLIGHT as usize,
+        BlockBuf::new,
+        |b: &Block, buf: &mut BlockBuf| read_block::<T>(job, b, true, buf),
+        |b, buf| {
+            let offsets = block_offsets(indptr, b);
+            let rows = b.rows.start as usize..b.rows.end as usize;
+            indices_into_u32(&buf.indices, &mut buf.idx);
+            let values = buf.values::<T>();
+            csr_row_totals_kept(values, &buf.idx, &offsets, mask, &mut totals[rows]);
+            job.progress.advance(b.n_rows() as u64);
+            Ok(())
+        },
+    )?;
+    job.progress.end();
+    Ok(())
 }
 
 /// One block's buffers, reused block after block (see [`stream_pooled`]).
@@ -286,23 +319,22 @@ pub(super) fn convert_into<T: Real>(src: &NumVec, dst: &mut NumVec) {
 
 /// The pass that writes the output: each block's values divided by their row's factor (and
 /// log-transformed), with indices and indptr when the structure is rewritten.
-struct Scaling<'a, T> {
-    job: &'a Job<'a>,
-    indptr: &'a [i64],
-    rewrite: bool,
+pub(super) struct Scaling<'a, T> {
+    pub job: &'a Job<'a>,
+    pub indptr: &'a [i64],
+    pub rewrite: bool,
     /// With a fixed target and no gene mask the totals are computed here too (one pass):
     /// `factors` then receives them block by block.
-    fused_target: Option<T>,
+    pub fused_target: Option<T>,
 }
 
 impl<T: Real> Scaling<'_, T> {
-    fn run(
+    pub(super) fn run(
         &self,
         mut sink: Box<dyn MatrixSink + '_>,
         blocks: Vec<Block>,
         factors: &mut [T],
-        warnings: &mut Vec<String>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let job = self.job;
         if self.rewrite {
             sink.append_indptr(&[0])?;
@@ -347,8 +379,7 @@ impl<T: Real> Scaling<'_, T> {
         )?;
         sink.finish()?;
         job.progress.end();
-        note_nan(job, nan_values, warnings);
-        Ok(())
+        Ok(nan_values)
     }
 }
 
@@ -374,7 +405,7 @@ fn indices_into_i64(indices: &NumVec, out: &mut Vec<i64>) {
 /// one dtype (it raises `TypeError` otherwise: refused here too). Integer data is cast with
 /// scipy's `astype`, which rebuilds the matrix with the smallest signed index dtype that
 /// fits (int32 unless a dimension or nnz passes 2^31 - 1): copied when already that.
-fn output_structure(job: &Job) -> Result<SparseStructure> {
+pub(super) fn output_structure(job: &Job) -> Result<SparseStructure> {
     let (Some(indices), Some(indptr)) = (job.meta.indices_dtype, job.meta.indptr_dtype) else {
         return Err(job.error("", "a sparse matrix without index dtypes"));
     };
@@ -462,7 +493,7 @@ fn read_block<T: Real>(
     if with_indices {
         job.source
             .read_indices_into(block.values.clone(), &mut buf.indices)?;
-        check_indices(&buf.indices, job.meta.n_vars, block.values.start)
+        check_indices(&buf.indices, job.meta.n_vars, job.origin.values + block.values.start)
             .map_err(|problem| job.error("indices", problem))?;
     }
     Ok(())
@@ -474,7 +505,13 @@ fn check_integer_canonical(job: &Job, b: &Block, offsets: &[usize], buf: &BlockB
     if !job.meta.data_dtype.is_integer() {
         return Ok(());
     }
-    check_canonical(&buf.indices, offsets, b.rows.start, b.values.start, "row")
+    check_canonical(
+        &buf.indices,
+        offsets,
+        job.origin.rows + b.rows.start,
+        job.origin.values + b.values.start,
+        "row",
+    )
         .map_err(|problem| job.error("indices", problem))
 }
 
@@ -506,7 +543,9 @@ pub(super) fn scale<T: Real>(
                  input, or a NaN factor when no cell has a positive total); scanpy's log1p \
                  raises \"Input contains NaN\" here, so atlasnorm refuses too \
                  (--no-log1p writes them as scanpy's normalize_total does)",
-                bad.count, rows.start, rows.end
+                bad.count,
+                job.origin.rows + rows.start as u64,
+                job.origin.rows + rows.end as u64
             ),
         )
     })

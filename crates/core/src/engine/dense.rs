@@ -13,18 +13,12 @@ use crate::kernel::mask::dense_mark_highly_expressed;
 use crate::kernel::scale::{factor, target_from_user};
 use crate::kernel::totals::{dense_row_totals_kept_ordered, KeptSumOrder};
 use crate::kernel::Real;
-use crate::store::{OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
+use crate::store::{MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
 
 pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result<Normalized<T>> {
     let (n_obs, n_vars) = (job.meta.n_obs, job.meta.n_vars);
     let n_cols = n_vars as usize;
-    // A block holds the raw values and the converted ones.
-    let bytes = job.meta.data_dtype.size() + std::mem::size_of::<T>();
-    let blocks = dense_blocks(
-        n_obs,
-        n_vars,
-        streamed_block_values(job.values_per_block(bytes), job.threads),
-    );
+    let blocks = blocks_of::<T>(job);
     let spec = OutputMatrixSpec {
         layout: OutputLayout::Dense,
         n_obs,
@@ -33,23 +27,14 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         data_dtype: T::DTYPE,
         structure: SparseStructure::CopyFromInput,
     };
-    let parts = job.threads * 4;
     let mut totals = vec![T::default(); n_obs as usize];
     let mut warnings = Vec::new();
-    let read = |b: &Block, buf: &mut BlockBuf| read_rows::<T>(job, b, buf);
-    let pool = BLOCKS_IN_FLIGHT as usize;
 
     if job.fused() {
         let target: T = target_from_user(job.opts.target_sum.expect("fused implies a target"));
-        scale_pass(
-            job,
-            out,
-            &spec,
-            blocks,
-            Some(target),
-            &mut totals,
-            &mut warnings,
-        )?;
+        let sink = out.create_matrix(&job.element_path, &spec)?;
+        let nan_values = scale_pass(job, sink, blocks, Some(target), &mut totals)?;
+        note_nan(job, nan_values, &mut warnings);
         return Ok(Normalized::new(totals, target, None, 1, warnings));
     }
 
@@ -57,27 +42,97 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
         .opts
         .exclude_highly_expressed
         .then(|| vec![false; n_cols]);
-    job.progress.begin("totals", n_obs);
-    consume_pooled(blocks.clone(), pool, BlockBuf::new, read, |b, buf| {
-        let rows = b.rows.start as usize..b.rows.end as usize;
-        let values = buf.values::<T>();
-        dense_totals_parallel(values, n_cols, &mut totals[rows.clone()], parts);
-        if let Some(mask) = excluded.as_mut() {
-            dense_mark_highly_expressed(values, n_cols, &totals[rows], job.opts.max_fraction, mask);
-        }
-        job.progress.advance(b.n_rows() as u64);
-        Ok(())
-    })?;
-    job.progress.end();
+    totals_pass(job, &blocks, &mut totals, excluded.as_mut())?;
     let mut passes = 2;
 
     if let Some(mask) = &excluded {
-        let kept: Vec<usize> = (0..n_cols).filter(|&c| !mask[c]).collect();
-        // numpy's order for `x[:, kept].sum(axis=1)` depends on the whole matrix's row count.
-        let order = KeptSumOrder::for_n_obs(n_obs as usize);
-        job.progress
-            .begin("totals without highly expressed genes", n_obs);
-        consume_pooled(blocks.clone(), pool, BlockBuf::new, read, |b, buf| {
+        kept_totals_pass(job, &blocks, mask, &mut totals)?;
+        passes += 1;
+    }
+
+    let target = fit::target(job.opts.target_sum, &totals);
+    fit::into_factors(&mut totals, target);
+    let mut factors = totals;
+    let sink = out.create_matrix(&job.element_path, &spec)?;
+    let nan_values = scale_pass(job, sink, blocks, None, &mut factors)?;
+    note_nan(job, nan_values, &mut warnings);
+    Ok(Normalized::new(
+        factors,
+        target,
+        excluded.as_deref(),
+        passes,
+        warnings,
+    ))
+}
+
+/// Row blocks of every dense pass: the raw values and the converted ones in flight.
+pub(super) fn blocks_of<T: Real>(job: &Job) -> Vec<Block> {
+    let bytes = job.meta.data_dtype.size() + std::mem::size_of::<T>();
+    dense_blocks(
+        job.meta.n_obs,
+        job.meta.n_vars,
+        streamed_block_values(job.values_per_block(bytes), job.threads),
+    )
+}
+
+/// Pass 1: numpy's pairwise row sums into `totals`, the gene mask into `excluded`.
+pub(super) fn totals_pass<T: Real>(
+    job: &Job,
+    blocks: &[Block],
+    totals: &mut [T],
+    mut excluded: Option<&mut Vec<bool>>,
+) -> Result<()> {
+    let n_cols = job.meta.n_vars as usize;
+    let parts = job.threads * 4;
+    let read = |b: &Block, buf: &mut BlockBuf| read_rows::<T>(job, b, buf);
+    job.progress.begin("totals", job.meta.n_obs);
+    consume_pooled(
+        blocks.to_vec(),
+        BLOCKS_IN_FLIGHT as usize,
+        BlockBuf::new,
+        read,
+        |b, buf| {
+            let rows = b.rows.start as usize..b.rows.end as usize;
+            let values = buf.values::<T>();
+            dense_totals_parallel(values, n_cols, &mut totals[rows.clone()], parts);
+            if let Some(mask) = excluded.as_deref_mut() {
+                dense_mark_highly_expressed(
+                    values,
+                    n_cols,
+                    &totals[rows],
+                    job.opts.max_fraction,
+                    mask,
+                );
+            }
+            job.progress.advance(b.n_rows() as u64);
+            Ok(())
+        },
+    )?;
+    job.progress.end();
+    Ok(())
+}
+
+/// Pass 1b: row sums over the genes `mask` leaves, in numpy's order for the whole matrix.
+pub(super) fn kept_totals_pass<T: Real>(
+    job: &Job,
+    blocks: &[Block],
+    mask: &[bool],
+    totals: &mut [T],
+) -> Result<()> {
+    let n_cols = job.meta.n_vars as usize;
+    let parts = job.threads * 4;
+    let kept: Vec<usize> = (0..n_cols).filter(|&c| !mask[c]).collect();
+    // numpy's order for `x[:, kept].sum(axis=1)` depends on the whole matrix's row count.
+    let order = KeptSumOrder::for_n_obs(job.n_obs_total as usize);
+    let read = |b: &Block, buf: &mut BlockBuf| read_rows::<T>(job, b, buf);
+    job.progress
+        .begin("totals without highly expressed genes", job.meta.n_obs);
+    consume_pooled(
+        blocks.to_vec(),
+        BLOCKS_IN_FLIGHT as usize,
+        BlockBuf::new,
+        read,
+        |b, buf| {
             let rows = b.rows.start as usize..b.rows.end as usize;
             let rows_per_part = b.n_rows().div_ceil(parts).max(1);
             buf.values::<T>()
@@ -88,39 +143,24 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
                 });
             job.progress.advance(b.n_rows() as u64);
             Ok(())
-        })?;
-        job.progress.end();
-        passes += 1;
-    }
-
-    let target = fit::target(job.opts.target_sum, &totals);
-    fit::into_factors(&mut totals, target);
-    let mut factors = totals;
-    scale_pass(job, out, &spec, blocks, None, &mut factors, &mut warnings)?;
-    Ok(Normalized::new(
-        factors,
-        target,
-        excluded.as_deref(),
-        passes,
-        warnings,
-    ))
+        },
+    )?;
+    job.progress.end();
+    Ok(())
 }
 
 /// The pass that writes the output: every value divided by its row's factor (and
 /// log-transformed). With `fused_target` (fixed target, no gene mask) the totals are computed
 /// here too and `factors` receives them block by block.
-fn scale_pass<T: Real>(
+pub(super) fn scale_pass<T: Real>(
     job: &Job,
-    out: &mut dyn OutputStore,
-    spec: &OutputMatrixSpec,
+    mut sink: Box<dyn MatrixSink + '_>,
     blocks: Vec<Block>,
     fused_target: Option<T>,
     factors: &mut [T],
-    warnings: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<u64> {
     let n_cols = job.meta.n_vars as usize;
     let parts = job.threads * 4;
-    let mut sink = out.create_matrix(&job.element_path, spec)?;
     let mut nan_values = 0;
     job.progress.begin("normalize", job.meta.n_obs);
     stream_pooled(
@@ -150,8 +190,7 @@ fn scale_pass<T: Real>(
     )?;
     sink.finish()?;
     job.progress.end();
-    note_nan(job, nan_values, warnings);
-    Ok(())
+    Ok(nan_values)
 }
 
 /// Reads a block's rows into `buf` and converts them to T.

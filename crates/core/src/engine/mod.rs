@@ -10,6 +10,7 @@ mod csc;
 mod csr;
 mod dense;
 pub mod in_memory;
+pub mod parts;
 pub mod pipeline;
 pub mod plan;
 pub(crate) mod scale;
@@ -47,23 +48,7 @@ pub fn normalize_stores(
     opts.validate()?;
     let element = element_of(opts);
     let source = input.open_matrix(&element)?;
-    let meta = source.meta();
-    if opts.log1p && meta.layout != MatrixLayout::Dense && (meta.n_obs == 0 || meta.n_vars == 0) {
-        return Err(Error::input(
-            input.path(),
-            element.store_path(),
-            format!(
-                "a {} x {} sparse matrix: scanpy's log1p raises \"Found array with 0 \
-                 sample(s)/feature(s)\" here, so atlasnorm refuses too (--no-log1p works)",
-                meta.n_obs, meta.n_vars
-            ),
-        ));
-    }
-    let mut warnings = Vec::new();
-    if opts.log1p && input.has_uns_log1p()? {
-        warnings.push("adata.X seems to be already log-transformed.".to_string());
-        progress.warn(warnings.last().unwrap());
-    }
+    let mut warnings = preflight(input, source.meta(), opts, progress)?;
     let job = Job {
         input: input.path(),
         element: element.store_path(),
@@ -76,6 +61,8 @@ pub fn normalize_stores(
         log1p: opts
             .log1p
             .then(|| Log1p::new(opts.log1p_kernel, opts.log1p_base)),
+        origin: Origin::default(),
+        n_obs_total: source.meta().n_obs,
     };
     let summary = match job.meta.data_dtype {
         DType::F64 => finish::<f64>(&job, out.as_mut(), input)?,
@@ -96,6 +83,83 @@ pub fn normalize_stores(
         elapsed: started.elapsed(),
         warnings,
     })
+}
+
+/// The checks and warnings of a run before its passes: scanpy's log1p refuses an empty sparse
+/// matrix, and warns when `uns/log1p` says the data are log-transformed already. Returns
+/// the warnings (also given to `progress`).
+///
+/// # Errors
+/// [`Error::Input`] for an empty sparse matrix with log1p; the input's read errors.
+pub fn preflight(
+    input: &dyn store::InputStore,
+    meta: &MatrixMeta,
+    opts: &Params,
+    progress: &dyn Progress,
+) -> Result<Vec<String>> {
+    let element = element_of(opts);
+    if opts.log1p && meta.layout != MatrixLayout::Dense && (meta.n_obs == 0 || meta.n_vars == 0) {
+        return Err(Error::input(
+            input.path(),
+            element.store_path(),
+            format!(
+                "a {} x {} sparse matrix: scanpy's log1p raises \"Found array with 0 \
+                 sample(s)/feature(s)\" here, so atlasnorm refuses too (--no-log1p works)",
+                meta.n_obs, meta.n_vars
+            ),
+        ));
+    }
+    let mut warnings = Vec::new();
+    if opts.log1p && input.has_uns_log1p()? {
+        warnings.push("adata.X seems to be already log-transformed.".to_string());
+        progress.warn(warnings.last().unwrap());
+    }
+    Ok(warnings)
+}
+
+/// What a run does after its passes, given every cell's factor and the excluded genes'
+/// positions: the zero-count and excluded-genes warnings (pushed to `warnings` and given to
+/// `progress`), `obs[key_added]` and `uns["log1p"]`. Returns the number of zero-count cells.
+///
+/// # Errors
+/// The output's write errors; the input's, reading the excluded genes' names.
+pub fn conclude<T: Real>(
+    out: &mut dyn OutputStore,
+    input: &dyn store::InputStore,
+    opts: &Params,
+    progress: &dyn Progress,
+    factors: Vec<T>,
+    excluded: &[u64],
+    warnings: &mut Vec<String>,
+) -> Result<u64> {
+    let zero_count_cells = fit::zero_count_cells(&factors);
+    if zero_count_cells > 0 {
+        warnings.push("Some cells have zero counts".to_string());
+        progress.warn(warnings.last().unwrap());
+    }
+    if !excluded.is_empty() {
+        let names = input.var_names(excluded)?;
+        let shown: Vec<&str> = names.iter().take(20).map(String::as_str).collect();
+        let more = names.len().saturating_sub(shown.len());
+        let message = format!(
+            "The following highly-expressed genes are not considered during normalization \
+             factor computation: {:?}{}",
+            shown,
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        progress.warn(&message);
+    }
+    if let Some(key) = &opts.key_added {
+        out.write_obs_column(key, &T::into_numvec(factors))?;
+    }
+    if opts.log1p {
+        out.write_uns_log1p(opts.log1p_base)?;
+    }
+    Ok(zero_count_cells)
 }
 
 struct Summary {
@@ -119,33 +183,15 @@ fn finish<T: Real>(
         MatrixLayout::Dense => dense::normalize(job, out)?,
     };
     let mut warnings = done.warnings;
-    let zero_count_cells = fit::zero_count_cells(&done.factors);
-    if zero_count_cells > 0 {
-        warnings.push("Some cells have zero counts".to_string());
-        job.progress.warn(warnings.last().unwrap());
-    }
-    if !done.excluded.is_empty() {
-        let names = input.var_names(&done.excluded)?;
-        let shown: Vec<&str> = names.iter().take(20).map(String::as_str).collect();
-        let more = names.len().saturating_sub(shown.len());
-        let message = format!(
-            "The following highly-expressed genes are not considered during normalization \
-             factor computation: {:?}{}",
-            shown,
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        );
-        job.progress.warn(&message);
-    }
-    if let Some(key) = &job.opts.key_added {
-        out.write_obs_column(key, &T::into_numvec(done.factors))?;
-    }
-    if job.log1p.is_some() {
-        out.write_uns_log1p(job.opts.log1p_base)?;
-    }
+    let zero_count_cells = conclude(
+        out,
+        input,
+        job.opts,
+        job.progress,
+        done.factors,
+        &done.excluded,
+        &mut warnings,
+    )?;
     Ok(Summary {
         target: done.target.to_f64(),
         zero_count_cells,
@@ -167,6 +213,21 @@ pub(crate) struct Job<'a> {
     pub progress: &'a dyn Progress,
     pub threads: usize,
     pub log1p: Option<Log1p>,
+    /// Where `source`'s first row and value sit in the whole matrix (a task's part of it),
+    /// for messages.
+    pub origin: Origin,
+    /// Rows of the whole matrix (numpy's summation order for dense kept-gene totals depends
+    /// on it).
+    pub n_obs_total: u64,
+}
+
+/// The position of a part of a matrix in the whole: first row, first stored value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The part's first row.
+    pub rows: u64,
+    /// The part's first stored value (dense: row-major element).
+    pub values: u64,
 }
 
 impl Job<'_> {

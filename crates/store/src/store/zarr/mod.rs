@@ -21,6 +21,7 @@ mod inspect;
 pub mod layout;
 mod node;
 mod output;
+pub mod parts;
 mod rebase;
 pub mod s3;
 mod sink;

@@ -139,6 +139,11 @@ impl ZarrOutput {
         self.format
     }
 
+    /// The store being written (the staging area).
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// Where the store is being written until commit.
     pub fn temp_path(&self) -> Option<&Path> {
         self.staging.as_ref().and_then(|s| s.temp_path())

@@ -45,8 +45,10 @@ pub(crate) struct ChunkedWriter {
     pending: Pending,
     /// First row of `pending` (always at a band boundary).
     pending_row: u64,
-    /// Elements received so far.
+    /// Elements received so far (from the array's start: a part starts at its first).
     received: u64,
+    /// Where the values written end: the array's length, or a part's end.
+    end: u64,
     scalar: bool,
 }
 
@@ -66,37 +68,100 @@ impl ChunkedWriter {
         let (handle, node) = super::rebase::array_handle(storage, path);
         let array = Array::new_with_metadata(handle, &node, meta)
             .map_err(|e| Error::Internal(format!("{path}: cannot set up the zarr array: {e}")))?;
-        let scalar = spec.shape.is_empty();
-        let (shape, unit) = if scalar {
+        let (shape, unit) = if spec.shape.is_empty() {
             (vec![1], vec![1])
         } else {
             (spec.shape.clone(), spec.write_unit().to_vec())
         };
+        Ok(Self::with_array(array, path, spec.elem, shape, unit, spec.shape.is_empty(), budget))
+    }
+
+    fn with_array(
+        array: ZArray,
+        path: &str,
+        elem: ElemType,
+        shape: Vec<u64>,
+        unit: Vec<u64>,
+        scalar: bool,
+        budget: u64,
+    ) -> Self {
         let row_len: u64 = shape[1..].iter().product();
-        let elem_size = match spec.elem {
+        let elem_size = match elem {
             ElemType::Num(d) => d.size(),
             ElemType::Bool => 1,
             ElemType::String => 0,
         };
         let band_bytes = (unit[0] * row_len).max(1) * (elem_size.max(32) as u64);
         let batch = (budget / band_bytes).clamp(1, rayon::current_num_threads().max(1) as u64);
-        Ok(ChunkedWriter {
+        let end = shape.iter().product();
+        ChunkedWriter {
             array: Arc::new(array),
             name: path.to_string(),
-            elem: spec.elem,
+            elem,
             shape,
             unit,
             row_len,
             elem_size,
             batch,
-            pending: match spec.elem {
+            pending: match elem {
                 ElemType::String => Pending::Strings(Vec::new()),
                 _ => Pending::Bytes(Vec::new()),
             },
             pending_row: 0,
             received: 0,
+            end,
             scalar,
-        })
+        }
+    }
+
+    /// A writer of the elements `range` only of the numeric array of `dtype` stored at
+    /// `path` (its metadata read from `storage`): a task's part, beside other tasks writing
+    /// theirs. `range` must start where a band of write units (shards, else chunks) starts
+    /// and end where one ends or at the array's end, so that no two parts share an object.
+    pub fn open_part(
+        storage: &Storage,
+        path: &str,
+        dtype: DType,
+        budget: u64,
+        range: std::ops::Range<u64>,
+    ) -> Result<Self> {
+        let (handle, node) = super::rebase::array_handle(storage, path);
+        let fail = |e: String| Error::Internal(format!("{path}: cannot open the zarr array: {e}"));
+        let array = Array::open(handle, &node).map_err(|e| fail(e.to_string()))?;
+        let shape = array.shape().to_vec();
+        if shape.is_empty() {
+            return Err(fail("a 0-d array has no parts".into()));
+        }
+        let unit: Vec<u64> = array
+            .chunk_shape(&vec![0; shape.len()])
+            .map_err(|e| fail(e.to_string()))?
+            .iter()
+            .map(|n| n.get())
+            .collect();
+        let mut w = Self::with_array(array, path, ElemType::Num(dtype), shape, unit, false, budget);
+        let band = w.band_elems().max(1);
+        let aligned = |at: u64| at.is_multiple_of(band) || at == w.len();
+        if range.start > range.end
+            || range.end > w.len()
+            || !aligned(range.start)
+            || !aligned(range.end)
+        {
+            return Err(Error::Internal(format!(
+                "{path}: elements {}..{} are not whole bands of {band} (array of {})",
+                range.start,
+                range.end,
+                w.len()
+            )));
+        }
+        w.pending_row = range.start / w.row_len.max(1);
+        w.received = range.start;
+        w.end = range.end;
+        Ok(w)
+    }
+
+    /// Elements in one band of write units (the units covering the same rows).
+    pub fn band_len(&self) -> u64 {
+        self.band_elems()
     }
 
     pub fn name(&self) -> &str {
@@ -123,11 +188,11 @@ impl ChunkedWriter {
     }
 
     fn too_many(&self, n: u64) -> Result<()> {
-        if self.received + n > self.len() {
+        if self.received + n > self.end {
             return Err(Error::Internal(format!(
                 "{}: more values than the {} expected",
                 self.name,
-                self.len()
+                self.end
             )));
         }
         Ok(())
@@ -231,12 +296,12 @@ impl ChunkedWriter {
             Pending::Strings(s) if !s.is_empty() => self.store_bands(Src::Strings(&s))?,
             _ => {}
         }
-        if self.received != self.len() {
+        if self.received != self.end {
             return Err(Error::Internal(format!(
                 "{}: {} values written, {} expected",
                 self.name,
                 self.received,
-                self.len()
+                self.end
             )));
         }
         Ok(self.received)
