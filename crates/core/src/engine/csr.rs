@@ -89,7 +89,8 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
             rewrite,
             fused_target: None,
         };
-        let nan_values = scaling.run(sink, scale_blocks::<T>(job, &indptr, rewrite), &mut factors)?;
+        let nan_values =
+            scaling.run(sink, scale_blocks::<T>(job, &indptr, rewrite), &mut factors)?;
         note_nan(job, nan_values, &mut warnings);
         Ok(Normalized::new(
             factors,
@@ -493,8 +494,12 @@ fn read_block<T: Real>(
     if with_indices {
         job.source
             .read_indices_into(block.values.clone(), &mut buf.indices)?;
-        check_indices(&buf.indices, job.meta.n_vars, job.origin.values + block.values.start)
-            .map_err(|problem| job.error("indices", problem))?;
+        check_indices(
+            &buf.indices,
+            job.meta.n_vars,
+            job.origin.values + block.values.start,
+        )
+        .map_err(|problem| job.error("indices", problem))?;
     }
     Ok(())
 }
@@ -512,7 +517,7 @@ fn check_integer_canonical(job: &Job, b: &Block, offsets: &[usize], buf: &BlockB
         job.origin.values + b.values.start,
         "row",
     )
-        .map_err(|problem| job.error("indices", problem))
+    .map_err(|problem| job.error("indices", problem))
 }
 
 /// Totals of the block's rows, in parallel over row ranges.

@@ -73,7 +73,15 @@ impl ChunkedWriter {
         } else {
             (spec.shape.clone(), spec.write_unit().to_vec())
         };
-        Ok(Self::with_array(array, path, spec.elem, shape, unit, spec.shape.is_empty(), budget))
+        Ok(Self::with_array(
+            array,
+            path,
+            spec.elem,
+            shape,
+            unit,
+            spec.shape.is_empty(),
+            budget,
+        ))
     }
 
     fn with_array(
@@ -138,7 +146,15 @@ impl ChunkedWriter {
             .iter()
             .map(|n| n.get())
             .collect();
-        let mut w = Self::with_array(array, path, ElemType::Num(dtype), shape, unit, false, budget);
+        let mut w = Self::with_array(
+            array,
+            path,
+            ElemType::Num(dtype),
+            shape,
+            unit,
+            false,
+            budget,
+        );
         let band = w.band_elems().max(1);
         let aligned = |at: u64| at.is_multiple_of(band) || at == w.len();
         if range.start > range.end
@@ -191,8 +207,7 @@ impl ChunkedWriter {
         if self.received + n > self.end {
             return Err(Error::Internal(format!(
                 "{}: more values than the {} expected",
-                self.name,
-                self.end
+                self.name, self.end
             )));
         }
         Ok(())
@@ -299,9 +314,7 @@ impl ChunkedWriter {
         if self.received != self.end {
             return Err(Error::Internal(format!(
                 "{}: {} values written, {} expected",
-                self.name,
-                self.received,
-                self.end
+                self.name, self.received, self.end
             )));
         }
         Ok(self.received)

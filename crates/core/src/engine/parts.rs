@@ -1,0 +1,295 @@
+//! The engine's passes one at a time over a part of a matrix, for schedulers that run the
+//! passes of one matrix as separate tasks on other processes or machines (Dask): totals of
+//! whole rows (and their gene mask), totals over the kept genes, then the scaling of any range
+//! of stored values.
+//!
+//! Each function runs the very pass code of [`normalize_stores`](super::normalize_stores) on a
+//! [`PartSource`], a view of the part as a matrix of its own, so a matrix split into parts
+//! gives the bits of one run: totals are per row, the mask an OR over rows, the target comes
+//! from all totals ([`factors`]), and scaling is per value. CSR and dense only: a CSC matrix's
+//! totals run along columns and need the whole matrix in one pass.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::csr::{self, Scaling};
+use super::dense;
+use super::{Job, Origin};
+use crate::array::NumVec;
+use crate::error::{Error, Result};
+use crate::fit;
+use crate::kernel::log1p::Log1p;
+use crate::kernel::Real;
+use crate::params::Params;
+use crate::report::Silent;
+use crate::store::{ElementPath, MatrixLayout, MatrixMeta, MatrixSink, MatrixSource};
+
+/// The matrix a task works on and how: what every pass over a part needs.
+pub struct PartOf<'a> {
+    /// The input, for messages.
+    pub input: &'a Path,
+    /// X or the layer.
+    pub element: &'a ElementPath,
+    /// The whole stored matrix.
+    pub source: &'a dyn MatrixSource,
+    /// What to compute.
+    pub params: &'a Params,
+}
+
+/// A part of a CSR or dense matrix seen as a whole matrix: rows `rows` and, for CSR, only the
+/// stored values `values` of those rows (the first and last row may then be partial: a range
+/// of values cut where an output chunk ends). Indices into the view are relative to the part.
+pub struct PartSource<'a> {
+    inner: &'a dyn MatrixSource,
+    meta: MatrixMeta,
+    origin: Origin,
+    /// CSR: the part's indptr, starting at 0.
+    indptr: Vec<i64>,
+}
+
+impl<'a> PartSource<'a> {
+    /// The view of `rows` of `inner` (CSR: with their stored values `values`, which must lie
+    /// within the rows' values; `None`: all of them).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the part is out of the matrix's bounds, or for CSC;
+    /// [`Error::Input`] when `indptr` cannot be read.
+    pub fn new(
+        inner: &'a dyn MatrixSource,
+        rows: Range<u64>,
+        values: Option<Range<u64>>,
+    ) -> Result<Self> {
+        let whole = inner.meta();
+        if rows.start > rows.end || rows.end > whole.n_obs {
+            return Err(Error::Internal(format!(
+                "rows {}..{} of a matrix of {} rows",
+                rows.start, rows.end, whole.n_obs
+            )));
+        }
+        let mut meta = whole.clone();
+        meta.n_obs = rows.end - rows.start;
+        match whole.layout {
+            MatrixLayout::Csr => {
+                let stored = inner.read_indptr(rows.start..rows.end + 1)?;
+                let (first, last) = (stored[0], stored[stored.len() - 1]);
+                let values = values.unwrap_or(first.max(0) as u64..last.max(0) as u64);
+                if (values.start as i64) < first
+                    || (values.end as i64) > last
+                    || values.start > values.end
+                {
+                    return Err(Error::Internal(format!(
+                        "values {}..{} outside rows {}..{} (values {first}..{last})",
+                        values.start, values.end, rows.start, rows.end
+                    )));
+                }
+                let (lo, hi) = (values.start as i64, values.end as i64);
+                let indptr = stored.iter().map(|&p| p.clamp(lo, hi) - lo).collect();
+                meta.nnz = values.end - values.start;
+                Ok(PartSource {
+                    inner,
+                    meta,
+                    origin: Origin {
+                        rows: rows.start,
+                        values: values.start,
+                    },
+                    indptr,
+                })
+            }
+            MatrixLayout::Dense => {
+                meta.nnz = meta.n_obs * meta.n_vars;
+                Ok(PartSource {
+                    inner,
+                    meta,
+                    origin: Origin {
+                        rows: rows.start,
+                        values: rows.start * whole.n_vars,
+                    },
+                    indptr: Vec::new(),
+                })
+            }
+            MatrixLayout::Csc => Err(Error::Internal(
+                "a CSC matrix cannot be split into row parts (its totals run along columns)".into(),
+            )),
+        }
+    }
+
+    fn shifted(&self, range: &Range<u64>) -> Range<u64> {
+        range.start + self.origin.values..range.end + self.origin.values
+    }
+}
+
+impl MatrixSource for PartSource<'_> {
+    fn meta(&self) -> &MatrixMeta {
+        &self.meta
+    }
+
+    fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
+        Ok(self.indptr[range.start as usize..range.end as usize].to_vec())
+    }
+
+    fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
+        self.inner.read_indices(self.shifted(&range))
+    }
+
+    fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
+        self.inner.read_data(self.shifted(&range))
+    }
+
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
+        self.inner
+            .read_rows(rows.start + self.origin.rows..rows.end + self.origin.rows)
+    }
+
+    fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        self.inner.read_data_into(self.shifted(&range), out)
+    }
+
+    fn read_indices_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        self.inner.read_indices_into(self.shifted(&range), out)
+    }
+
+    fn read_rows_into(&self, rows: Range<u64>, out: &mut NumVec) -> Result<()> {
+        self.inner.read_rows_into(
+            rows.start + self.origin.rows..rows.end + self.origin.rows,
+            out,
+        )
+    }
+}
+
+impl PartOf<'_> {
+    fn job<'s>(&'s self, view: &'s PartSource<'s>) -> Job<'s> {
+        Job {
+            input: self.input,
+            element: self.element.store_path(),
+            element_path: self.element.clone(),
+            source: view,
+            meta: view.meta.clone(),
+            opts: self.params,
+            progress: &Silent,
+            threads: rayon::current_num_threads(),
+            log1p: self
+                .params
+                .log1p
+                .then(|| Log1p::new(self.params.log1p_kernel, self.params.log1p_base)),
+            origin: view.origin,
+            n_obs_total: self.source.meta().n_obs,
+        }
+    }
+
+    /// The totals of `rows` and, when genes are excluded, the genes these rows mark as highly
+    /// expressed (parts' masks combine with OR). Checks the part as the whole run's pass 1
+    /// does (indices in range, integer input's canonical format).
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming the element when the part cannot be read or is malformed.
+    pub fn totals<T: Real>(&self, rows: Range<u64>) -> Result<(Vec<T>, Option<Vec<bool>>)> {
+        let view = PartSource::new(self.source, rows, None)?;
+        let job = self.job(&view);
+        let mut totals = vec![T::default(); view.meta.n_obs as usize];
+        let mut mask = self
+            .params
+            .exclude_highly_expressed
+            .then(|| vec![false; view.meta.n_vars as usize]);
+        match view.meta.layout {
+            MatrixLayout::Csr => {
+                let indptr = csr::read_indptr(&job, &view, view.meta.n_obs)?;
+                let blocks = csr::totals_blocks::<T>(&job, &indptr);
+                csr::totals_pass(&job, &indptr, &blocks, &mut totals, mask.as_mut())?;
+            }
+            _ => {
+                let blocks = dense::blocks_of::<T>(&job);
+                dense::totals_pass(&job, &blocks, &mut totals, mask.as_mut())?;
+            }
+        }
+        Ok((totals, mask))
+    }
+
+    /// The totals of `rows` over the genes `mask` (all parts' masks, combined) leaves.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when the part cannot be read.
+    pub fn kept_totals<T: Real>(&self, rows: Range<u64>, mask: &[bool]) -> Result<Vec<T>> {
+        let view = PartSource::new(self.source, rows, None)?;
+        let job = self.job(&view);
+        let mut totals = vec![T::default(); view.meta.n_obs as usize];
+        match view.meta.layout {
+            MatrixLayout::Csr => {
+                let indptr = csr::read_indptr(&job, &view, view.meta.n_obs)?;
+                let blocks = csr::totals_blocks::<T>(&job, &indptr);
+                csr::kept_totals_pass(&job, &indptr, blocks, mask, &mut totals)?;
+            }
+            _ => {
+                let blocks = dense::blocks_of::<T>(&job);
+                dense::kept_totals_pass(&job, &blocks, mask, &mut totals)?;
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Scales the stored values `values` of `rows` (CSR; dense: all values of the rows) by
+    /// their rows' `factors` (one per row of `rows`), applies log1p and appends them to
+    /// `sink`, which is finished. Returns the number of NaN values written.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when the part cannot be read, or (with log1p, CSR) a normalized
+    /// value is NaN or infinite; the sink's errors.
+    pub fn scale<T: Real>(
+        &self,
+        rows: Range<u64>,
+        values: Option<Range<u64>>,
+        factors: &[T],
+        sink: Box<dyn MatrixSink + '_>,
+    ) -> Result<u64> {
+        let view = PartSource::new(self.source, rows, values)?;
+        if factors.len() as u64 != view.meta.n_obs {
+            return Err(Error::Internal(format!(
+                "{} factors for {} rows",
+                factors.len(),
+                view.meta.n_obs
+            )));
+        }
+        let job = self.job(&view);
+        let mut factors = factors.to_vec();
+        match view.meta.layout {
+            MatrixLayout::Csr => {
+                let indptr = view.indptr.clone();
+                let scaling = Scaling {
+                    job: &job,
+                    indptr: &indptr,
+                    rewrite: false,
+                    fused_target: None,
+                };
+                scaling.run(
+                    sink,
+                    csr::scale_blocks::<T>(&job, &indptr, false),
+                    &mut factors,
+                )
+            }
+            _ => {
+                let blocks = dense::blocks_of::<T>(&job);
+                dense::scale_pass(&job, sink, blocks, None, &mut factors)
+            }
+        }
+    }
+}
+
+/// The target (the user's, or the median of all positive totals) and every cell's factor,
+/// from the totals of all parts in row order: what a whole run computes between its passes.
+pub fn factors<T: Real>(params: &Params, mut totals: Vec<T>) -> (Vec<T>, T) {
+    let target = fit::target(params.target_sum, &totals);
+    fit::into_factors(&mut totals, target);
+    (totals, target)
+}
+
+impl PartOf<'_> {
+    /// Where a CSR output's `indices` and `indptr` come from (scanpy's rules; see the whole
+    /// run's CSR pass): parts write `data` only, so a rewritten structure is the caller's
+    /// to handle.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when scanpy would refuse the matrix's index dtypes.
+    pub fn output_structure(&self) -> Result<crate::store::SparseStructure> {
+        let view = PartSource::new(self.source, 0..self.source.meta().n_obs, None)?;
+        csr::output_structure(&self.job(&view))
+    }
+}

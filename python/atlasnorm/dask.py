@@ -1,0 +1,112 @@
+"""``atlasnorm.dask.normalize``: the file-to-file job, zarr to zarr, on a Dask cluster.
+
+The client prepares the output under its staging name (every element but the normalized
+values, copied as encoded bytes) and a plan; tasks on the workers read their own rows of the
+input and return per-cell totals (and, with ``exclude_highly_expressed``, their part of the
+gene mask); the client takes the median (the one barrier); tasks then scale, log-transform
+and write whole output chunks or shards, no two tasks touching one object; the client writes
+``obs[key_added]``, ``uns/log1p`` and the consolidated metadata last, then makes the store
+visible. The output is the CLI's, bit for bit. A failed or cancelled computation removes the
+staging area: nothing is left that anndata opens as complete.
+
+What cannot be split (an ``.h5ad`` on either side, CSC input, a re-encoded output, integer
+data whose index arrays scanpy rebuilds) runs as one task: the CLI's job on one worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+from . import _core
+from ._files import _argv
+
+__all__ = ["normalize"]
+
+
+def _totals(plan: str, argv: list[str], i: int):
+    return _core.dask_totals(plan, argv, i)
+
+
+def _kept_totals(plan: str, argv: list[str], i: int, mask: bytes) -> bytes:
+    return _core.dask_kept_totals(plan, argv, i, mask)
+
+
+def _write(plan: str, argv: list[str], i: int, factors: bytes) -> int:
+    return _core.dask_write(plan, argv, i, factors)
+
+
+def _whole(argv: list[str]) -> str:
+    return _core.normalize_files(argv)
+
+
+def _merge_masks(masks) -> bytes:
+    import numpy as np
+
+    merged = None
+    for m in masks:
+        a = np.frombuffer(m, dtype=np.uint8)
+        merged = a.copy() if merged is None else merged | a
+    return b"" if merged is None else merged.tobytes()
+
+
+def normalize(input, output, *, client=None, **options) -> str:
+    """Normalizes the zarr store INPUT (local or ``s3://``) into OUTPUT on a Dask cluster,
+    exactly as ``atlasnorm normalize INPUT OUTPUT`` does; options as keyword arguments named
+    like the CLI's flags (``target_sum=1e4``, ``exclude_highly_expressed=True``,
+    ``block_values=N`` for the values a task covers, ``force=True``, ...). ``client``: a
+    ``distributed.Client`` (default: the current one). Every worker must reach INPUT and
+    OUTPUT itself (a shared file system or object storage). Returns the CLI's report; raises
+    ValueError with the CLI's message for bad input or options, and the task's error if one
+    fails (the output is then not created)."""
+    from distributed import get_client, wait
+
+    if client is None:
+        client = get_client()
+    # Workers resolve paths themselves: local ones are made absolute here.
+    input, output = (p if "://" in os.fspath(p) else os.path.abspath(p) for p in (input, output))
+    argv = _argv(input, output, options)
+    job, whole_reason = _core.dask_prepare(argv)
+    token = uuid.uuid4().hex[:12]
+    if job is None:
+        future = client.submit(_whole, argv, key=f"atlasnorm-whole-{token}", pure=False)
+        return future.result()
+
+    futures = []
+
+    def run(fn, name, *columns):
+        n = len(columns[0])
+        keys = [f"atlasnorm-{name}-{token}-{i}" for i in range(n)]
+        batch = client.map(fn, *columns, key=keys, pure=False)
+        futures.extend(batch)
+        return client.gather(batch)
+
+    try:
+        plan = job.plan
+        n = job.n_totals_parts
+        parts = run(_totals, "totals", [plan] * n, [argv] * n, list(range(n)))
+        mask = None
+        totals = [t for t, _ in parts]
+        if job.excludes_genes:
+            mask = _merge_masks(m for _, m in parts)
+            totals = run(
+                _kept_totals, "kept-totals", [plan] * n, [argv] * n, list(range(n)), [mask] * n
+            )
+        job.set_totals(totals, mask)
+        m = job.n_write_parts
+        factors = [job.factors_for(i) for i in range(m)]
+        nan_values = sum(run(_write, "write", [plan] * m, [argv] * m, list(range(m)), factors))
+        report, warnings = job.commit(nan_values)
+    except BaseException:
+        # Tasks still running would write into the staging area after it is removed: wait
+        # for every task to end, then cancel what a retry might start, then remove it.
+        try:
+            wait(futures)
+            client.cancel(futures)
+        finally:
+            job.abort()
+        raise
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return report
