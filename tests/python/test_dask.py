@@ -291,3 +291,21 @@ def test_what_cannot_be_split_runs_whole(client, tmp_path):
     atlasnorm.dask.normalize(inp, tmp_path / "dask.h5ad", client=client, target_sum=1e4)
     atlasnorm.normalize(inp, tmp_path / "cli.h5ad", target_sum=1e4)
     assert diff_files(tmp_path / "cli.h5ad", tmp_path / "dask.h5ad") == []
+
+
+def test_a_malformed_indptr_is_refused_as_the_cli_refuses_it(client, tmp_path):
+    """Regression: the client once planned from an unchecked indptr (one not starting at 0 was
+    silently cut to its values); it is checked as the CLI's first pass checks it."""
+    import zarr
+
+    inp = tmp_path / "in.zarr"
+    write_zarr_case(inp, ZarrSpec(store="v3-plain"), seed=4)
+    indptr = zarr.open_array(str(inp / "X" / "indptr"), mode="r+")
+    indptr[0] = 1
+    with pytest.raises(ValueError) as cli_error:
+        atlasnorm.normalize(inp, tmp_path / "cli.zarr")
+    with pytest.raises(ValueError) as dask_error:
+        atlasnorm.dask.normalize(inp, tmp_path / "dask.zarr", client=client, block_values=150)
+    assert "indptr[0] is 1, not 0" in str(cli_error.value)
+    assert str(dask_error.value) == str(cli_error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]

@@ -143,7 +143,7 @@ impl Job {
         // The whole indptr (8 bytes a cell) is read and checked here, as the CLI's first
         // pass does, and gives the parts' boundaries.
         let indptr = match meta.layout {
-            MatrixLayout::Csr => Some(read_checked_indptr(&part_of, meta.n_obs)?),
+            MatrixLayout::Csr => Some(part_of.indptr()?),
             _ => None,
         };
         drop(source);
@@ -353,14 +353,6 @@ impl Job {
 
 fn out_storage(out: &ZarrOutput) -> &crate::store::zarr::Storage {
     out.storage()
-}
-
-/// The whole indptr, checked as the CLI's first pass checks it.
-fn read_checked_indptr(part_of: &PartOf<'_>, n_obs: u64) -> Result<Vec<i64>> {
-    // A part of all rows reads and checks indptr the engine's way.
-    let view = parts::PartSource::new(part_of.source, 0..n_obs, None)?;
-    use crate::store::MatrixSource;
-    view.read_indptr(0..n_obs + 1)
 }
 
 /// CSR parts: totals parts of whole rows with about `part_values` values each; write parts

@@ -158,12 +158,22 @@ impl MatrixSource for PartSource<'_> {
 
 impl PartOf<'_> {
     fn job<'s>(&'s self, view: &'s PartSource<'s>) -> Job<'s> {
+        self.job_over(view, view.meta.clone(), view.origin)
+    }
+
+    /// A job over `source` (a part's view, or the whole matrix).
+    fn job_over<'s>(
+        &'s self,
+        source: &'s dyn MatrixSource,
+        meta: MatrixMeta,
+        origin: Origin,
+    ) -> Job<'s> {
         Job {
             input: self.input,
             element: self.element.store_path(),
             element_path: self.element.clone(),
-            source: view,
-            meta: view.meta.clone(),
+            source,
+            meta,
             opts: self.params,
             progress: &Silent,
             threads: rayon::current_num_threads(),
@@ -171,9 +181,20 @@ impl PartOf<'_> {
                 .params
                 .log1p
                 .then(|| Log1p::new(self.params.log1p_kernel, self.params.log1p_base)),
-            origin: view.origin,
+            origin,
             n_obs_total: self.source.meta().n_obs,
         }
+    }
+
+    /// The whole matrix's `indptr`, read and checked as a whole run's first pass checks it
+    /// (starts at 0, never decreases, ends at the number of stored values; CSR only).
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming `indptr` when it is malformed or cannot be read.
+    pub fn indptr(&self) -> Result<Vec<i64>> {
+        let meta = self.source.meta().clone();
+        let job = self.job_over(self.source, meta.clone(), Origin::default());
+        csr::read_indptr(&job, self.source, meta.n_obs)
     }
 
     /// The totals of `rows` and, when genes are excluded, the genes these rows mark as highly
@@ -289,7 +310,7 @@ impl PartOf<'_> {
     /// # Errors
     /// [`Error::Input`] when scanpy would refuse the matrix's index dtypes.
     pub fn output_structure(&self) -> Result<crate::store::SparseStructure> {
-        let view = PartSource::new(self.source, 0..self.source.meta().n_obs, None)?;
-        csr::output_structure(&self.job(&view))
+        let meta = self.source.meta().clone();
+        csr::output_structure(&self.job_over(self.source, meta, Origin::default()))
     }
 }
