@@ -1,7 +1,8 @@
 """``atlasnorm.dask.normalize``: the file-to-file job, zarr to zarr, on a Dask cluster.
 
-The client prepares the output under its staging name (every element but the normalized
-values, copied as encoded bytes) and a plan; tasks on the workers read their own rows of the
+The client prepares the output under its staging name (the metadata of the normalized
+values) and a plan; copy tasks carry every other element over as encoded bytes (``indices``
+and ``indptr`` included), beside the rest; tasks on the workers read their own rows of the
 input and return per-cell totals (and, with ``exclude_highly_expressed``, their part of the
 gene mask); the client takes the median (the one barrier); tasks then scale, log-transform
 and write whole output chunks or shards, no two tasks touching one object; the client writes
@@ -31,6 +32,10 @@ def _totals(plan: str, argv: list[str], i: int):
 
 def _kept_totals(plan: str, argv: list[str], i: int, mask: bytes) -> bytes:
     return _core.dask_kept_totals(plan, argv, i, mask)
+
+
+def _copy(plan: str, argv: list[str], keys: list[str]) -> int:
+    return _core.dask_copy(plan, argv, keys)
 
 
 def _write(plan: str, argv: list[str], i: int, factors: bytes) -> int:
@@ -75,28 +80,39 @@ def normalize(input, output, *, client=None, **options) -> str:
 
     futures = []
 
-    def run(fn, name, *columns):
+    def submit(fn, name, *columns):
         n = len(columns[0])
         keys = [f"atlasnorm-{name}-{token}-{i}" for i in range(n)]
         batch = client.map(fn, *columns, key=keys, pure=False)
         futures.extend(batch)
-        return client.gather(batch)
+        return batch
+
+    def run(fn, name, *columns):
+        return client.gather(submit(fn, name, *columns))
 
     try:
-        plan = job.plan
+        # Each task carries a plan with its own part only (as part 0).
+        c = job.n_copy_parts
+        copy_plan = job.copy_plan()
+        copies = submit(
+            _copy, "copy", [copy_plan] * c, [argv] * c, [job.copy_keys(i) for i in range(c)]
+        )
         n = job.n_totals_parts
-        parts = run(_totals, "totals", [plan] * n, [argv] * n, list(range(n)))
+        totals_plans = [job.totals_plan(i) for i in range(n)]
+        parts = run(_totals, "totals", totals_plans, [argv] * n, [0] * n)
         mask = None
         totals = [t for t, _ in parts]
         if job.excludes_genes:
             mask = _merge_masks(m for _, m in parts)
             totals = run(
-                _kept_totals, "kept-totals", [plan] * n, [argv] * n, list(range(n)), [mask] * n
+                _kept_totals, "kept-totals", totals_plans, [argv] * n, [0] * n, [mask] * n
             )
         job.set_totals(totals, mask)
         m = job.n_write_parts
         factors = [job.factors_for(i) for i in range(m)]
-        nan_values = sum(run(_write, "write", [plan] * m, [argv] * m, list(range(m)), factors))
+        write_plans = [job.write_plan(i) for i in range(m)]
+        nan_values = sum(run(_write, "write", write_plans, [argv] * m, [0] * m, factors))
+        client.gather(copies)
         report, warnings = job.commit(nan_values)
     except BaseException:
         # Tasks still running would write into the staging area after it is removed: wait

@@ -1,5 +1,5 @@
 //! The Dask driver's Rust side (`atlasnorm.dask.normalize`): the client's job
-//! ([`DistributedJob`], holding OUTPUT's claim and staging area) and the three task functions
+//! ([`DistributedJob`], holding OUTPUT's claim and staging area) and the four task functions
 //! the workers call. Options travel as the command line's arguments and are parsed as the CLI
 //! parses them; the plan travels as JSON. Each task runs on one thread (the worker's thread
 //! pool is the parallelism) with the GIL released.
@@ -52,6 +52,21 @@ impl DistributedJob {
         self.plan_json.clone()
     }
 
+    /// The plan of totals (and kept-totals) task `i` (its part is then part 0), as JSON.
+    fn totals_plan(&self, i: usize) -> PyResult<String> {
+        Ok(self.job()?.plan().for_task(Some(i), None).to_json())
+    }
+
+    /// The plan of write task `i` (its part is then part 0), as JSON.
+    fn write_plan(&self, i: usize) -> PyResult<String> {
+        Ok(self.job()?.plan().for_task(None, Some(i)).to_json())
+    }
+
+    /// The plan of a copy task (no parts), as JSON.
+    fn copy_plan(&self) -> PyResult<String> {
+        Ok(self.job()?.plan().for_task(None, None).to_json())
+    }
+
     #[getter]
     fn n_totals_parts(&self) -> PyResult<usize> {
         Ok(self.job()?.plan().totals_parts.len())
@@ -60,6 +75,16 @@ impl DistributedJob {
     #[getter]
     fn n_write_parts(&self) -> PyResult<usize> {
         Ok(self.job()?.plan().write_parts.len())
+    }
+
+    #[getter]
+    fn n_copy_parts(&self) -> PyResult<usize> {
+        Ok(self.job()?.n_copy_parts())
+    }
+
+    /// The input keys copy task `i` carries over as they are.
+    fn copy_keys(&self, i: usize) -> PyResult<Vec<String>> {
+        Ok(self.job()?.copy_keys(i).to_vec())
     }
 
     /// Whether a second round of totals over the kept genes follows the first.
@@ -182,6 +207,20 @@ pub fn dask_write(
     py.detach(|| one_thread(|| distributed::write_task(&plan, &opts, i, &factors)))
 }
 
+/// Copy task: `keys` of the input into the staging area as they are; returns the bytes
+/// copied.
+#[pyfunction]
+pub fn dask_copy(
+    py: Python<'_>,
+    plan: &str,
+    argv: Vec<String>,
+    keys: Vec<String>,
+) -> PyResult<u64> {
+    let plan = Plan::from_json(plan).map_err(err)?;
+    let (_, _, opts) = options(argv)?;
+    py.detach(|| one_thread(|| distributed::copy_task(&plan, &opts, &keys)))
+}
+
 /// Adds the driver's class and functions to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DistributedJob>()?;
@@ -189,5 +228,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dask_totals, m)?)?;
     m.add_function(wrap_pyfunction!(dask_kept_totals, m)?)?;
     m.add_function(wrap_pyfunction!(dask_write, m)?)?;
+    m.add_function(wrap_pyfunction!(dask_copy, m)?)?;
     Ok(())
 }

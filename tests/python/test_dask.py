@@ -170,6 +170,28 @@ def test_dask_equals_cli_and_scanpy(client, tmp_path, spec, opts):
     assert diff_files(want, out) == []
 
 
+def test_untouched_elements_indices_and_indptr_are_copied_by_tasks(client, tmp_path):
+    """The client copies no chunk: copy tasks on the workers carry every element but the
+    normalized values over, as encoded bytes (the stores then compare equal, object for
+    object, with the CLI's)."""
+    inp = tmp_path / "in.zarr"
+    write_zarr_case(inp, ZarrSpec(store="v3-sharded", chunking="small"), seed=8)
+    out = tmp_path / "dask.zarr"
+    with distributed.get_task_stream(client) as ts:
+        atlasnorm.dask.normalize(inp, out, client=client, block_values=150)
+    copies = [t for t in ts.data if str(t["key"]).startswith("atlasnorm-copy-")]
+    assert len(copies) >= 2
+    assert len({t["worker"] for t in copies}) == 2
+    atlasnorm.normalize(inp, tmp_path / "cli.zarr")
+    got = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    want = sorted(p.relative_to(tmp_path / "cli.zarr").as_posix()
+                  for p in (tmp_path / "cli.zarr").rglob("*") if p.is_file())
+    assert got == want
+    for rel in want:
+        if not rel.startswith("X/data"):
+            assert (out / rel).read_bytes() == (tmp_path / "cli.zarr" / rel).read_bytes(), rel
+
+
 def test_dask_refuses_what_the_cli_refuses(client, tmp_path):
     inp = tmp_path / "in.zarr"
     write_zarr_case(inp, ZarrSpec(store="v3-sharded"), seed=1)

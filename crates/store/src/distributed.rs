@@ -92,6 +92,9 @@ pub struct Job {
     /// excluded genes' positions.
     fitted: Option<(NumVec, f64, Vec<u64>)>,
     passes: u32,
+    /// Keys of the input the copy tasks carry over as they are (every untouched element,
+    /// `indices` and `indptr`), one list a task.
+    copy_parts: Vec<Vec<String>>,
 }
 
 impl Job {
@@ -147,8 +150,8 @@ impl Job {
             _ => None,
         };
         drop(source);
-        let mut out = ZarrOutput::create(
-            Some((store.storage(), store.zarr_format())),
+        let mut out = ZarrOutput::create_deferring_copies(
+            (store.storage(), store.zarr_format()),
             output,
             &element,
             opts,
@@ -164,9 +167,9 @@ impl Job {
             data_dtype: dtype,
             structure: SparseStructure::CopyFromInput,
         };
-        // Stores the values array's metadata (and copies indices and indptr); the tasks
-        // write its chunks.
+        // Stores the values array's metadata; the tasks write its chunks and copy the rest.
         drop(out.create_matrix(&element, &spec)?);
+        let copies = out.take_deferred_copies();
         let staging = match out.temp_path() {
             Some(p) => p.to_string_lossy().into_owned(),
             None => output.to_string_lossy().into_owned(),
@@ -187,6 +190,7 @@ impl Job {
             None => dense_parts(meta.n_obs, meta.n_vars, part_values, band),
         };
         debug_assert_eq!(write_parts.last().map_or(0, |p| p.values.end), n_values);
+        let n_tasks = write_parts.len().max(totals_parts.len());
         warnings.retain(|w| !w.is_empty());
         let plan = Plan {
             input: input.to_string_lossy().into_owned(),
@@ -210,7 +214,19 @@ impl Job {
             warnings,
             fitted: None,
             passes: 0,
+            copy_parts: copy_parts(copies, n_tasks),
         })))
+    }
+
+    /// Copy tasks: each carries over [`Job::copy_keys`] of the input as they are, in
+    /// parallel with the totals and write tasks, and all must end before [`Job::commit`].
+    pub fn n_copy_parts(&self) -> usize {
+        self.copy_parts.len()
+    }
+
+    /// The keys copy task `i` copies.
+    pub fn copy_keys(&self, i: usize) -> &[String] {
+        self.copy_parts.get(i).map_or(&[], Vec::as_slice)
     }
 
     pub fn plan(&self) -> &Plan {
@@ -407,6 +423,65 @@ fn dense_parts(
     (totals, writes)
 }
 
+/// Keys a copy task takes at most: objects are copied one at a time within a task (its
+/// one thread), so parts stay small enough to spread over the workers.
+const KEYS_PER_COPY_TASK: usize = 256;
+
+/// `keys` dealt round-robin into about `n_tasks` parts (more for many keys), so the chunks
+/// of each array are spread over the parts.
+fn copy_parts(mut keys: Vec<String>, n_tasks: usize) -> Vec<Vec<String>> {
+    keys.sort_unstable();
+    let n = n_tasks
+        .max(keys.len().div_ceil(KEYS_PER_COPY_TASK))
+        .min(keys.len());
+    let mut parts = vec![Vec::new(); n];
+    for (i, key) in keys.into_iter().enumerate() {
+        parts[i % n].push(key);
+    }
+    parts
+}
+
+/// Where tasks write: the staging area, and the object store to flush when it is one.
+type Staging = (
+    crate::store::zarr::Storage,
+    Option<std::sync::Arc<crate::store::zarr::s3::S3Storage>>,
+);
+
+fn open_staging(plan: &Plan, opts: &Options) -> Result<Staging> {
+    let location = Location::parse(Path::new(&plan.staging))?;
+    Ok(match &location {
+        Location::Local(_) => (storage::open_with(&location, &opts.s3, Purpose::Any)?, None),
+        Location::S3 { bucket, prefix } => {
+            let s3 = crate::store::zarr::s3::open(bucket, prefix, &opts.s3)?;
+            (s3.clone() as crate::store::zarr::Storage, Some(s3))
+        }
+    })
+}
+
+fn flush_staging(staging: &Staging, output: &Path, what: &str) -> Result<()> {
+    if let Some(s3) = &staging.1 {
+        s3.flush()
+            .map_err(|e| Error::output(output, format!("cannot store {what}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Copy task: `keys` of the input (from [`Job::copy_keys`]) into the staging area, as they
+/// are. Returns the bytes copied.
+///
+/// # Errors
+/// The stores' read and write errors.
+pub fn copy_task(plan: &Plan, opts: &Options, keys: &[String]) -> Result<u64> {
+    let output = PathBuf::from(&plan.output);
+    let task = TaskInput::open(plan, opts)?;
+    let staging = open_staging(plan, opts)?;
+    let budget = (opts.params.memory / 4).max(1 << 20);
+    let copied = zparts::copy_keys(task.store.storage(), &staging.0, keys, budget)
+        .map_err(|e| Error::output(&output, e.to_string()))?;
+    flush_staging(&staging, &output, "the copied elements")?;
+    Ok(copied)
+}
+
 /// What a task opens: the input, its matrix and the options.
 struct TaskInput {
     input: PathBuf,
@@ -483,18 +558,11 @@ pub fn write_task(plan: &Plan, opts: &Options, i: usize, factors: &[u8]) -> Resu
         .ok_or_else(|| Error::Internal(format!("no write part {i}")))?
         .clone();
     let output = PathBuf::from(&plan.output);
-    let location = Location::parse(Path::new(&plan.staging))?;
-    let (staging, s3) = match &location {
-        Location::Local(_) => (storage::open_with(&location, &opts.s3, Purpose::Any)?, None),
-        Location::S3 { bucket, prefix } => {
-            let s3 = crate::store::zarr::s3::open(bucket, prefix, &opts.s3)?;
-            (s3.clone() as crate::store::zarr::Storage, Some(s3))
-        }
-    };
+    let staging = open_staging(plan, opts)?;
     let element = element_of(&opts.params).store_path();
     let budget = (opts.params.memory / 4).max(1 << 20);
     let sink = zparts::part_sink(
-        &staging,
+        &staging.0,
         &output,
         &element,
         plan.layout,
@@ -508,10 +576,7 @@ pub fn write_task(plan: &Plan, opts: &Options, i: usize, factors: &[u8]) -> Resu
         NumVec::F64(f) => p.scale::<f64>(part.rows.clone(), values, &f, sink),
         other => p.scale::<f32>(part.rows.clone(), values, &other.to_f32(), sink),
     })?;
-    if let Some(s3) = s3 {
-        s3.flush()
-            .map_err(|e| Error::output(&output, format!("cannot store {element}: {e}")))?;
-    }
+    flush_staging(&staging, &output, &element)?;
     Ok(nan)
 }
 
@@ -556,6 +621,21 @@ fn numvec_from_bytes(dtype: DType, bytes: &[u8]) -> Result<NumVec> {
 }
 
 impl Plan {
+    /// The plan of one task: this plan with only totals part `totals` and write part
+    /// `write` (each then part 0), so what travels with a task does not grow with the
+    /// number of tasks.
+    pub fn for_task(&self, totals: Option<usize>, write: Option<usize>) -> Plan {
+        let pick = |v: &[Range<u64>], i: Option<usize>| i.and_then(|i| v.get(i).cloned());
+        Plan {
+            totals_parts: pick(&self.totals_parts, totals).into_iter().collect(),
+            write_parts: write
+                .and_then(|i| self.write_parts.get(i).cloned())
+                .into_iter()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// The plan as JSON, for the tasks.
     pub fn to_json(&self) -> String {
         let range = |r: &Range<u64>| json!([r.start, r.end]);
@@ -648,6 +728,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn copy_parts_take_every_key_once_and_spread_each_array() {
+        for (n_keys, n_tasks) in [(0, 3), (1, 3), (5, 3), (7, 1), (1000, 2)] {
+            let keys: Vec<String> = (0..n_keys).map(|i| format!("X/indices/c/{i}")).collect();
+            let parts = copy_parts(keys.clone(), n_tasks);
+            assert!(parts.iter().all(|p| !p.is_empty()));
+            assert!(parts.len() <= n_keys.max(1));
+            assert!(parts.len() >= n_tasks.min(n_keys));
+            assert!(parts.iter().all(|p| p.len() <= KEYS_PER_COPY_TASK));
+            let mut all: Vec<String> = parts.concat();
+            all.sort();
+            let mut want = keys;
+            want.sort();
+            assert_eq!(all, want);
+        }
+    }
+
+    #[test]
     fn csr_write_parts_cover_every_value_once_in_whole_bands() {
         // Rows of 0, 3, 0, 5, 1, 0 values.
         let indptr = [0i64, 0, 3, 3, 8, 9, 9];
@@ -687,6 +784,30 @@ mod tests {
         assert!(writes
             .iter()
             .all(|w| w.values == (w.rows.start * 3..w.rows.end * 3)));
+    }
+
+    #[test]
+    fn a_task_plan_holds_its_own_parts_only() {
+        let (totals_parts, write_parts) = csr_parts(&[0, 2, 5, 9], 2, 1);
+        let plan = Plan {
+            input: "in.zarr".into(),
+            staging: "s".into(),
+            output: "out.zarr".into(),
+            layout: MatrixLayout::Csr,
+            dtype: DType::F32,
+            n_obs: 3,
+            n_vars: 4,
+            nnz: 9,
+            totals_parts,
+            write_parts,
+        };
+        let t = plan.for_task(Some(1), None);
+        assert_eq!(t.totals_parts, vec![plan.totals_parts[1].clone()]);
+        assert!(t.write_parts.is_empty());
+        let w = plan.for_task(None, Some(2));
+        assert_eq!(w.write_parts, vec![plan.write_parts[2].clone()]);
+        assert!(w.totals_parts.is_empty());
+        assert_eq!(Plan::from_json(&w.to_json()).unwrap(), w);
     }
 
     #[test]

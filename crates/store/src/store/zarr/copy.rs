@@ -23,6 +23,11 @@ pub(crate) fn copy_except(
     skip: &[String],
     budget: u64,
 ) -> Result<u64> {
+    copy_keys(input, output, &keys_except(input, skip)?, budget)
+}
+
+/// The keys [`copy_except`] copies.
+pub(crate) fn keys_except(input: &Storage, skip: &[String]) -> Result<Vec<StoreKey>> {
     let keys = input
         .list()
         .map_err(|e| Error::Internal(format!("cannot list the input store: {e}")))?;
@@ -33,11 +38,11 @@ pub(crate) fn copy_except(
             k != ".zmetadata" && !skip.iter().any(|s| key_in_node(k, s))
         })
         .collect();
-    copy_keys(input, output, &keys, budget)
+    Ok(keys)
 }
 
-/// Copies the objects under the node at `path` (e.g. `X/indices`).
-pub(crate) fn copy_node(input: &Storage, output: &Storage, path: &str, budget: u64) -> Result<u64> {
+/// The objects under the node at `path` (e.g. `X/indices`).
+pub(crate) fn node_keys(input: &Storage, path: &str) -> Result<Vec<StoreKey>> {
     let prefix = StorePrefix::new(format!("{path}/"))
         .map_err(|e| Error::Internal(format!("{path}: {e}")))?;
     let keys = input
@@ -46,10 +51,16 @@ pub(crate) fn copy_node(input: &Storage, output: &Storage, path: &str, budget: u
     if keys.is_empty() {
         return Err(Error::Internal(format!("{path}: not found in the input")));
     }
-    copy_keys(input, output, &keys, budget)
+    Ok(keys)
 }
 
-fn copy_keys(input: &Storage, output: &Storage, keys: &[StoreKey], budget: u64) -> Result<u64> {
+/// Copies `keys` of `input` to `output` as they are, in parallel; `budget`: bytes in flight.
+pub(crate) fn copy_keys(
+    input: &Storage,
+    output: &Storage,
+    keys: &[StoreKey],
+    budget: u64,
+) -> Result<u64> {
     let threads = rayon::current_num_threads().max(1) as u64;
     let piece = (budget / threads).max(1 << 20);
     let pieces_ok = input.supports_get_partial() && output.supports_set_partial();

@@ -22,7 +22,7 @@ use super::Storage;
 /// Root keys held back, in the order [`DeferRoot::publish`] writes them.
 const ROOT_KEYS: [&str; 4] = [".zattrs", ".zgroup", ".zmetadata", "zarr.json"];
 
-fn is_root_metadata(key: &StoreKey) -> bool {
+pub(super) fn is_root_metadata(key: &StoreKey) -> bool {
     ROOT_KEYS.contains(&key.as_str())
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use zarrs::storage::StorePrefix;
+use zarrs::storage::{StoreKey, StorePrefix};
 
 use super::consolidated::{self, read_json};
 use super::copy;
@@ -35,6 +35,9 @@ pub struct ZarrOutput {
     /// Built through the [`TreeWriter`](crate::store::tree::TreeWriter) (another format or
     /// zarr version) rather than copied raw from `input`.
     tree_built: bool,
+    /// Keys of `input` still to be copied as they are, when the copies are left to others
+    /// (the Dask tasks of [`crate::distributed`]); `None`: copied here, as they are met.
+    deferred: Option<Vec<StoreKey>>,
     /// Tree-built from an `.h5ad`: dataframe groups seen so far (see `tree_write.rs`).
     pub(super) frames: std::collections::HashSet<String>,
     /// String columns being written as `nullable-string-array` (`<col>/values` + `<col>/mask`).
@@ -54,6 +57,38 @@ impl ZarrOutput {
         output: &Path,
         normalized: &ElementPath,
         opts: &Options,
+    ) -> Result<Self> {
+        Self::create_with(input, output, normalized, opts, false)
+    }
+
+    /// As [`ZarrOutput::create`], but the objects copied from `input` as they are (every
+    /// element but `normalized`, and its `indices`/`indptr`) are only listed: the caller
+    /// copies them ([`ZarrOutput::take_deferred_copies`]) before the commit.
+    pub fn create_deferring_copies(
+        input: (&Storage, ZarrFormat),
+        output: &Path,
+        normalized: &ElementPath,
+        opts: &Options,
+    ) -> Result<Self> {
+        Self::create_with(Some(input), output, normalized, opts, true)
+    }
+
+    /// The keys of the input not yet copied (see [`ZarrOutput::create_deferring_copies`]).
+    pub fn take_deferred_copies(&mut self) -> Vec<String> {
+        let keys = self
+            .deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        keys.iter().map(|k| k.as_str().to_string()).collect()
+    }
+
+    fn create_with(
+        input: Option<(&Storage, ZarrFormat)>,
+        output: &Path,
+        normalized: &ElementPath,
+        opts: &Options,
+        defer: bool,
     ) -> Result<Self> {
         opts.zarr.validate()?;
         let format = opts
@@ -75,7 +110,7 @@ impl ZarrOutput {
         }
         let staging = Staging::for_target(output, &opts.s3, opts.force)?;
         let storage = staging.storage().clone();
-        let out = ZarrOutput {
+        let mut out = ZarrOutput {
             writers: HashMap::new(),
             storage,
             staging: Some(staging),
@@ -83,6 +118,7 @@ impl ZarrOutput {
             zarr: opts.zarr.clone(),
             input: input.map(|(s, f)| (s.clone(), f)),
             tree_built: false,
+            deferred: None,
             frames: Default::default(),
             nullable_columns: Default::default(),
             normalized: normalized.store_path(),
@@ -90,13 +126,22 @@ impl ZarrOutput {
             memory: opts.params.memory,
         };
         if let Some((input, _)) = input {
-            copy::copy_except(
-                input,
-                &out.storage,
-                &[normalized.store_path()],
-                out.memory / 2,
-            )
-            .map_err(|e| out.wrap(e))?;
+            let skip = [normalized.store_path()];
+            if defer {
+                // The root metadata is copied here, through the staging area's storage (on
+                // object storage it holds the root back until the commit); tasks writing to
+                // the bucket directly must not publish it early.
+                let (root, rest): (Vec<_>, Vec<_>) = copy::keys_except(input, &skip)
+                    .map_err(|e| out.wrap(e))?
+                    .into_iter()
+                    .partition(super::defer::is_root_metadata);
+                copy::copy_keys(input, &out.storage, &root, out.memory / 2)
+                    .map_err(|e| out.wrap(e))?;
+                out.deferred = Some(rest);
+            } else {
+                copy::copy_except(input, &out.storage, &skip, out.memory / 2)
+                    .map_err(|e| out.wrap(e))?;
+            }
         }
         Ok(out)
     }
@@ -542,7 +587,7 @@ impl ZarrOutput {
     }
 
     /// CSR in, CSR out: copies `indices` and `indptr` of the input's element as they are.
-    fn copy_structure(&self, path: &str, spec: &OutputMatrixSpec) -> Result<()> {
+    fn copy_structure(&mut self, path: &str, spec: &OutputMatrixSpec) -> Result<()> {
         let (input, format) = match &self.input {
             Some((input, format)) if !self.tree_built => (input, format),
             _ => {
@@ -580,8 +625,15 @@ impl ZarrOutput {
         }
         let budget = self.memory / 2;
         for member in ["indices", "indptr"] {
-            copy::copy_node(input, &self.storage, &format!("{path}/{member}"), budget)
-                .map_err(|e| self.wrap(e))?;
+            let node = format!("{path}/{member}");
+            let keys = copy::node_keys(input, &node).map_err(|e| self.wrap(e))?;
+            match self.deferred.as_mut() {
+                Some(deferred) => deferred.extend(keys),
+                None => {
+                    copy::copy_keys(input, &self.storage, &keys, budget)
+                        .map_err(|e| self.wrap(e))?;
+                }
+            }
         }
         Ok(())
     }

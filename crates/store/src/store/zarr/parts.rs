@@ -5,6 +5,8 @@
 use std::ops::Range;
 use std::path::Path;
 
+use zarrs::storage::StoreKey;
+
 use super::sink::{ChunkedWriter, CsrSink, DenseSink};
 use super::Storage;
 use crate::array::DType;
@@ -60,4 +62,16 @@ pub fn part_sink(
             last_indptr: None,
         }),
     })
+}
+
+/// Copies `keys` of `input` into `output` as they are (a copy task's objects).
+///
+/// # Errors
+/// A key that is not a valid store key, the stores' read and write errors.
+pub fn copy_keys(input: &Storage, output: &Storage, keys: &[String], budget: u64) -> Result<u64> {
+    let keys = keys
+        .iter()
+        .map(|k| StoreKey::new(k.as_str()).map_err(|e| Error::Internal(format!("{k}: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    super::copy::copy_keys(input, output, &keys, budget)
 }
