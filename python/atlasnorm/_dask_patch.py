@@ -33,6 +33,8 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+import threading
+from collections import Counter
 from operator import truediv
 
 import numpy as np
@@ -47,6 +49,23 @@ from ._scanpy import (
     _native,
     _target_for_core,
 )
+
+
+_lock = threading.Lock()
+_by_scanpy: Counter[str] = Counter()
+
+
+def _scanpy_ran(step: str) -> None:
+    with _lock:
+        _by_scanpy[step] += 1
+
+
+def blocks_by_scanpy() -> dict[str, int]:
+    """How many blocks this process gave to scanpy's own per-block call, by step ("totals",
+    "divide", "log1p"): blocks the kernels do not take or numpy warns about. A diagnostic (and
+    the tests' proof that plain blocks ran the kernels); workers count in their own process."""
+    with _lock:
+        return dict(_by_scanpy)
 
 
 def is_dask(x) -> bool:
@@ -196,6 +215,7 @@ def _block_totals(block, *, sum_dtype: np.dtype) -> np.ndarray:
     elif _plain_dense(block, sum_dtype):
         _core.dask_dense_totals(_native(block), block.shape[1], out)
         return out
+    _scanpy_ran("totals")
     return _scanpy_block_totals(block, sum_dtype)
 
 
@@ -226,6 +246,7 @@ def _block_divide(block, scaling):
             return out
     from scanpy._utils import axis_mul_or_truediv
 
+    _scanpy_ran("divide")
     return axis_mul_or_truediv(
         block, scaling, axis=0, op=truediv, out=None, allow_divide_by_zero=False
     )
@@ -274,4 +295,5 @@ def _block_log1p(block):
         out = np.empty(block.shape, dtype=np.dtype(block.dtype.type))
         if _core.dask_log1p(_native(block).reshape(-1), out.reshape(-1)) == "done":
             return out
+    _scanpy_ran("log1p")
     return np.log1p(block)
