@@ -235,10 +235,8 @@ def normalize_total(
         raise Unsupported("backed AnnData")
     x = _matrix_of(adata, layer, obsm)
     if _dask().is_dask(x):  # scanpy's lazy path (_dask_patch)
-        return _dask().normalize_total(
-            adata, x, target_sum, exclude_highly_expressed, max_fraction, key_added, layer, obsm,
-            inplace, copy,
-        )  # fmt: skip
+        options = (target_sum, exclude_highly_expressed, max_fraction, key_added, layer, obsm)
+        return _dask().normalize_total(adata, x, *options, inplace, copy)
     _check_matrix(x, exact=not adata.is_view)
     working = _working_dtype(x)
     target = _target_for_core(target_sum, working)

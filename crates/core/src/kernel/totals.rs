@@ -144,7 +144,7 @@ pub fn pairwise_sum<T: Real>(a: &[T]) -> T {
 pub fn reduceat_segment_sum<T: Real>(a: &[T]) -> T {
     match a.split_first() {
         None => T::ZERO,
-        Some((&first, rest)) if rest.is_empty() => first,
+        Some((&first, [])) => first,
         Some((&first, rest)) => first + pw(rest),
     }
 }
