@@ -45,6 +45,7 @@ from ._scanpy import (
     FLOAT_DTYPES,
     INDEX_DTYPES,
     Unsupported,
+    _finish_normalize,
     _is_integer_dtype,
     _native,
     _target_for_core,
@@ -115,7 +116,7 @@ def normalize_total(
     the caller has already refused what scanpy raises for and backed AnnData."""
     from scanpy import logging as logg
     from scanpy._utils import view_to_actual
-    from scanpy.get import _get_obs_rep, _set_obs_rep
+    from scanpy.get import _get_obs_rep
 
     # --- decide, touching nothing ---
     check(x)
@@ -138,21 +139,10 @@ def normalize_total(
     start = logg.info("normalizing counts per cell")
     x, counts_per_cell = _normalize(x, target_sum)
     # scanpy's zero-count warning is skipped on dask: its `counts_per_cell > 0` is lazy.
-    dat = dict(X=x, norm_factor=counts_per_cell)
-    if inplace:
-        if key_added is not None:
-            adata.obs[key_added] = dat["norm_factor"]
-        _set_obs_rep(adata, dat["X"], layer=layer, obsm=obsm)
-    logg.info("    finished ({time_passed})", time=start)
-    if key_added is not None:
-        logg.debug(
-            f"and added {key_added!r}, counts per cell before normalization (adata.obs)"
-        )
-    if copy:
-        return adata
-    if not inplace:
-        return dat
-    return None
+    return _finish_normalize(
+        adata, x, counts_per_cell, start, key_added=key_added, layer=layer, obsm=obsm,
+        inplace=inplace, copy=copy,
+    )  # fmt: skip
 
 
 def _normalize(x, target_sum):

@@ -222,7 +222,7 @@ def normalize_total(
     from scanpy import logging as logg
     from scanpy._compat import warn
     from scanpy._utils import view_to_actual
-    from scanpy.get import _get_obs_rep, _set_obs_rep
+    from scanpy.get import _get_obs_rep
 
     # --- decide, touching nothing ---
     if not isinstance(adata, AnnData):
@@ -278,6 +278,17 @@ def normalize_total(
         )
     if not np.all(factors > 0):
         warn("Some cells have zero counts", UserWarning)
+
+    return _finish_normalize(
+        adata, x, factors, started, key_added=key_added, layer=layer, obsm=obsm,
+        inplace=inplace, copy=copy,
+    )  # fmt: skip
+
+
+def _finish_normalize(adata, x, factors, started, *, key_added, layer, obsm, inplace, copy):
+    """The end of scanpy's ``normalize_total``: stores or returns the result, and logs."""
+    from scanpy import logging as logg
+    from scanpy.get import _set_obs_rep
 
     dat = dict(X=x, norm_factor=factors)
     if inplace:

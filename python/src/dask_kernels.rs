@@ -150,20 +150,32 @@ fn dask_dense_totals(
     }
 }
 
-/// Whether dividing the rows `(row, value range)` of `x` into `q` made a value that numpy's
-/// division would have warned about.
-fn any_division_warns<T: Real>(
+/// Divides `x` into `q` with `scale` (the core's row division, in place over a copy of `x`)
+/// on one thread, and says whether numpy's division would have warned about a value of row
+/// `i` (`row_range(i)`: its values): "done" or "numpy warns".
+fn scale_checked<T: Real>(
+    py: Python<'_>,
     x: &[T],
-    q: &[T],
-    divisors: &[T],
-    row_ranges: impl Iterator<Item = (usize, std::ops::Range<usize>)>,
-) -> bool {
-    row_ranges.into_iter().any(|(row, r)| {
-        let d = divisors[row];
-        x[r.clone()]
-            .iter()
-            .zip(&q[r])
-            .any(|(&a, &b)| division_warns(a, d, b))
+    q: &mut [T],
+    factors: &[T],
+    row_range: impl Fn(usize) -> std::ops::Range<usize> + Send + Sync,
+    scale: impl FnOnce(&mut [T]) + Send,
+) -> PyResult<&'static str> {
+    on_one_thread(py, || {
+        q.copy_from_slice(x);
+        scale(q);
+        let warns = factors.iter().enumerate().any(|(i, &f)| {
+            let (d, r) = (fit::divisor(f), row_range(i));
+            x[r.clone()]
+                .iter()
+                .zip(&q[r])
+                .any(|(&a, &b)| division_warns(a, d, b))
+        });
+        if warns {
+            "numpy warns"
+        } else {
+            "done"
+        }
     })
 }
 
@@ -184,19 +196,18 @@ fn csr_scale_typed<T: Real + Element>(
     let Some(offs) = offsets(&indptr, data.len()) else {
         return Ok("irregular indptr");
     };
-    let (x, f, q) = (data.slice(), factors.slice(), out.slice_mut());
-    on_one_thread(py, || {
-        q.copy_from_slice(x);
+    let f = factors.slice();
+    scale_checked(
+        py,
+        data.slice(),
+        out.slice_mut(),
+        f,
+        |i| offs[i]..offs[i + 1],
         // Without log1p the scaling cannot fail (NotFinite is log1p's refusal).
-        let _ = apply::csr_block(q, &offs, f, None, 1);
-        let divisors: Vec<T> = f.iter().map(|&v| fit::divisor(v)).collect();
-        let rows = (0..f.len()).map(|i| (i, offs[i]..offs[i + 1]));
-        if any_division_warns(x, q, &divisors, rows) {
-            "numpy warns"
-        } else {
-            "done"
-        }
-    })
+        |q| {
+            let _ = apply::csr_block(q, &offs, f, None, 1);
+        },
+    )
 }
 
 /// scanpy's dask division of one CSR block (`data / np.repeat(divisor, np.diff(indptr))`,
@@ -230,18 +241,17 @@ fn dense_scale_typed<T: Real + Element>(
     x.expect_len(factors.len() * n_cols)?;
     out.expect_len(x.len())?;
     disjoint(out.span(), &[x.span(), factors.span()])?;
-    let (x, f, q) = (x.slice(), factors.slice(), out.slice_mut());
-    on_one_thread(py, || {
-        q.copy_from_slice(x);
-        apply::dense_block(q, n_cols, f, None, 1);
-        let divisors: Vec<T> = f.iter().map(|&v| fit::divisor(v)).collect();
-        let rows = (0..f.len()).map(|i| (i, i * n_cols..(i + 1) * n_cols));
-        if any_division_warns(x, q, &divisors, rows) {
-            "numpy warns"
-        } else {
-            "done"
-        }
-    })
+    let f = factors.slice();
+    scale_checked(
+        py,
+        x.slice(),
+        out.slice_mut(),
+        f,
+        |i| i * n_cols..(i + 1) * n_cols,
+        |q| {
+            apply::dense_block(q, n_cols, f, None, 1);
+        },
+    )
 }
 
 /// scanpy's dask division of one dense C-order block (`x / divisor[:, None]`) into `out`.
