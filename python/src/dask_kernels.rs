@@ -74,8 +74,16 @@ fn aggregate<T: Real>(totals: &mut [T]) {
     }
 }
 
-fn is_f32(obj: &Bound<'_, PyAny>) -> bool {
-    PyBuffer::<f32>::get(obj).is_ok()
+/// `$f::<f32>(args)` when `$probe` is a float32 buffer, else `$f::<f64>(args)` (the typed
+/// functions check every buffer again).
+macro_rules! by_dtype {
+    ($probe:expr, $f:ident($($arg:expr),*)) => {
+        if PyBuffer::<f32>::get($probe).is_ok() {
+            $f::<f32>($($arg),*)
+        } else {
+            $f::<f64>($($arg),*)
+        }
+    };
 }
 
 fn csr_totals_typed<T: Real + Element>(
@@ -110,11 +118,7 @@ fn dask_csr_totals(
     indptr: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
 ) -> PyResult<bool> {
-    if is_f32(data) {
-        csr_totals_typed::<f32>(py, data, indptr, out)
-    } else {
-        csr_totals_typed::<f64>(py, data, indptr, out)
-    }
+    by_dtype!(data, csr_totals_typed(py, data, indptr, out))
 }
 
 fn dense_totals_typed<T: Real + Element>(
@@ -143,11 +147,7 @@ fn dask_dense_totals(
     n_cols: usize,
     out: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    if is_f32(x) {
-        dense_totals_typed::<f32>(py, x, n_cols, out)
-    } else {
-        dense_totals_typed::<f64>(py, x, n_cols, out)
-    }
+    by_dtype!(x, dense_totals_typed(py, x, n_cols, out))
 }
 
 /// Divides `x` into `q` with `scale` (the core's row division, in place over a copy of `x`)
@@ -221,11 +221,7 @@ fn dask_csr_scale(
     factors: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
 ) -> PyResult<&'static str> {
-    if is_f32(data) {
-        csr_scale_typed::<f32>(py, data, indptr, factors, out)
-    } else {
-        csr_scale_typed::<f64>(py, data, indptr, factors, out)
-    }
+    by_dtype!(data, csr_scale_typed(py, data, indptr, factors, out))
 }
 
 fn dense_scale_typed<T: Real + Element>(
@@ -264,11 +260,7 @@ fn dask_dense_scale(
     factors: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
 ) -> PyResult<&'static str> {
-    if is_f32(x) {
-        dense_scale_typed::<f32>(py, x, n_cols, factors, out)
-    } else {
-        dense_scale_typed::<f64>(py, x, n_cols, factors, out)
-    }
+    by_dtype!(x, dense_scale_typed(py, x, n_cols, factors, out))
 }
 
 fn log1p_typed<T: Real + Element>(
@@ -301,11 +293,7 @@ fn dask_log1p(
     x: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
 ) -> PyResult<&'static str> {
-    if is_f32(x) {
-        log1p_typed::<f32>(py, x, out)
-    } else {
-        log1p_typed::<f64>(py, x, out)
-    }
+    by_dtype!(x, log1p_typed(py, x, out))
 }
 
 /// Adds the per-block kernels to the module.
