@@ -58,12 +58,23 @@ fn offsets(indptr: &[i64], nnz: usize) -> Option<Vec<usize>> {
     (offs.last() == Some(&nnz)).then_some(offs)
 }
 
-/// Whether numpy's `x / d` raises a floating-point flag that it reports as a RuntimeWarning:
-/// overflow (finite / finite = ±inf) or invalid (±inf / ±inf). Divisors are never zero (a zero
-/// factor divides by 1), so numpy's "divide by zero" cannot occur.
-fn division_warns<T: Real>(x: T, d: T, q: T) -> bool {
-    let (x, d, q) = (x.to_f64(), d.to_f64(), q.to_f64());
-    (x.is_finite() && d.is_finite() && q.is_infinite()) || (x.is_infinite() && d.is_infinite())
+/// Whether numpy's `x / d` (for every `x` of a row, `q` the quotients) raises a floating-point
+/// flag that it reports as a RuntimeWarning: overflow (finite / finite = ±inf) or invalid
+/// (±inf / ±inf). Divisors are never zero (a zero factor divides by 1), so numpy's "divide by
+/// zero" cannot occur. Branch-free over the row, so it vectorizes.
+fn division_warns<T: Real>(x: &[T], d: T, q: &[T]) -> bool {
+    let d = d.to_f64();
+    let mut warns = false;
+    if d.is_finite() {
+        for (&a, &b) in x.iter().zip(q) {
+            warns |= a.to_f64().is_finite() & b.to_f64().is_infinite();
+        }
+    } else if d.is_infinite() {
+        for &a in x {
+            warns |= a.to_f64().is_infinite();
+        }
+    }
+    warns
 }
 
 /// dask's aggregate step of scanpy's row sums: `np.sum` over the length-1 axis of each
@@ -150,8 +161,7 @@ fn dask_dense_totals(
     by_dtype!(x, dense_totals_typed(py, x, n_cols, out))
 }
 
-/// Divides `x` into `q` with `scale` (the core's row division, in place over a copy of `x`)
-/// on one thread, and says whether numpy's division would have warned about a value of row
+/// Divides `x` into `q` with `scale` (the core's row division, `scale(x, q)`) on one thread, and says whether numpy's division would have warned about a value of row
 /// `i` (`row_range(i)`: its values): "done" or "numpy warns".
 fn scale_checked<T: Real>(
     py: Python<'_>,
@@ -159,17 +169,13 @@ fn scale_checked<T: Real>(
     q: &mut [T],
     factors: &[T],
     row_range: impl Fn(usize) -> std::ops::Range<usize> + Send + Sync,
-    scale: impl FnOnce(&mut [T]) + Send,
+    scale: impl FnOnce(&[T], &mut [T]) + Send,
 ) -> PyResult<&'static str> {
     on_one_thread(py, || {
-        q.copy_from_slice(x);
-        scale(q);
+        scale(x, q);
         let warns = factors.iter().enumerate().any(|(i, &f)| {
-            let (d, r) = (fit::divisor(f), row_range(i));
-            x[r.clone()]
-                .iter()
-                .zip(&q[r])
-                .any(|(&a, &b)| division_warns(a, d, b))
+            let r = row_range(i);
+            division_warns(&x[r.clone()], fit::divisor(f), &q[r])
         });
         if warns {
             "numpy warns"
@@ -203,9 +209,8 @@ fn csr_scale_typed<T: Real + Element>(
         out.slice_mut(),
         f,
         |i| offs[i]..offs[i + 1],
-        // Without log1p the scaling cannot fail (NotFinite is log1p's refusal).
-        |q| {
-            let _ = apply::csr_block(q, &offs, f, None, 1);
+        |x, q| {
+            apply::csr_block_into(x, q, &offs, f, 1);
         },
     )
 }
@@ -244,7 +249,8 @@ fn dense_scale_typed<T: Real + Element>(
         out.slice_mut(),
         f,
         |i| i * n_cols..(i + 1) * n_cols,
-        |q| {
+        |x, q| {
+            q.copy_from_slice(x);
             apply::dense_block(q, n_cols, f, None, 1);
         },
     )
