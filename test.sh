@@ -24,9 +24,11 @@ cargo test --release --workspace
 # The Python package, installed as a user installs it (pip install ./python), against
 # unpatched scanpy call by call, then scanpy 1.12.4's own tests with the patch active.
 scripts/python-package.sh "$ATLASNORM_PYTHON"
-"$ATLASNORM_PYTHON" -m pytest tests/python -q -p no:cacheprovider -n 2 --ignore=tests/python/scanpy_suite --ignore=tests/python/test_dask.py
+"$ATLASNORM_PYTHON" -m pytest tests/python -q -p no:cacheprovider -n 2 --ignore=tests/python/scanpy_suite --ignore=tests/python/test_dask.py --ignore=tests/python/test_dask_patch.py
 # atlasnorm.dask on its own LocalClusters (two worker processes each), one test at a time.
 timeout 1200 "$ATLASNORM_PYTHON" -m pytest tests/python/test_dask.py -q -p no:cacheprovider -p no:logging
+# The scanpy patch on dask arrays (ends on a LocalCluster of two worker processes), serially.
+timeout 600 "$ATLASNORM_PYTHON" -m pytest tests/python/test_dask_patch.py -q -p no:cacheprovider -p no:logging
 tests/python/scanpy_suite/run.sh "$ATLASNORM_PYTHON"
 
 export ATLASNORM_BIN="$PWD/target/release/atlasnorm"

@@ -54,6 +54,13 @@ class Unsupported(Exception):
     """This call is not a form the fast path serves; the reason says why."""
 
 
+def _dask():
+    """The dask paths (imported on first use: that module imports this one)."""
+    from . import _dask_patch
+
+    return _dask_patch
+
+
 def _install_warning_frames() -> None:
     """scanpy attributes its warnings to the first frame outside scanpy; with this package's
     frames between, that would be ours. Adding our directory to scanpy's skip list makes the
@@ -87,6 +94,9 @@ def _check_matrix(x, *, exact: bool, for_log1p: bool = False) -> None:
     """Raises Unsupported unless ``x`` is an in-memory CSR/CSC or dense 2-D array the core
     handles. ``exact``: the type itself (after ``view_to_actual``); otherwise ``x`` belongs to
     an AnnData view, and its layout (which the copy changes) is checked after the copy."""
+
+    if _dask().is_dask(x):
+        return _dask().check(x, for_log1p=for_log1p)
 
     def is_type(types):
         return type(x) in types if exact else isinstance(x, types)
@@ -212,7 +222,7 @@ def normalize_total(
     from scanpy import logging as logg
     from scanpy._compat import warn
     from scanpy._utils import view_to_actual
-    from scanpy.get import _get_obs_rep, _set_obs_rep
+    from scanpy.get import _get_obs_rep
 
     # --- decide, touching nothing ---
     if not isinstance(adata, AnnData):
@@ -224,6 +234,9 @@ def normalize_total(
     if adata.isbacked:
         raise Unsupported("backed AnnData")
     x = _matrix_of(adata, layer, obsm)
+    if _dask().is_dask(x):  # scanpy's lazy path (_dask_patch)
+        options = (target_sum, exclude_highly_expressed, max_fraction, key_added, layer, obsm)
+        return _dask().normalize_total(adata, x, *options, inplace, copy)
     _check_matrix(x, exact=not adata.is_view)
     working = _working_dtype(x)
     target = _target_for_core(target_sum, working)
@@ -265,6 +278,17 @@ def normalize_total(
         )
     if not np.all(factors > 0):
         warn("Some cells have zero counts", UserWarning)
+
+    return _finish_normalize(
+        adata, x, factors, started, key_added=key_added, layer=layer, obsm=obsm,
+        inplace=inplace, copy=copy,
+    )  # fmt: skip
+
+
+def _finish_normalize(adata, x, factors, started, *, key_added, layer, obsm, inplace, copy):
+    """The end of scanpy's ``normalize_total``: stores or returns the result, and logs."""
+    from scanpy import logging as logg
+    from scanpy.get import _set_obs_rep
 
     dat = dict(X=x, norm_factor=factors)
     if inplace:
@@ -366,6 +390,8 @@ def _log1p_sparse(x, *, base, copy):
 
 
 def _log1p_dispatch_check(x) -> None:
+    if _dask().is_dask(x):
+        return _dask().check(x, for_log1p=True)
     if type(x) in CSR_TYPES or type(x) in CSC_TYPES:
         _check_matrix(x, exact=True)
         return
@@ -396,6 +422,8 @@ def _log1p_dispatch(data, *, base, copy, chunked, chunk_size, layer, obsm):
 
 
 def _log1p_matrix(x, *, base, copy):
+    if _dask().is_dask(x):
+        return _dask().log1p_array(x, base=base, copy=copy)
     if sp.issparse(x):
         return _log1p_sparse(x, base=base, copy=copy)
     return _log1p_array(x, base=base, copy=copy)

@@ -7,6 +7,7 @@
 //! between what is read and what is written), so a wrong call is a Python exception, never
 //! undefined behaviour.
 
+mod dask_kernels;
 mod distributed;
 
 use std::sync::{Arc, Mutex};
@@ -438,6 +439,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log1p, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_files, m)?)?;
+    dask_kernels::register(m)?;
     distributed::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

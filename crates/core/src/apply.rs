@@ -23,6 +23,18 @@ pub fn csr_block<T: crate::kernel::Real>(
     crate::engine::scale::scale_sparse(data, offsets, factors, log1p, parts)
 }
 
+/// [`csr_block`] without log1p, from `data` into `out` (same length): `data / divisor[row]`,
+/// leaving `data` as it is. Returns the number of NaN values written.
+pub fn csr_block_into<T: crate::kernel::Real>(
+    data: &[T],
+    out: &mut [T],
+    offsets: &[usize],
+    factors: &[T],
+    parts: usize,
+) -> u64 {
+    crate::engine::scale::scale_sparse_into(data, out, offsets, factors, parts)
+}
+
 /// Scales dense C-order rows of `n_cols` values in place and applies `log1p` (no finiteness
 /// check: scanpy's dense log1p has none). Returns the number of NaN values written.
 pub fn dense_block<T: crate::kernel::Real>(

@@ -28,6 +28,12 @@ pub fn csr_totals<T: Real>(data: &[T], offsets: &[usize], out: &mut [T]) {
     totals::csr_row_totals(data, offsets, out);
 }
 
+/// Totals of CSR rows as scipy's `csr.sum(axis=1)` computes them (`np.add.reduceat` in T):
+/// the order scanpy's dask path sums in, which is not its in-memory order ([`csr_totals`]).
+pub fn csr_totals_reduceat<T: Real>(data: &[T], offsets: &[usize], out: &mut [T]) {
+    totals::csr_row_totals_reduceat(data, offsets, out);
+}
+
 /// Totals of CSR rows over the genes not `excluded` (scanpy's second totals pass with
 /// `exclude_highly_expressed`); `indices` are the rows' column positions as u32.
 pub fn csr_totals_kept<T: Real>(

@@ -137,6 +137,31 @@ pub fn pairwise_sum<T: Real>(a: &[T]) -> T {
     T::ZERO + pw(a)
 }
 
+/// One segment of `np.add.reduceat(data, starts)` in T, as scipy's `csr.sum(axis=1)` sums a
+/// non-empty row: numpy copies the segment's first value, then adds the rest to it in one
+/// reduce call, which its float loops sum pairwise: `a[0] + pw(a[1..])`. An empty row is not a
+/// segment (scipy leaves its total at `+0.0`). scanpy's dask path takes its totals from this.
+pub fn reduceat_segment_sum<T: Real>(a: &[T]) -> T {
+    match a.split_first() {
+        None => T::ZERO,
+        Some((&first, [])) => first,
+        Some((&first, rest)) => first + pw(rest),
+    }
+}
+
+/// scipy's `csr.sum(axis=1)` (np.add.reduceat order, in T) of CSR rows: `offsets` has rows + 1
+/// entries relative to `data`; empty rows get `+0.0`.
+pub fn csr_row_totals_reduceat<T: Real>(data: &[T], offsets: &[usize], out: &mut [T]) {
+    assert_eq!(
+        offsets.len(),
+        out.len() + 1,
+        "offsets must have rows + 1 entries"
+    );
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = reduceat_segment_sum(&data[offsets[i]..offsets[i + 1]]);
+    }
+}
+
 /// numpy `@TYPE@_pairwise_sum` (`loops_utils.h.src`), block size 128, 8 accumulators.
 fn pw<T: Real>(a: &[T]) -> T {
     let n = a.len();
@@ -330,6 +355,23 @@ mod tests {
             })
             .collect();
         assert_ne!(bits(&f32_sums), bits(&out));
+    }
+
+    #[test]
+    fn reduceat_segments_match_scipy_csr_sum() {
+        // Bits from `np.add.reduceat(np.float32(VALS), [0, 1, 3])` (numpy 2.5): the last
+        // segment (9 values) sums to 0x41ff3333, a sequential f32 sum to 0x41ff3334.
+        let vals: [f32; 12] = [0.1, 2.7, 3.3, 0.9, 1.1, 7.7, 5.5, 0.3, 9.1, 4.4, 0.7, 2.2];
+        let mut out = [1.0f32; 4];
+        csr_row_totals_reduceat(&vals, &[0, 1, 3, 3, 12], &mut out);
+        let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, vec![0x3dcc_cccd, 0x40c0_0000, 0, 0x41ff_3333]);
+        let sequential = vals[3..].iter().fold(0f32, |a, &b| a + b);
+        assert_eq!(sequential.to_bits(), 0x41ff_3334);
+        assert_eq!(
+            reduceat_segment_sum(&[-0.0f32]).to_bits(),
+            (-0.0f32).to_bits()
+        );
     }
 
     #[test]
