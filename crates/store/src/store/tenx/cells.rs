@@ -33,6 +33,8 @@ pub struct Cells {
     stored: Box<dyn MatrixSource>,
     meta: MatrixMeta,
     selection: Option<Selection>,
+    /// Stored int32 values served as float32 (scanpy's h5 readers convert them on read).
+    int32_as_f32: bool,
 }
 
 /// scipy's index dtype for a matrix of this size (`get_index_dtype(check_contents=True)`).
@@ -47,12 +49,15 @@ fn scipy_index_dtype(n_obs: u64, n_vars: u64, nnz: u64) -> DType {
 impl Cells {
     /// `stored` is a CSR of cells over all stored features; `keep` (one flag per stored
     /// feature) selects columns, `None` keeps all. `element` names the stored matrix in
-    /// messages (`matrix`, `GRCh38`, `matrix.mtx`).
+    /// messages (`matrix`, `GRCh38`, `matrix.mtx`). `int32_as_f32`: serve int32 values as
+    /// float32 (`read_10x_h5`'s `data.view("float32")[:] = data`), so that the matrix is float
+    /// data for `normalize_total` (no sorting of indices, unlike integer data).
     pub fn new(
         file: &Path,
         element: &str,
         stored: Box<dyn MatrixSource>,
         keep: Option<&[bool]>,
+        int32_as_f32: bool,
     ) -> Result<Cells> {
         let m = stored.meta().clone();
         let fail = |problem: String| Error::input(file, element, problem);
@@ -70,6 +75,7 @@ impl Cells {
             None => (m.n_vars, m.nnz),
         };
         let index = scipy_index_dtype(m.n_obs, n_vars, nnz);
+        let int32_as_f32 = int32_as_f32 && m.data_dtype == DType::I32;
         Ok(Cells {
             file: file.to_path_buf(),
             element: element.to_string(),
@@ -77,13 +83,14 @@ impl Cells {
                 layout: MatrixLayout::Csr,
                 n_obs: m.n_obs,
                 n_vars,
-                data_dtype: m.data_dtype,
+                data_dtype: if int32_as_f32 { DType::F32 } else { m.data_dtype },
                 nnz,
                 indices_dtype: Some(index),
                 indptr_dtype: Some(index),
             },
             stored,
             selection,
+            int32_as_f32,
         })
     }
 
@@ -191,6 +198,16 @@ fn select(
     })
 }
 
+impl Cells {
+    /// Values as served: int32 as float32 when asked (numpy's exact int → float rounding).
+    fn as_served(&self, values: NumVec) -> NumVec {
+        match values {
+            NumVec::I32(v) if self.int32_as_f32 => NumVec::F32(v.into_iter().map(|x| x as f32).collect()),
+            other => other,
+        }
+    }
+}
+
 /// `values` at the positions where `keep` is true.
 fn keep_values(values: NumVec, keep: &[bool]) -> NumVec {
     fn k<T: Copy>(v: Vec<T>, keep: &[bool]) -> Vec<T> {
@@ -261,13 +278,13 @@ impl MatrixSource for Cells {
 
     fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
         let Some(s) = &self.selection else {
-            return self.stored.read_data(range);
+            return Ok(self.as_served(self.stored.read_data(range)?));
         };
         let (_, keep, skip) = self.selected(s, &range)?;
         let (stored, _) = Self::stored_range(s, &range);
         let kept = keep_values(self.stored.read_data(stored)?, &keep);
         let n = (range.end - range.start) as usize;
-        Ok(kept.slice(skip as usize..skip as usize + n))
+        Ok(self.as_served(kept.slice(skip as usize..skip as usize + n)))
     }
 
     fn read_rows(&self, _rows: Range<u64>) -> Result<NumVec> {
@@ -276,8 +293,8 @@ impl MatrixSource for Cells {
 
     fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
         match &self.selection {
-            None => self.stored.read_data_into(range, out),
-            Some(_) => {
+            None if !self.int32_as_f32 => self.stored.read_data_into(range, out),
+            _ => {
                 *out = self.read_data(range)?;
                 Ok(())
             }
@@ -321,7 +338,7 @@ mod tests {
     #[test]
     fn selected_columns_are_dropped_and_renumbered() {
         let keep = [true, false, true, true];
-        let c = Cells::new(Path::new("f"), "matrix", stored(), Some(&keep)).unwrap();
+        let c = Cells::new(Path::new("f"), "matrix", stored(), Some(&keep), false).unwrap();
         assert_eq!(c.meta().n_vars, 3);
         assert_eq!(c.meta().nnz, 4);
         assert_eq!(c.read_indptr(0..4).unwrap(), [0, 3, 3, 4]);
@@ -335,15 +352,23 @@ mod tests {
 
     #[test]
     fn all_kept_narrows_the_indices_only() {
-        let c = Cells::new(Path::new("f"), "matrix", stored(), None).unwrap();
+        let c = Cells::new(Path::new("f"), "matrix", stored(), None, false).unwrap();
         assert_eq!(c.meta().indices_dtype, Some(DType::I32));
         assert_eq!(c.read_indices(0..5).unwrap(), NumVec::I32(vec![0, 2, 3, 1, 3]));
     }
 
     #[test]
+    fn int32_values_are_served_as_float32() {
+        let c = Cells::new(Path::new("f"), "matrix", stored(), Some(&[true, true, false, true]), true)
+            .unwrap();
+        assert_eq!(c.meta().data_dtype, DType::F32);
+        assert_eq!(c.read_data(0..4).unwrap(), NumVec::F32(vec![1.0, 3.0, 4.0, 5.0]));
+    }
+
+    #[test]
     fn an_index_out_of_range_is_refused() {
         let bad = csr(1, 2, vec![0, 1], vec![5], NumVec::I32(vec![1]));
-        let err = Cells::new(Path::new("f.h5"), "matrix", bad, Some(&[true, false]))
+        let err = Cells::new(Path::new("f.h5"), "matrix", bad, Some(&[true, false]), false)
             .err()
             .unwrap()
             .to_string();

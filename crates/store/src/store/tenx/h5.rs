@@ -271,7 +271,7 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
             *k &= t == "Gene Expression";
         }
     }
-    let matrix = Cells::new(h.path, "matrix", Box::new(source), Some(&keep))?;
+    let matrix = Cells::new(h.path, "matrix", Box::new(source), Some(&keep), true)?;
     let var = if keep.iter().all(|&k| k) { var } else { var.select(&keep) };
     Ok(Read {
         obs,
@@ -317,7 +317,7 @@ fn read_legacy(h: &H5, file: &File, genome: Option<&str>) -> Result<Read> {
     let mut var = Frame::new(names);
     var.set("gene_ids", Column::Str(h.strings(&g, &genome, "genes")?));
     var.check(h.path, &genome)?;
-    let matrix = Cells::new(h.path, &genome, Box::new(source), None)?;
+    let matrix = Cells::new(h.path, &genome, Box::new(source), None, true)?;
     Ok(Read {
         obs: Frame::new(barcodes),
         var,

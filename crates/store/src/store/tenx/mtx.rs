@@ -206,7 +206,7 @@ pub fn read(dir: &Path, gex_only: bool, scratch_dir: &Path, memory: u64) -> Resu
     }
     let keep: Option<Vec<bool>> = (!files.legacy && gex_only)
         .then(|| types.iter().map(|t| t == "Gene Expression").collect());
-    let matrix = Cells::new(&files.matrix, "matrix.mtx", Box::new(sorted), keep.as_deref())?;
+    let matrix = Cells::new(&files.matrix, "matrix.mtx", Box::new(sorted), keep.as_deref(), false)?;
     let var = match &keep {
         Some(k) => var.select(k),
         None => var,
