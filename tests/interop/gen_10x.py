@@ -71,11 +71,13 @@ def write_legacy_h5(path, genomes: dict):
             g["gene_names"] = _bytes(names)
 
 
-def write_mtx_dir(d, X, barcodes, ids, names, types=None, *, shuffle=None, real=False, duplicate=0):
+def write_mtx_dir(d, X, barcodes, ids, names, types=None, *, shuffle=None, real=False, duplicate=0,
+                  zeros=0):
     """A matrix directory: v3 (gzip, features.tsv.gz) when `types` is given, else legacy
     (plain, genes.tsv). `shuffle`: a numpy Generator to write entries in random order; `real`:
     a "real" field with values written as decimals; `duplicate`: split this many entries into
-    two lines that sum to the value."""
+    two lines that sum to the value; `zeros`: add this many explicit zero entries (at positions
+    without a value)."""
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     coo = sp.coo_matrix(sp.csr_matrix(X).T)  # features × barcodes
@@ -87,6 +89,12 @@ def write_mtx_dir(d, X, barcodes, ids, names, types=None, *, shuffle=None, real=
         if vals[i] >= 2:
             vals[i] -= 1
             extra.append((rows[i], cols[i], 1))
+    taken = set(zip(rows, cols))
+    for k in range(zeros):
+        r, c = 1 + (7 * k) % X.shape[1], 1 + (11 * k) % X.shape[0]
+        if (r, c) not in taken:
+            taken.add((r, c))
+            extra.append((r, c, 0))
     entries = list(zip(rows, cols, vals)) + extra
     if shuffle is not None:
         entries = [entries[i] for i in shuffle.permutation(len(entries))]

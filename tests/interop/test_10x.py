@@ -101,7 +101,7 @@ def mtx_v3_unsorted(d):
     X, bc, names = g.synthetic(rng, 80, 70)
     Y, ids, names, types = g.with_antibodies(X, names, rng, 6)
     p = d / "shuffled_mtx"
-    g.write_mtx_dir(p, Y, bc, ids, names, types, shuffle=rng, duplicate=15)
+    g.write_mtx_dir(p, Y, bc, ids, names, types, shuffle=rng, duplicate=15, zeros=9)
     return p, "mtx", {}
 
 

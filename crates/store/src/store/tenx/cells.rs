@@ -83,7 +83,11 @@ impl Cells {
                 layout: MatrixLayout::Csr,
                 n_obs: m.n_obs,
                 n_vars,
-                data_dtype: if int32_as_f32 { DType::F32 } else { m.data_dtype },
+                data_dtype: if int32_as_f32 {
+                    DType::F32
+                } else {
+                    m.data_dtype
+                },
                 nnz,
                 indices_dtype: Some(index),
                 indptr_dtype: Some(index),
@@ -103,7 +107,10 @@ impl Cells {
     fn stored_range(s: &Selection, range: &Range<u64>) -> (Range<u64>, u64) {
         let (start, end) = (range.start as i64, range.end as i64);
         let r0 = s.indptr.partition_point(|&p| p <= start).saturating_sub(1);
-        let r1 = s.indptr.partition_point(|&p| p < end).min(s.indptr.len() - 1);
+        let r1 = s
+            .indptr
+            .partition_point(|&p| p < end)
+            .min(s.indptr.len() - 1);
         let r1 = r1.max(r0);
         (
             s.stored_indptr[r0] as u64..s.stored_indptr[r1] as u64,
@@ -176,7 +183,9 @@ fn select(
             .ok_or("indices are not integers")?;
         for r in row..end {
             let mut kept = 0i64;
-            for &i in &indices[(stored_indptr[r] - base) as usize..(stored_indptr[r + 1] - base) as usize] {
+            for &i in
+                &indices[(stored_indptr[r] - base) as usize..(stored_indptr[r + 1] - base) as usize]
+            {
                 match new_position.get(i as usize) {
                     Some(&p) => kept += (p >= 0) as i64,
                     None => {
@@ -202,7 +211,9 @@ impl Cells {
     /// Values as served: int32 as float32 when asked (numpy's exact int → float rounding).
     fn as_served(&self, values: NumVec) -> NumVec {
         match values {
-            NumVec::I32(v) if self.int32_as_f32 => NumVec::F32(v.into_iter().map(|x| x as f32).collect()),
+            NumVec::I32(v) if self.int32_as_f32 => {
+                NumVec::F32(v.into_iter().map(|x| x as f32).collect())
+            }
             other => other,
         }
     }
@@ -211,7 +222,11 @@ impl Cells {
 /// `values` at the positions where `keep` is true.
 fn keep_values(values: NumVec, keep: &[bool]) -> NumVec {
     fn k<T: Copy>(v: Vec<T>, keep: &[bool]) -> Vec<T> {
-        v.into_iter().zip(keep).filter(|(_, &k)| k).map(|(x, _)| x).collect()
+        v.into_iter()
+            .zip(keep)
+            .filter(|(_, &k)| k)
+            .map(|(x, _)| x)
+            .collect()
     }
     match values {
         NumVec::I8(v) => NumVec::I8(k(v, keep)),
@@ -307,7 +322,13 @@ mod tests {
     use super::*;
     use atlasnorm_core::memory::MemoryMatrix;
 
-    fn csr(n_obs: u64, n_vars: u64, indptr: Vec<i64>, indices: Vec<i64>, data: NumVec) -> Box<dyn MatrixSource> {
+    fn csr(
+        n_obs: u64,
+        n_vars: u64,
+        indptr: Vec<i64>,
+        indices: Vec<i64>,
+        data: NumVec,
+    ) -> Box<dyn MatrixSource> {
         Box::new(MemoryMatrix {
             meta: MatrixMeta {
                 layout: MatrixLayout::Csr,
@@ -354,24 +375,45 @@ mod tests {
     fn all_kept_narrows_the_indices_only() {
         let c = Cells::new(Path::new("f"), "matrix", stored(), None, false).unwrap();
         assert_eq!(c.meta().indices_dtype, Some(DType::I32));
-        assert_eq!(c.read_indices(0..5).unwrap(), NumVec::I32(vec![0, 2, 3, 1, 3]));
+        assert_eq!(
+            c.read_indices(0..5).unwrap(),
+            NumVec::I32(vec![0, 2, 3, 1, 3])
+        );
     }
 
     #[test]
     fn int32_values_are_served_as_float32() {
-        let c = Cells::new(Path::new("f"), "matrix", stored(), Some(&[true, true, false, true]), true)
-            .unwrap();
+        let c = Cells::new(
+            Path::new("f"),
+            "matrix",
+            stored(),
+            Some(&[true, true, false, true]),
+            true,
+        )
+        .unwrap();
         assert_eq!(c.meta().data_dtype, DType::F32);
-        assert_eq!(c.read_data(0..4).unwrap(), NumVec::F32(vec![1.0, 3.0, 4.0, 5.0]));
+        assert_eq!(
+            c.read_data(0..4).unwrap(),
+            NumVec::F32(vec![1.0, 3.0, 4.0, 5.0])
+        );
     }
 
     #[test]
     fn an_index_out_of_range_is_refused() {
         let bad = csr(1, 2, vec![0, 1], vec![5], NumVec::I32(vec![1]));
-        let err = Cells::new(Path::new("f.h5"), "matrix", bad, Some(&[true, false]), false)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("f.h5") && err.contains("out of range"), "{err}");
+        let err = Cells::new(
+            Path::new("f.h5"),
+            "matrix",
+            bad,
+            Some(&[true, false]),
+            false,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("f.h5") && err.contains("out of range"),
+            "{err}"
+        );
     }
 }

@@ -216,8 +216,7 @@ impl MemTree {
             shape: vec![len as u64],
             attrs: a,
         };
-        self.nodes
-            .insert(path.to_string(), Node::Array(info, data));
+        self.nodes.insert(path.to_string(), Node::Array(info, data));
     }
 
     fn strings(&mut self, path: &str, values: &[String]) {
@@ -251,7 +250,10 @@ impl MemTree {
         let codes: Vec<i64> = values.iter().map(|v| code_of[v.as_str()]).collect();
         // pandas' smallest signed dtype for the number of categories
         let (dtype, codes) = match cats.len() {
-            n if n < 128 => (DType::I8, NumVec::I8(codes.iter().map(|&c| c as i8).collect())),
+            n if n < 128 => (
+                DType::I8,
+                NumVec::I8(codes.iter().map(|&c| c as i8).collect()),
+            ),
             n if n < 32768 => (
                 DType::I16,
                 NumVec::I16(codes.iter().map(|&c| c as i16).collect()),
@@ -322,22 +324,14 @@ impl MemTree {
 
 impl TreeReader for MemTree {
     fn children(&self, group: &str) -> Result<Vec<(String, NodeKind)>> {
-        let prefix = if group.is_empty() {
-            String::new()
-        } else {
-            format!("{group}/")
-        };
-        Ok(self
-            .nodes
-            .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .filter(|(p, _)| !p.is_empty() && !p[prefix.len()..].contains('/'))
-            .map(|(p, n)| {
+        Ok(crate::store::tree::members_in(&self.nodes, group)
+            .into_iter()
+            .map(|(name, n)| {
                 let kind = match n {
                     Node::Group(_) => NodeKind::Group,
                     Node::Array(..) => NodeKind::Array,
                 };
-                (p[prefix.len()..].to_string(), kind)
+                (name.to_string(), kind)
             })
             .collect())
     }

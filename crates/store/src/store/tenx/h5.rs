@@ -126,7 +126,10 @@ impl H5<'_> {
                 .and_then(|t| t.to_descriptor())
                 .map_err(|e| self.err(&format!("{base}/{name}"), short(&e)))?;
             let dtype = numeric_dtype(&desc).ok_or_else(|| {
-                self.err(&format!("{base}/{name}"), format!("is not numeric ({desc})"))
+                self.err(
+                    &format!("{base}/{name}"),
+                    format!("is not numeric ({desc})"),
+                )
             })?;
             let len = ds.size() as u64;
             Ok((ds, dtype, len))
@@ -164,7 +167,11 @@ impl H5<'_> {
             nnz,
         };
         Ok((
-            H5adSource::new(self.path.to_path_buf(), base.to_string(), MatrixElem::Sparse(elem)),
+            H5adSource::new(
+                self.path.to_path_buf(),
+                base.to_string(),
+                MatrixElem::Sparse(elem),
+            ),
             n_barcodes,
             n_features,
         ))
@@ -198,7 +205,10 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
         .group("matrix")
         .map_err(|e| h.err("matrix", format!("not a group: {}", short(&e))))?;
     if !g.link_exists("features") {
-        return Err(h.err("matrix/features", "missing (scanpy: \"10x h5 has no features group\")"));
+        return Err(h.err(
+            "matrix/features",
+            "missing (scanpy: \"10x h5 has no features group\")",
+        ));
     }
     let f = g
         .group("features")
@@ -211,7 +221,10 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
     let mut var = Frame::new(names);
     let ids = h.strings(&f, "matrix/features", "id")?;
     if f.link_exists("gene_id") {
-        var.set("gene_ids", Column::Str(h.strings(&f, "matrix/features", "gene_id")?));
+        var.set(
+            "gene_ids",
+            Column::Str(h.strings(&f, "matrix/features", "gene_id")?),
+        );
         var.set("probe_ids", Column::Str(ids));
     } else {
         var.set("gene_ids", Column::Str(ids));
@@ -224,9 +237,14 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
         let v = ds
             .read_raw::<i64>()
             .map_err(|e| h.err("matrix/filtered_barcodes", short(&e)))?;
-        obs.set("filtered_barcodes", Column::Bool(v.iter().map(|&x| x != 0).collect()));
+        obs.set(
+            "filtered_barcodes",
+            Column::Bool(v.iter().map(|&x| x != 0).collect()),
+        );
     }
-    let mut members = f.member_names().map_err(|e| h.err("matrix/features", short(&e)))?;
+    let mut members = f
+        .member_names()
+        .map_err(|e| h.err("matrix/features", short(&e)))?;
     members.sort();
     for name in members {
         if ["name", "feature_type", "id", "gene_id", "_all_tag_keys"].contains(&name.as_str()) {
@@ -272,7 +290,11 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
         }
     }
     let matrix = Cells::new(h.path, "matrix", Box::new(source), Some(&keep), true)?;
-    let var = if keep.iter().all(|&k| k) { var } else { var.select(&keep) };
+    let var = if keep.iter().all(|&k| k) {
+        var
+    } else {
+        var.select(&keep)
+    };
     Ok(Read {
         obs,
         var,
@@ -311,9 +333,19 @@ fn read_legacy(h: &H5, file: &File, genome: Option<&str>) -> Result<Read> {
         .map_err(|e| h.err(&genome, format!("not a group: {}", short(&e))))?;
     let (source, n_obs, n_vars) = h.matrix(&g, &genome)?;
     let barcodes = h.strings(&g, &genome, "barcodes")?;
-    h.check_len(&format!("{genome}/barcodes"), barcodes.len(), n_obs, "barcodes")?;
+    h.check_len(
+        &format!("{genome}/barcodes"),
+        barcodes.len(),
+        n_obs,
+        "barcodes",
+    )?;
     let names = h.strings(&g, &genome, "gene_names")?;
-    h.check_len(&format!("{genome}/gene_names"), names.len(), n_vars, "genes")?;
+    h.check_len(
+        &format!("{genome}/gene_names"),
+        names.len(),
+        n_vars,
+        "genes",
+    )?;
     let mut var = Frame::new(names);
     var.set("gene_ids", Column::Str(h.strings(&g, &genome, "genes")?));
     var.check(h.path, &genome)?;

@@ -72,7 +72,12 @@ pub struct TenxInput {
 impl TenxInput {
     /// Opens the 10x input at `path`. `scratch_dir`: where a matrix.mtx that is not in cell
     /// order is sorted (next to OUTPUT); `memory`: the budget of that sort.
-    pub fn open(path: &Path, options: &TenxOptions, scratch_dir: &Path, memory: u64) -> Result<Self> {
+    pub fn open(
+        path: &Path,
+        options: &TenxOptions,
+        scratch_dir: &Path,
+        memory: u64,
+    ) -> Result<Self> {
         let gex_only = !options.all_features;
         let (read, scratch) = match detect(path) {
             Some(Kind::H5) => (h5::read(path, options.genome.as_deref(), gex_only)?, None),
@@ -86,7 +91,13 @@ impl TenxInput {
                 let (read, scratch) = mtx::read(path, gex_only, scratch_dir, memory)?;
                 (read, Some(scratch))
             }
-            None => return Err(Error::input(path, "/", "not a 10x .h5 file or matrix directory")),
+            None => {
+                return Err(Error::input(
+                    path,
+                    "/",
+                    "not a 10x .h5 file or matrix directory",
+                ))
+            }
         };
         Ok(TenxInput {
             path: path.to_path_buf(),

@@ -52,7 +52,10 @@ impl Files {
         let f = Files {
             legacy,
             matrix: dir.join(format!("matrix.mtx{suffix}")),
-            features: dir.join(format!("{}.tsv{suffix}", if legacy { "genes" } else { "features" })),
+            features: dir.join(format!(
+                "{}.tsv{suffix}",
+                if legacy { "genes" } else { "features" }
+            )),
             barcodes: dir.join(format!("barcodes.tsv{suffix}")),
         };
         for p in [&f.matrix, &f.features, &f.barcodes] {
@@ -67,7 +70,11 @@ impl Files {
                         } else {
                             "matrix.mtx.gz, features.tsv.gz and barcodes.tsv.gz"
                         },
-                        if legacy { "legacy (genes.tsv)" } else { "Cell Ranger v3+" }
+                        if legacy {
+                            "legacy (genes.tsv)"
+                        } else {
+                            "Cell Ranger v3+"
+                        }
                     ),
                 ));
             }
@@ -79,7 +86,8 @@ impl Files {
 /// Lines of a text file, gunzipped when its name ends in `.gz`; read errors (a truncated
 /// or corrupt gzip stream) name the file.
 fn lines(path: &Path) -> Result<Box<dyn BufRead>> {
-    let file = File::open(path).map_err(|e| Error::input(path, "/", format!("cannot open: {e}")))?;
+    let file =
+        File::open(path).map_err(|e| Error::input(path, "/", format!("cannot open: {e}")))?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     Ok(if gz {
         Box::new(BufReader::with_capacity(
@@ -111,9 +119,16 @@ pub struct Scratch {
 
 impl Scratch {
     fn new(next_to: &Path) -> Result<Scratch> {
-        let dir = next_to.join(format!(".atlasnorm-mtx-{}-{}", std::process::id(), unique()));
+        let dir = next_to.join(format!(
+            ".atlasnorm-mtx-{}-{}",
+            std::process::id(),
+            unique()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::output(&dir, format!("cannot create a directory for sorting matrix.mtx: {e}"))
+            Error::output(
+                &dir,
+                format!("cannot create a directory for sorting matrix.mtx: {e}"),
+            )
         })?;
         Ok(Scratch { dir })
     }
@@ -145,7 +160,12 @@ struct Header {
 
 /// Reads a 10x matrix directory (see the module doc) into its frames and a sorted CSR of
 /// cells in `scratch_dir`.
-pub fn read(dir: &Path, gex_only: bool, scratch_dir: &Path, memory: u64) -> Result<(Read, Scratch)> {
+pub fn read(
+    dir: &Path,
+    gex_only: bool,
+    scratch_dir: &Path,
+    memory: u64,
+) -> Result<(Read, Scratch)> {
     let files = Files::of(dir)?;
     let features = read_all_lines(&files.features)?;
     let barcodes: Vec<String> = read_all_lines(&files.barcodes)?
@@ -162,7 +182,10 @@ pub fn read(dir: &Path, gex_only: bool, scratch_dir: &Path, memory: u64) -> Resu
             return Err(Error::input(
                 &files.features,
                 format!("line {}", i + 1),
-                format!("has {} tab-separated fields, expected {want_fields}", fields.len()),
+                format!(
+                    "has {} tab-separated fields, expected {want_fields}",
+                    fields.len()
+                ),
             ));
         }
         ids.push(fields[0].to_string());
@@ -180,33 +203,37 @@ pub fn read(dir: &Path, gex_only: bool, scratch_dir: &Path, memory: u64) -> Resu
 
     let scratch = Scratch::new(scratch_dir)?;
     let sorted = sort_matrix(&files.matrix, &scratch, memory)?;
-    if sorted.meta.n_vars != features.len() as u64 {
-        return Err(Error::input(
+    let agrees = |n: u64, what: &str, list: &Path, listed: usize| {
+        if n == listed as u64 {
+            return Ok(());
+        }
+        Err(Error::input(
             &files.matrix,
             "header",
-            format!(
-                "{} rows (features), but {} lists {}",
-                sorted.meta.n_vars,
-                files.features.display(),
-                features.len()
-            ),
-        ));
-    }
-    if sorted.meta.n_obs != barcodes.len() as u64 {
-        return Err(Error::input(
-            &files.matrix,
-            "header",
-            format!(
-                "{} columns (barcodes), but {} lists {}",
-                sorted.meta.n_obs,
-                files.barcodes.display(),
-                barcodes.len()
-            ),
-        ));
-    }
-    let keep: Option<Vec<bool>> = (!files.legacy && gex_only)
-        .then(|| types.iter().map(|t| t == "Gene Expression").collect());
-    let matrix = Cells::new(&files.matrix, "matrix.mtx", Box::new(sorted), keep.as_deref(), false)?;
+            format!("{n} {what}, but {} lists {listed}", list.display()),
+        ))
+    };
+    agrees(
+        sorted.meta.n_vars,
+        "rows (features)",
+        &files.features,
+        features.len(),
+    )?;
+    agrees(
+        sorted.meta.n_obs,
+        "columns (barcodes)",
+        &files.barcodes,
+        barcodes.len(),
+    )?;
+    let keep: Option<Vec<bool>> =
+        (!files.legacy && gex_only).then(|| types.iter().map(|t| t == "Gene Expression").collect());
+    let matrix = Cells::new(
+        &files.matrix,
+        "matrix.mtx",
+        Box::new(sorted),
+        keep.as_deref(),
+        false,
+    )?;
     let var = match &keep {
         Some(k) => var.select(k),
         None => var,
@@ -218,7 +245,11 @@ pub fn read(dir: &Path, gex_only: bool, scratch_dir: &Path, memory: u64) -> Resu
             matrix,
             kind: format!(
                 "10x matrix directory ({})",
-                if files.legacy { "legacy: genes.tsv" } else { "Cell Ranger v3+" }
+                if files.legacy {
+                    "legacy: genes.tsv"
+                } else {
+                    "Cell Ranger v3+"
+                }
             ),
         },
         scratch,
@@ -239,20 +270,37 @@ fn parse_header(path: &Path, src: &mut dyn BufRead, line_no: &mut u64) -> Result
     if !next(&mut line, line_no)? {
         return Err(err(1, "empty file: no Matrix Market header".into()));
     }
-    let banner: Vec<String> = line.split_whitespace().map(str::to_ascii_lowercase).collect();
+    let banner: Vec<String> = line
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
     if banner.len() != 5 || banner[0] != "%%matrixmarket" || banner[1] != "matrix" {
-        return Err(err(1, format!("not a Matrix Market header: {:?}", line.trim_end())));
+        return Err(err(
+            1,
+            format!("not a Matrix Market header: {:?}", line.trim_end()),
+        ));
     }
     if banner[2] != "coordinate" {
-        return Err(err(1, format!("format {:?}: a 10x matrix is \"coordinate\"", banner[2])));
+        return Err(err(
+            1,
+            format!("format {:?}: a 10x matrix is \"coordinate\"", banner[2]),
+        ));
     }
     let integer = match banner[3].as_str() {
         "integer" => true,
         "real" | "double" => false,
-        other => return Err(err(1, format!("field {other:?} is not supported (integer or real)"))),
+        other => {
+            return Err(err(
+                1,
+                format!("field {other:?} is not supported (integer or real)"),
+            ))
+        }
     };
     if banner[4] != "general" {
-        return Err(err(1, format!("symmetry {:?} is not supported (general)", banner[4])));
+        return Err(err(
+            1,
+            format!("symmetry {:?} is not supported (general)", banner[4]),
+        ));
     }
     loop {
         if !next(&mut line, line_no)? {
@@ -268,10 +316,16 @@ fn parse_header(path: &Path, src: &mut dyn BufRead, line_no: &mut u64) -> Result
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| err(*line_no, format!("size line {t:?} is not three counts")))?;
         let [n_rows, n_cols, nnz] = v[..] else {
-            return Err(err(*line_no, format!("size line {t:?} is not three counts")));
+            return Err(err(
+                *line_no,
+                format!("size line {t:?} is not three counts"),
+            ));
         };
         if n_rows > i32::MAX as u64 || n_cols > i32::MAX as u64 {
-            return Err(err(*line_no, "dimensions past 2^31 are not supported".into()));
+            return Err(err(
+                *line_no,
+                "dimensions past 2^31 are not supported".into(),
+            ));
         }
         return Ok(Header {
             integer,
@@ -323,7 +377,9 @@ fn parse_entry(t: &str, h: &Header) -> std::result::Result<Entry, String> {
         return Err(format!("{t:?} is not \"row column value\""));
     };
     let index = |s: &str, n: u64, what: &str| -> std::result::Result<u32, String> {
-        let i: u64 = s.parse().map_err(|_| format!("{what} {s:?} is not an index"))?;
+        let i: u64 = s
+            .parse()
+            .map_err(|_| format!("{what} {s:?} is not an index"))?;
         if i == 0 || i > n {
             return Err(format!("{what} {i} out of range 1..={n}"));
         }
@@ -332,9 +388,9 @@ fn parse_entry(t: &str, h: &Header) -> std::result::Result<Entry, String> {
     let feature = index(r, h.n_rows, "row (feature)")?;
     let cell = index(c, h.n_cols, "column (barcode)")?;
     let value = if h.integer {
-        v.parse::<i64>()
-            .map_err(|_| format!("value {v:?} is not an integer, but the header declares integer"))?
-            as f32
+        v.parse::<i64>().map_err(|_| {
+            format!("value {v:?} is not an integer, but the header declares integer")
+        })? as f32
     } else {
         v.parse::<f64>()
             .map_err(|_| format!("value {v:?} is not a number"))? as f32
@@ -351,7 +407,8 @@ fn write_run(path: &Path, entries: &[Entry]) -> Result<()> {
     let f = File::create(path).map_err(|e| Error::output(path, format!("cannot create: {e}")))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     for e in entries {
-        e.write(&mut w).map_err(|e| Error::output(path, e.to_string()))?;
+        e.write(&mut w)
+            .map_err(|e| Error::output(path, e.to_string()))?;
     }
     w.flush().map_err(|e| Error::output(path, e.to_string()))
 }
@@ -452,7 +509,9 @@ fn merge(runs: &[PathBuf], out: &mut CsrWriter) -> Result<()> {
             feature,
             value: f32::from_bits(bits),
         })?;
-        if let Some(e) = Entry::read(&mut readers[i]).map_err(|e| Error::output(&runs[i], e.to_string()))? {
+        if let Some(e) =
+            Entry::read(&mut readers[i]).map_err(|e| Error::output(&runs[i], e.to_string()))?
+        {
             heap.push(std::cmp::Reverse((e.key(), i, e.value.to_bits())));
         }
     }
@@ -530,7 +589,9 @@ impl CsrWriter {
             self.indptr.push(self.nnz);
         }
         let io = |p: &Path, e: std::io::Error| Error::output(p, e.to_string());
-        self.indices.flush().map_err(|e| io(&self.indices_path, e))?;
+        self.indices
+            .flush()
+            .map_err(|e| io(&self.indices_path, e))?;
         self.data.flush().map_err(|e| io(&self.data_path, e))?;
         let open = |p: &Path| File::open(p).map_err(|e| io(p, e));
         Ok(SortedMtx {
@@ -584,6 +645,10 @@ impl MatrixSource for SortedMtx {
         Ok(NumVec::F32(self.pread(&self.data, range)?))
     }
     fn read_rows(&self, _rows: Range<u64>) -> Result<NumVec> {
-        Err(Error::input(&self.file, "matrix.mtx", "a sparse matrix has no dense rows"))
+        Err(Error::input(
+            &self.file,
+            "matrix.mtx",
+            "a sparse matrix has no dense rows",
+        ))
     }
 }
