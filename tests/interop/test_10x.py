@@ -370,3 +370,12 @@ def test_inspect_describes_10x_inputs(cli, inputs):
         proc = run_cli(cli, ["inspect", inp])
         assert proc.returncode == 0, describe(proc)
         assert "10x input" in proc.stdout and "cells" in proc.stdout, proc.stdout
+
+
+def test_10x_options_on_an_anndata_input_are_refused(cli, tmp_path):
+    import anndata
+    import scipy.sparse as sp
+
+    p = tmp_path / "plain.h5ad"
+    anndata.AnnData(sp.random(5, 4, density=0.5, format="csr", dtype=np.float32)).write_h5ad(p)
+    _refused(cli, tmp_path, p, ["--genome"], ["10x"], extra=["--genome", "hg19"])
