@@ -379,3 +379,25 @@ def test_10x_options_on_an_anndata_input_are_refused(cli, tmp_path):
     p = tmp_path / "plain.h5ad"
     anndata.AnnData(sp.random(5, 4, density=0.5, format="csr", dtype=np.float32)).write_h5ad(p)
     _refused(cli, tmp_path, p, ["--genome"], ["10x"], extra=["--genome", "hg19"])
+
+
+@pytest.mark.parametrize("layout", ["legacy", "v3"])
+def test_sdist_int_ids_as_pandas_infers_them(cli, tmp_path, sdist, layout):
+    """scanpy's int-ids files (numeric gene ids: pandas reads an int64 gene_ids column), in a
+    legacy and a v3 (gzip) directory."""
+    import gzip
+    import shutil
+
+    src = sdist / "int-ids"
+    d = tmp_path / "int_ids"
+    d.mkdir()
+    if layout == "legacy":
+        shutil.copy(src / "matrix.mtx", d / "matrix.mtx")
+        shutil.copy(src / "barcodes.tsv", d / "barcodes.tsv")
+        (d / "genes.tsv").write_text("".join(l.split("\t")[0] + "\t" + l.split("\t")[1] + "\n"
+                                             for l in (src / "features.tsv").read_text().splitlines()))
+    else:
+        for f in ["matrix.mtx", "features.tsv", "barcodes.tsv"]:
+            with gzip.open(d / f"{f}.gz", "wb") as out:
+                out.write((src / f).read_bytes())
+    check(cli, tmp_path, d, "mtx", {}, Options(target_sum=1e4, key_added="k"))

@@ -19,6 +19,8 @@ use crate::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeRe
 pub enum Column {
     Str(Vec<String>),
     Bool(Vec<bool>),
+    /// int64 (what pandas' `read_csv` infers for a column of integers, e.g. numeric gene ids).
+    Int(Vec<i64>),
 }
 
 impl Column {
@@ -26,6 +28,7 @@ impl Column {
         match self {
             Column::Str(v) => v.len(),
             Column::Bool(v) => v.len(),
+            Column::Int(v) => v.len(),
         }
     }
 
@@ -34,6 +37,7 @@ impl Column {
         match self {
             Column::Str(v) => Column::Str(pick(v, keep)),
             Column::Bool(v) => Column::Bool(pick(v, keep)),
+            Column::Int(v) => Column::Int(pick(v, keep)),
         }
     }
 }
@@ -304,6 +308,13 @@ impl MemTree {
                     ArrayData::Bool(v.clone()),
                     v.len(),
                 ),
+                Column::Int(v) => self.array(
+                    &p,
+                    ElemType::Num(DType::I64),
+                    attrs("array", "0.2.0"),
+                    ArrayData::Num(NumVec::I64(v.clone())),
+                    v.len(),
+                ),
                 Column::Str(v) => {
                     let distinct: std::collections::BTreeSet<&String> = v.iter().collect();
                     if distinct.len() < v.len() {
@@ -361,6 +372,7 @@ impl TreeReader for MemTree {
             ArrayData::Num(NumVec::I8(v)) => ArrayData::Num(NumVec::I8(v[r].to_vec())),
             ArrayData::Num(NumVec::I16(v)) => ArrayData::Num(NumVec::I16(v[r].to_vec())),
             ArrayData::Num(NumVec::I32(v)) => ArrayData::Num(NumVec::I32(v[r].to_vec())),
+            ArrayData::Num(NumVec::I64(v)) => ArrayData::Num(NumVec::I64(v[r].to_vec())),
             ArrayData::Num(_) => return Err(Error::Internal(format!("10x tree: {array}"))),
         })
     }

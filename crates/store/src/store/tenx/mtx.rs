@@ -196,7 +196,12 @@ pub fn read(
     }
     make_unique(&mut symbols);
     let mut var = Frame::new(symbols);
-    var.set("gene_ids", Column::Str(ids));
+    // pandas' read_csv infers int64 for a column of integers (numeric gene ids)
+    let int_ids: Option<Vec<i64>> = ids.iter().map(|i| i.trim().parse::<i64>().ok()).collect();
+    match int_ids {
+        Some(v) if !v.is_empty() => var.set("gene_ids", Column::Int(v)),
+        _ => var.set("gene_ids", Column::Str(ids)),
+    }
     if !files.legacy {
         var.set("feature_types", Column::Str(types.clone()));
     }
