@@ -6,9 +6,4 @@
 # ATLASNORM_PYTHON: the Python with scanpy/anndata/h5py (default: the venv made by scripts/python-env.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-py=${ATLASNORM_PYTHON:-}
-if [ -z "$py" ]; then
-  py=$("$repo/scripts/python-env.sh")
-fi
-export ATLASNORM_PYTHON=$py
-exec "$py" "$repo/bench/tenx_bench.py" "$@"
+exec "${ATLASNORM_PYTHON:-$("$repo/scripts/python-env.sh")}" "$repo/bench/tenx_bench.py" "$@"
