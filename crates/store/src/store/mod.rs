@@ -35,16 +35,18 @@ pub fn open_input_with(path: &Path, s3: &zarr::s3::S3Config) -> Result<Box<dyn I
 
 /// Opens INPUT for `atlasnorm normalize`: a 10x input (Cell Ranger `.h5`, matrix
 /// directory) as scanpy's reader would build it, else an AnnData store by the path's form.
-/// `output`: where a 10x matrix.mtx is sorted (next to it).
+/// `output`: a 10x matrix.mtx is sorted next to it (in the system's temporary directory
+/// when it is on object storage).
 pub fn open_input_for(
     path: &Path,
     output: &Path,
     options: &crate::Options,
 ) -> Result<Box<dyn InputStore>> {
     if tenx::detect(path).is_some() {
-        let scratch = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
+        // A matrix.mtx is sorted next to a local OUTPUT; for object storage, locally.
+        let scratch = match is_object_storage(output) {
+            false => output.to_path_buf(),
+            true => std::env::temp_dir().join(format!("atlasnorm-{}", std::process::id())),
         };
         return Ok(Box::new(tenx::TenxInput::open(
             path,

@@ -8,9 +8,9 @@ use crate::store::MatrixSource;
 
 /// The 10x layout, the matrix (cells × features, nnz, dtypes) and obs/var columns as scanpy
 /// reads them (all feature types, no genome filter). A matrix.mtx is sorted into a
-/// temporary directory next to the input for this.
+/// temporary directory under the system's temporary directory for this.
 pub fn inspect(path: &Path) -> Result<String> {
-    let scratch = std::env::temp_dir();
+    let scratch = std::env::temp_dir().join(format!("atlasnorm-inspect-{}", std::process::id()));
     let options = TenxOptions {
         genome: None,
         all_features: true,

@@ -70,12 +70,12 @@ pub struct TenxInput {
 }
 
 impl TenxInput {
-    /// Opens the 10x input at `path`. `scratch_dir`: where a matrix.mtx that is not in cell
-    /// order is sorted (next to OUTPUT); `memory`: the budget of that sort.
+    /// Opens the 10x input at `path`. `scratch_next_to`: a local path (OUTPUT) next to which a
+    /// matrix.mtx is sorted; `memory`: the budget of that sort.
     pub fn open(
         path: &Path,
         options: &TenxOptions,
-        scratch_dir: &Path,
+        scratch_next_to: &Path,
         memory: u64,
     ) -> Result<Self> {
         let gex_only = !options.all_features;
@@ -88,7 +88,7 @@ impl TenxInput {
                          directory holds one matrix)"
                     )));
                 }
-                let (read, scratch) = mtx::read(path, gex_only, scratch_dir, memory)?;
+                let (read, scratch) = mtx::read(path, gex_only, scratch_next_to, memory)?;
                 (read, Some(scratch))
             }
             None => {

@@ -112,21 +112,21 @@ fn read_all_lines(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Temporary files of the sorted matrix; removed on drop.
+/// Temporary files of the sorted matrix: a directory `.NAME.mtx-sort.atlasnorm-PID.tmp` next
+/// to OUTPUT, a [`TempFile`](crate::store::temp::TempFile) of its own: removed on drop, on
+/// interrupt, and (after a SIGKILL) by the next run that sorts for the same OUTPUT.
 pub struct Scratch {
-    dir: PathBuf,
+    dir: crate::store::temp::TempFile,
 }
 
 impl Scratch {
     fn new(next_to: &Path) -> Result<Scratch> {
-        let dir = next_to.join(format!(
-            ".atlasnorm-mtx-{}-{}",
-            std::process::id(),
-            unique()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| {
+        let mut target = next_to.as_os_str().to_owned();
+        target.push(".mtx-sort");
+        let dir = crate::store::temp::TempFile::next_to(Path::new(&target))?;
+        dir.create(|p| std::fs::create_dir_all(p)).map_err(|e| {
             Error::output(
-                &dir,
+                &dir.path,
                 format!("cannot create a directory for sorting matrix.mtx: {e}"),
             )
         })?;
@@ -134,19 +134,7 @@ impl Scratch {
     }
 
     fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.path.join(name)
     }
 }
 
@@ -159,11 +147,11 @@ struct Header {
 }
 
 /// Reads a 10x matrix directory (see the module doc) into its frames and a sorted CSR of
-/// cells in `scratch_dir`.
+/// cells in a temporary directory next to `scratch_next_to` (OUTPUT).
 pub fn read(
     dir: &Path,
     gex_only: bool,
-    scratch_dir: &Path,
+    scratch_next_to: &Path,
     memory: u64,
 ) -> Result<(Read, Scratch)> {
     let files = Files::of(dir)?;
@@ -206,7 +194,7 @@ pub fn read(
         var.set("feature_types", Column::Str(types.clone()));
     }
 
-    let scratch = Scratch::new(scratch_dir)?;
+    let scratch = Scratch::new(scratch_next_to)?;
     let sorted = sort_matrix(&files.matrix, &scratch, memory)?;
     let agrees = |n: u64, what: &str, list: &Path, listed: usize| {
         if n == listed as u64 {
