@@ -259,6 +259,20 @@ def test_larger_than_budget_mtx_is_sorted_externally(cli, tmp_path):
     assert rss_kib < 60 * 1024, f"peak RSS {rss_kib} KiB"
     assert not diff_files(exp, out)
     assert [p.name for p in out_dir.iterdir()] == ["actual.h5ad"]
+    # Interrupted while sorting (regression: the sort directory outlived a SIGINT when a run
+    # file was created while the handler removed it): nothing is left, under any name.
+    import signal
+    import time
+
+    out2 = out_dir / "interrupted.h5ad"
+    p = subprocess.Popen([*cli, "normalize", str(inp), str(out2), "--memory", "1MiB", "--quiet"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.15)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode in (0, 130), err
+    left = sorted(q.name for q in out_dir.iterdir())
+    assert left == (["actual.h5ad", "interrupted.h5ad"] if p.returncode == 0 else ["actual.h5ad"]), left
 
 
 # --- bad inputs -----------------------------------------------------------------------------

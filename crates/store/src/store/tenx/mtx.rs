@@ -395,9 +395,16 @@ fn parse_entry(t: &str, h: &Header) -> std::result::Result<Entry, String> {
     })
 }
 
+/// Creates a file in the sort directory under the write permit, so that an interrupt's
+/// removal of the directory never races with a new file appearing in it.
+fn create(path: &Path) -> Result<File> {
+    let _permit = crate::store::temp::write_permit();
+    File::create(path).map_err(|e| Error::output(path, format!("cannot create: {e}")))
+}
+
 /// Writes `entries` (sorted) as a run file.
 fn write_run(path: &Path, entries: &[Entry]) -> Result<()> {
-    let f = File::create(path).map_err(|e| Error::output(path, format!("cannot create: {e}")))?;
+    let f = create(path)?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     for e in entries {
         e.write(&mut w)
@@ -526,11 +533,7 @@ struct CsrWriter {
 
 impl CsrWriter {
     fn new(scratch: &Scratch, n_cells: u64) -> Result<CsrWriter> {
-        let open = |p: &Path| {
-            File::create(p)
-                .map(|f| BufWriter::with_capacity(1 << 20, f))
-                .map_err(|e| Error::output(p, format!("cannot create: {e}")))
-        };
+        let open = |p: &Path| create(p).map(|f| BufWriter::with_capacity(1 << 20, f));
         let (ip, dp) = (scratch.file("indices"), scratch.file("data"));
         let mut indptr = Vec::with_capacity(n_cells as usize + 1);
         indptr.push(0);
