@@ -116,6 +116,14 @@ struct NormalizeArgs {
     /// Give up retrying a request this many seconds after its first attempt (default: 60).
     #[arg(long, value_name = "SECONDS")]
     s3_retry_timeout: Option<u64>,
+    /// 10x INPUT: keep the features of this genome (scanpy's genome=; required for a legacy
+    /// .h5 holding several genomes).
+    #[arg(long, value_name = "NAME")]
+    genome: Option<String>,
+    /// 10x INPUT: keep every feature type, not only "Gene Expression" (scanpy's
+    /// gex_only=False).
+    #[arg(long)]
+    all_features: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -263,6 +271,10 @@ fn options(args: &NormalizeArgs) -> Result<Options, Error> {
             shard: args.zarr_shard,
         },
         s3,
+        tenx: atlasnorm_store::store::tenx::TenxOptions {
+            genome: args.genome.clone(),
+            all_features: args.all_features,
+        },
     })
 }
 

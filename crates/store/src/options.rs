@@ -15,6 +15,8 @@ pub struct Options {
     pub zarr: ZarrOutputOptions,
     /// How `s3://` INPUTs and OUTPUTs are reached (environment plus overrides).
     pub s3: crate::store::zarr::s3::S3Config,
+    /// How a 10x INPUT is read (scanpy's `genome=`, `gex_only=`).
+    pub tenx: crate::store::tenx::TenxOptions,
 }
 
 /// Zarr format version of an output store.

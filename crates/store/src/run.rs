@@ -117,7 +117,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> Result<Report> {
-    let store = store::open_input_with(input, &opts.s3)?;
+    let store = store::open_input_for(input, output, opts)?;
     let element = element_of(&opts.params);
     // Open the matrix first so that a missing or malformed element fails before any output.
     let meta = store.open_matrix(&element)?.meta().clone();

@@ -10,6 +10,7 @@ pub mod check;
 pub mod h5ad;
 mod labels;
 pub mod temp;
+pub mod tenx;
 pub mod tree;
 pub mod upgrade;
 pub mod zarr;
@@ -30,6 +31,37 @@ pub fn open_input_with(path: &Path, s3: &zarr::s3::S3Config) -> Result<Box<dyn I
         Backend::H5ad => Ok(Box::new(h5ad::H5adInput::open(path)?)),
         Backend::Zarr => Ok(Box::new(zarr::ZarrInput::open_with(path, s3)?)),
     }
+}
+
+/// Opens INPUT for `atlasnorm normalize`: a 10x input (Cell Ranger `.h5`, matrix
+/// directory) as scanpy's reader would build it, else an AnnData store by the path's form.
+/// `output`: a 10x matrix.mtx is sorted next to it (in the system's temporary directory
+/// when it is on object storage).
+pub fn open_input_for(
+    path: &Path,
+    output: &Path,
+    options: &crate::Options,
+) -> Result<Box<dyn InputStore>> {
+    if tenx::detect(path).is_some() {
+        // A matrix.mtx is sorted next to a local OUTPUT; for object storage, locally.
+        let scratch = match is_object_storage(output) {
+            false => output.to_path_buf(),
+            true => std::env::temp_dir().join(format!("atlasnorm-{}", std::process::id())),
+        };
+        return Ok(Box::new(tenx::TenxInput::open(
+            path,
+            &options.tenx,
+            &scratch,
+            options.params.memory,
+        )?));
+    }
+    if options.tenx != tenx::TenxOptions::default() {
+        return Err(crate::error::Error::Options(format!(
+            "--genome and --all-features apply to 10x inputs; {} is not one",
+            path.display()
+        )));
+    }
+    open_input_with(path, &options.s3)
 }
 
 /// True when `path` names a directory store (`.zarr`, or object storage), false for an
@@ -108,6 +140,9 @@ fn tree_reader(input: &dyn std::any::Any) -> Option<&dyn tree::TreeReader> {
         return Some(i);
     }
     if let Some(i) = input.downcast_ref::<zarr::ZarrInput>() {
+        return Some(i);
+    }
+    if let Some(i) = input.downcast_ref::<tenx::TenxInput>() {
         return Some(i);
     }
     None

@@ -119,6 +119,25 @@ pub fn join(parent: &str, name: &str) -> String {
     }
 }
 
+/// The direct members of `group` among path-keyed nodes (`""` the root, `a`, `a/b`, ...), as
+/// `(name, node)` in the map's order: [`TreeReader::children`] of a tree held in a map.
+pub fn members_in<'a, V: 'a>(
+    nodes: impl IntoIterator<Item = (&'a String, &'a V)>,
+    group: &str,
+) -> Vec<(&'a str, &'a V)> {
+    let prefix = if group.is_empty() {
+        String::new()
+    } else {
+        format!("{group}/")
+    };
+    nodes
+        .into_iter()
+        .filter(|(p, _)| !p.is_empty() && p.starts_with(&prefix))
+        .map(|(p, v)| (&p[prefix.len()..], v))
+        .filter(|(name, _)| !name.contains('/'))
+        .collect()
+}
+
 /// Whether `path` is `skip` or lies inside it.
 fn is_skipped(path: &str, skip: &[&str]) -> bool {
     skip.iter().any(|s| {
@@ -444,22 +463,14 @@ mod tests {
 
     impl TreeReader for MemTree {
         fn children(&self, group: &str) -> Result<Vec<(String, NodeKind)>> {
-            let prefix = if group.is_empty() {
-                String::new()
-            } else {
-                format!("{group}/")
-            };
-            Ok(self
-                .nodes
-                .iter()
-                .filter(|(p, _)| !p.is_empty() && p.starts_with(&prefix))
-                .filter(|(p, _)| !p[prefix.len()..].contains('/'))
-                .map(|(p, n)| {
+            Ok(members_in(&self.nodes, group)
+                .into_iter()
+                .map(|(name, n)| {
                     let kind = match n {
                         Mem::Group(_) => NodeKind::Group,
                         _ => NodeKind::Array,
                     };
-                    (p[prefix.len()..].to_string(), kind)
+                    (name.to_string(), kind)
                 })
                 .collect())
         }

@@ -254,23 +254,15 @@ impl TreeReader for MemReader {
         &self,
         group: &str,
     ) -> atlasnorm_store::Result<Vec<(String, atlasnorm_store::store::tree::NodeKind)>> {
-        let prefix = if group.is_empty() {
-            String::new()
-        } else {
-            format!("{group}/")
-        };
-        Ok(self
-            .nodes
-            .iter()
-            .filter(|(p, _)| !p.is_empty() && p.starts_with(&prefix))
-            .filter(|(p, _)| !p[prefix.len()..].contains('/'))
-            .map(|(p, (_, a))| {
+        Ok(atlasnorm_store::store::tree::members_in(&self.nodes, group)
+            .into_iter()
+            .map(|(name, (_, a))| {
                 let kind = if a.is_some() {
                     atlasnorm_store::store::tree::NodeKind::Array
                 } else {
                     atlasnorm_store::store::tree::NodeKind::Group
                 };
-                (p[prefix.len()..].to_string(), kind)
+                (name.to_string(), kind)
             })
             .collect())
     }

@@ -9,8 +9,8 @@
 //! * [`inspect`]: a readable listing of a file.
 
 mod chunks;
-mod encoding;
-mod file;
+pub(crate) mod encoding;
+pub(crate) mod file;
 mod filters;
 mod inspect;
 mod layout;

@@ -1,0 +1,417 @@
+"""10x Genomics inputs (issue 14, DESIGN.md §1c): `atlasnorm normalize INPUT OUTPUT` on a Cell
+Ranger .h5 or a matrix directory must equal, read back with anndata, bit for bit,
+
+    adata = sc.read_10x_h5(INPUT, genome=GENOME, gex_only=not ALL)   # or sc.read_10x_mtx(INPUT, gex_only=...)
+    sc.pp.normalize_total(adata, ...); sc.pp.log1p(adata, ...)
+    adata.write_h5ad(OUTPUT)                                         # or write_zarr
+
+Inputs: files written by gen_10x.py from the real matrices of ../shared/data/real (when present)
+and from synthetic ones, and scanpy's own 10x test files from the scanpy 1.12.4 sdist on PyPI
+(fetched into <repo>/.tools/scanpy-sdist when missing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, assert_refused, describe, run_cli, sha256
+from compare import diff_files
+from oracle import Options, scanpy_pipeline
+import gen_10x as g
+
+REAL = Path(os.environ.get("ATLASNORM_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+PBMC = REAL / "fastTopics_pbmc_facs_zheng2017.h5ad"
+KANG = REAL / "harmony_pbmc_stim_kang2018.h5ad"
+SDIST = REPO / ".tools" / "scanpy-sdist"
+
+
+def _real(path, n_cells):
+    if not path.exists():
+        pytest.skip(f"real data absent: {path}")
+    return g.real_counts(path, n_cells)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+# Each builder writes one input under `d` and returns (INPUT, reader, reader kwargs).
+
+def v3_pbmc(d):
+    X, bc, names = _real(PBMC, 700)
+    Y, ids, names, types = g.with_antibodies(X, names, np.random.default_rng(1))
+    p = d / "pbmc_v3.h5"
+    g.write_v3_h5(p, Y, bc, ids, names, types, ["GRCh38"] * len(ids), chunks=4096)
+    return p, "h5", {}
+
+
+def v3_two_genomes(d):
+    rng = np.random.default_rng(2)
+    X, bc, names = g.synthetic(rng, 50, 60)
+    Y, ids, names, types = g.with_antibodies(X, names, rng, 5)
+    genomes = ["GRCh38"] * 30 + ["mm10"] * 30 + [""] * 5
+    p = d / "two_genomes_v3.h5"
+    g.write_v3_h5(p, Y, bc, ids, names, types, genomes,
+                  extra={"pattern": g._bytes(["^A" if i % 4 else "" for i in range(len(ids))])})
+    return p, "h5", {}
+
+
+def v3_probe(d):
+    rng = np.random.default_rng(3)
+    X, bc, names = g.synthetic(rng, 40, 50)
+    ids = [f"probe_{i}" for i in range(50)]
+    gene_ids = [f"ENSG{i // 2:05d}" for i in range(50)]  # two probes a gene
+    p = d / "probe_v3.h5"
+    g.write_v3_h5(p, X, bc, ids, names, ["Gene Expression"] * 50, ["GRCh38"] * 50,
+                  probe_gene_ids=gene_ids, filtered_barcodes=[i % 3 != 0 for i in range(40)])
+    return p, "h5", {}
+
+
+def legacy_single(d):
+    X, bc, names = _real(KANG, 400)
+    p = d / "kang_legacy.h5"
+    g.write_legacy_h5(p, {"hg19": (X, bc, [f"ENSG{i:08d}" for i in range(X.shape[1])], names)})
+    return p, "h5", {}
+
+
+def legacy_multi(d):
+    rng = np.random.default_rng(4)
+    X1, bc, n1 = g.synthetic(rng, 30, 20)
+    X2, _, n2 = g.synthetic(rng, 30, 25)
+    p = d / "multi_legacy.h5"
+    g.write_legacy_h5(p, {"hg19": (X1, bc, [f"H{i}" for i in range(20)], n1),
+                          "mm10": (X2, bc, [f"M{i}" for i in range(25)], n2)})
+    return p, "h5", {"genome": "mm10"}
+
+
+def mtx_v3_sorted(d):
+    X, bc, names = _real(PBMC, 500)
+    Y, ids, names, types = g.with_antibodies(X, names, np.random.default_rng(5))
+    p = d / "pbmc_mtx"
+    g.write_mtx_dir(p, Y, bc, ids, names, types)
+    return p, "mtx", {}
+
+
+def mtx_v3_unsorted(d):
+    rng = np.random.default_rng(6)
+    X, bc, names = g.synthetic(rng, 80, 70)
+    Y, ids, names, types = g.with_antibodies(X, names, rng, 6)
+    p = d / "shuffled_mtx"
+    g.write_mtx_dir(p, Y, bc, ids, names, types, shuffle=rng, duplicate=15, zeros=9)
+    return p, "mtx", {}
+
+
+def mtx_legacy_real_field(d):
+    rng = np.random.default_rng(7)
+    X, bc, names = g.synthetic(rng, 45, 35)
+    p = d / "legacy_mtx"
+    g.write_mtx_dir(p, X, bc, [f"ENSG{i}" for i in range(35)], names, None, real=True, shuffle=rng)
+    return p, "mtx", {}
+
+
+BUILDERS = {f.__name__: f for f in [v3_pbmc, v3_two_genomes, v3_probe, legacy_single, legacy_multi,
+                                     mtx_v3_sorted, mtx_v3_unsorted, mtx_legacy_real_field]}
+
+
+@pytest.fixture(scope="session")
+def sdist() -> Path:
+    """scanpy 1.12.4's tests/_data/10x_data, from the sdist on PyPI (cached in .tools/)."""
+    data = SDIST / "scanpy-1.12.4" / "tests" / "_data" / "10x_data"
+    if not data.exists():
+        SDIST.mkdir(parents=True, exist_ok=True)
+        tgz = SDIST / "scanpy-1.12.4.tar.gz"
+        if not tgz.exists():
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "scanpy==1.12.4", "--no-binary", ":all:",
+                 "--no-deps", "-d", str(SDIST)], capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                pytest.fail(f"cannot download the scanpy sdist: {proc.stderr[-2000:]}")
+        with tarfile.open(tgz) as t:
+            members = [m for m in t.getmembers() if "/tests/_data/10x_data/" in m.name]
+            t.extractall(SDIST, members=members, filter="data")
+    return data
+
+
+SDIST_CASES = {
+    "sdist_v3_h5": ("3.0.0/filtered_feature_bc_matrix.h5", "h5", {}),
+    "sdist_v3_mtx": ("3.0.0/filtered_feature_bc_matrix", "mtx", {}),
+    "sdist_legacy_h5": ("1.2.0/filtered_gene_bc_matrices_h5.h5", "h5", {}),
+    "sdist_legacy_mtx": ("1.2.0/filtered_gene_bc_matrices/hg19_chr21", "mtx", {}),
+    "sdist_multiple_genomes": ("1.2.0/multiple_genomes.h5", "h5", {"genome": "hg19_chr21"}),
+}
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory):
+    made = {}
+    d = tmp_path_factory.mktemp("tenx")
+
+    def get(name):
+        if name not in made:
+            made[name] = BUILDERS[name](d)
+        return made[name]
+
+    return get
+
+
+def expected(inp, reader, kw, all_features, opts, out):
+    import scanpy as sc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if reader == "h5":
+            a = sc.read_10x_h5(inp, genome=kw.get("genome"), gex_only=not all_features)
+        else:
+            a = sc.read_10x_mtx(inp, gex_only=not all_features)
+        scanpy_pipeline(a, opts)
+        if str(out).endswith(".zarr"):
+            a.write_zarr(out)
+        else:
+            a.write_h5ad(out)
+
+
+def check(cli, tmp_path, inp, reader, kw, opts, *, all_features=False, ext=".h5ad", extra=()):
+    exp, out = tmp_path / f"expected{ext}", tmp_path / f"actual{ext}"
+    args = ["normalize", inp, out, *opts.cli_args(), "--quiet", *extra]
+    if kw.get("genome"):
+        args += ["--genome", kw["genome"]]
+    if all_features:
+        args.append("--all-features")
+    before = sha256(inp)
+    try:
+        expected(inp, reader, kw, all_features, opts, exp)
+    except Exception as exc:  # noqa: BLE001 - scanpy refuses: so must the CLI
+        proc = run_cli(cli, args)
+        assert_refused(proc, inp=inp, out=out, inp_hash=before, names=[],
+                       keywords=None)
+        return exc
+    proc = run_cli(cli, args)
+    assert proc.returncode == 0, describe(proc)
+    assert sha256(inp) == before, "INPUT modified"
+    diffs = diff_files(exp, out)
+    assert not diffs, "\n".join(diffs)
+    leftovers = [p.name for p in tmp_path.iterdir() if "atlasnorm" in p.name]
+    assert not leftovers, f"temporary files left: {leftovers}"
+
+
+OPTS = [
+    Options(),
+    Options(target_sum=1e4, key_added="norm_factor"),
+    Options(exclude_highly_expressed=True, max_fraction=0.1),
+    Options(log1p=False),
+]
+
+
+@pytest.mark.parametrize("opts", OPTS, ids=Options.short)
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_generated_h5ad(cli, tmp_path, inputs, name, opts):
+    inp, reader, kw = inputs(name)
+    check(cli, tmp_path, inp, reader, kw, opts)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_generated_all_features_zarr(cli, tmp_path, inputs, name):
+    inp, reader, kw = inputs(name)
+    check(cli, tmp_path, inp, reader, kw, Options(target_sum=1e4, key_added="f"),
+          all_features=True, ext=".zarr")
+
+
+def test_genome_of_a_v3_file(cli, tmp_path, inputs):
+    inp, reader, _ = inputs("v3_two_genomes")
+    for genome, all_features in [("mm10", False), ("GRCh38", True)]:
+        d = tmp_path / f"{genome}{all_features}"
+        d.mkdir()
+        check(cli, d, inp, reader, {"genome": genome}, Options(), all_features=all_features)
+
+
+@pytest.mark.parametrize("case", list(SDIST_CASES))
+@pytest.mark.parametrize("ext", [".h5ad", ".zarr"])
+def test_scanpy_sdist_files(cli, tmp_path, sdist, case, ext):
+    rel, reader, kw = SDIST_CASES[case]
+    for all_features in [False, True]:
+        d = tmp_path / str(all_features)
+        d.mkdir()
+        check(cli, d, sdist / rel, reader, kw, Options(), all_features=all_features, ext=ext)
+
+
+def test_larger_than_budget_mtx_is_sorted_externally(cli, tmp_path):
+    """~650k unsorted entries with --memory 4MiB: several sorted runs merged; peak RSS bounded,
+    no temporary file left."""
+    X, bc, names = _real(PBMC, 1000)
+    inp = tmp_path / "big_mtx"
+    types = ["Gene Expression"] * X.shape[1]
+    g.write_mtx_dir(inp, X, bc, [f"ENSG{i}" for i in range(X.shape[1])], names, types,
+                    shuffle=np.random.default_rng(8))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    exp, out = tmp_path / "expected.h5ad", out_dir / "actual.h5ad"
+    expected(inp, "mtx", {}, False, Options(), exp)
+    proc = subprocess.run(["/usr/bin/time", "-v", *cli, "normalize", str(inp), str(out), "--memory", "4MiB",
+                           "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, describe(proc)
+    rss_kib = int(next(l for l in proc.stderr.splitlines() if "Maximum resident" in l).split()[-1])
+    # 4 MiB budget + O(n_obs) + the binary's fixed costs (HDF5, threads): far below the
+    # ~650k entries * 12 bytes held unsorted
+    assert rss_kib < 60 * 1024, f"peak RSS {rss_kib} KiB"
+    assert not diff_files(exp, out)
+    assert [p.name for p in out_dir.iterdir()] == ["actual.h5ad"]
+    # Interrupted while sorting (regression: the sort directory outlived a SIGINT when a run
+    # file was created while the handler removed it): nothing is left, under any name.
+    import signal
+    import time
+
+    out2 = out_dir / "interrupted.h5ad"
+    p = subprocess.Popen([*cli, "normalize", str(inp), str(out2), "--memory", "1MiB", "--quiet"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.15)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode in (0, 130), err
+    left = sorted(q.name for q in out_dir.iterdir())
+    assert left == (["actual.h5ad", "interrupted.h5ad"] if p.returncode == 0 else ["actual.h5ad"]), left
+
+
+# --- bad inputs -----------------------------------------------------------------------------
+
+def _mtx(tmp_path, **kw):
+    rng = np.random.default_rng(9)
+    X, bc, names = g.synthetic(rng, 20, 15)
+    d = tmp_path / "bad_mtx"
+    g.write_mtx_dir(d, X, bc, [f"E{i}" for i in range(15)], names, ["Gene Expression"] * 15, **kw)
+    return d
+
+
+def _rewrite_gz(path, edit):
+    import gzip
+
+    text = gzip.open(path, "rt").read()
+    with gzip.open(path, "wt") as f:
+        f.write(edit(text))
+
+
+def _refused(cli, tmp_path, inp, names, keywords, extra=()):
+    out = tmp_path / "out.h5ad"
+    h = sha256(inp)
+    proc = run_cli(cli, ["normalize", inp, out, *extra])
+    assert_refused(proc, inp=inp, out=out, inp_hash=h, names=names, keywords=keywords)
+    assert not [p for p in tmp_path.iterdir() if "atlasnorm" in p.name]
+
+
+def test_missing_features_file(cli, tmp_path):
+    d = _mtx(tmp_path)
+    (d / "features.tsv.gz").unlink()
+    _refused(cli, tmp_path, d, ["features.tsv.gz"], ["missing"])
+
+
+def test_header_shape_mismatch(cli, tmp_path):
+    d = _mtx(tmp_path)
+    _rewrite_gz(d / "matrix.mtx.gz", lambda t: t.replace("\n15 20 ", "\n16 20 ", 1))
+    _refused(cli, tmp_path, d, ["matrix.mtx.gz"], ["16 rows"])
+
+
+def test_truncated_gzip(cli, tmp_path):
+    d = _mtx(tmp_path)
+    p = d / "matrix.mtx.gz"
+    p.write_bytes(p.read_bytes()[:-40])
+    _refused(cli, tmp_path, d, ["matrix.mtx.gz"], ["cannot read", "entries"])
+
+
+def test_non_integer_value(cli, tmp_path):
+    d = _mtx(tmp_path)
+    _rewrite_gz(d / "matrix.mtx.gz", lambda t: t[: t.rindex(" ")] + " 2.5\n")
+    _refused(cli, tmp_path, d, ["matrix.mtx.gz"], ["not an integer"])
+
+
+def test_index_out_of_range(cli, tmp_path):
+    d = _mtx(tmp_path)
+    _rewrite_gz(d / "matrix.mtx.gz", lambda t: t[: t.rindex("\n", 0, len(t) - 1)] + "\n99 1 3\n")
+    _refused(cli, tmp_path, d, ["matrix.mtx.gz"], ["out of range"])
+
+
+def test_h5_index_out_of_range(cli, tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(10)
+    X, bc, names = g.synthetic(rng, 20, 15)
+    Y, ids, names, types = g.with_antibodies(X, names, rng, 3)
+    p = tmp_path / "bad.h5"
+    g.write_v3_h5(p, Y, bc, ids, names, types, ["GRCh38"] * len(ids))
+    with h5py.File(p, "r+") as f:
+        f["matrix/indices"][0] = 1000
+    _refused(cli, tmp_path, p, ["bad.h5"], ["out of range"])
+
+
+def test_legacy_multi_genome_needs_genome(cli, tmp_path, inputs):
+    inp, _, _ = inputs("legacy_multi")
+    _refused(cli, tmp_path, inp, [inp.name], ["more than one genome"])
+    _refused(cli, tmp_path, inp, [inp.name], ["no genome"], extra=["--genome", "nope"])
+
+
+def test_unknown_genome_of_a_v3_file(cli, tmp_path, inputs):
+    inp, _, _ = inputs("v3_two_genomes")
+    _refused(cli, tmp_path, inp, [inp.name], ["genome"], extra=["--genome", "nope"])
+
+
+def test_v3_without_features_group(cli, tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(11)
+    X, bc, names = g.synthetic(rng, 10, 8)
+    p = tmp_path / "nofeatures.h5"
+    g.write_v3_h5(p, X, bc, [f"E{i}" for i in range(8)], names, ["Gene Expression"] * 8, ["g"] * 8)
+    with h5py.File(p, "r+") as f:
+        del f["matrix/features"]
+    _refused(cli, tmp_path, p, ["nofeatures.h5"], ["features"])
+
+
+def test_sdist_int_ids_dir_is_refused_like_scanpy(cli, tmp_path, sdist):
+    """features.tsv without .gz in a v3 directory: scanpy's read_10x_mtx (compressed=True) fails."""
+    import scanpy as sc
+
+    inp = sdist / "int-ids"
+    with pytest.raises(Exception):
+        sc.read_10x_mtx(inp)
+    _refused(cli, tmp_path, inp, ["features.tsv.gz"], ["missing"])
+
+
+def test_inspect_describes_10x_inputs(cli, inputs):
+    for name in ["v3_pbmc", "legacy_single", "mtx_v3_unsorted"]:
+        inp, _, _ = inputs(name)
+        proc = run_cli(cli, ["inspect", inp])
+        assert proc.returncode == 0, describe(proc)
+        assert "10x input" in proc.stdout and "cells" in proc.stdout, proc.stdout
+
+
+def test_10x_options_on_an_anndata_input_are_refused(cli, tmp_path):
+    import anndata
+    import scipy.sparse as sp
+
+    p = tmp_path / "plain.h5ad"
+    anndata.AnnData(sp.random(5, 4, density=0.5, format="csr", dtype=np.float32)).write_h5ad(p)
+    _refused(cli, tmp_path, p, ["--genome"], ["10x"], extra=["--genome", "hg19"])
+
+
+@pytest.mark.parametrize("layout", ["legacy", "v3"])
+def test_sdist_int_ids_as_pandas_infers_them(cli, tmp_path, sdist, layout):
+    """scanpy's int-ids files (numeric gene ids: pandas reads an int64 gene_ids column), in a
+    legacy and a v3 (gzip) directory."""
+    import gzip
+    import shutil
+
+    src = sdist / "int-ids"
+    d = tmp_path / "int_ids"
+    d.mkdir()
+    if layout == "legacy":
+        shutil.copy(src / "matrix.mtx", d / "matrix.mtx")
+        shutil.copy(src / "barcodes.tsv", d / "barcodes.tsv")
+        (d / "genes.tsv").write_text("".join(l.split("\t")[0] + "\t" + l.split("\t")[1] + "\n"
+                                             for l in (src / "features.tsv").read_text().splitlines()))
+    else:
+        for f in ["matrix.mtx", "features.tsv", "barcodes.tsv"]:
+            with gzip.open(d / f"{f}.gz", "wb") as out:
+                out.write((src / f).read_bytes())
+    check(cli, tmp_path, d, "mtx", {}, Options(target_sum=1e4, key_added="k"))
