@@ -33,7 +33,6 @@ fn one_thread<R: Send>(f: impl FnOnce() -> atlasnorm_store::Result<R> + Send) ->
 #[pyclass(name = "DistributedJob", module = "atlasnorm._core", unsendable)]
 pub struct DistributedJob {
     job: Option<Box<Job>>,
-    plan_json: String,
 }
 
 impl DistributedJob {
@@ -46,12 +45,6 @@ impl DistributedJob {
 
 #[pymethods]
 impl DistributedJob {
-    /// The plan, as JSON for the tasks.
-    #[getter]
-    fn plan(&self) -> String {
-        self.plan_json.clone()
-    }
-
     /// The plan of totals (and kept-totals) task `i` (its part is then part 0), as JSON.
     fn totals_plan(&self, i: usize) -> PyResult<String> {
         Ok(self.job()?.plan().for_task(Some(i), None).to_json())
@@ -144,16 +137,7 @@ pub fn dask_prepare(
         .detach(|| Job::prepare(&input, &output, &opts))
         .map_err(err)?;
     Ok(match prepared {
-        Prepared::Split(job) => {
-            let plan_json = job.plan().to_json();
-            (
-                Some(DistributedJob {
-                    job: Some(job),
-                    plan_json,
-                }),
-                None,
-            )
-        }
+        Prepared::Split(job) => (Some(DistributedJob { job: Some(job) }), None),
         Prepared::Whole(reason) => (None, Some(reason)),
     })
 }
