@@ -156,6 +156,7 @@ impl Job {
             &element,
             opts,
         )?;
+        out.categorize_copied_frames(&store)?;
         let spec = stores::OutputMatrixSpec {
             layout: match meta.layout {
                 MatrixLayout::Dense => stores::OutputLayout::Dense,

@@ -772,6 +772,9 @@ impl Checker<'_> {
             Some(e) => e.rows,
             None => return Ok(None),
         };
+        if cats_kind == NodeKind::Array {
+            self.categories_valid(&cats)?;
+        }
         let n = self.len_1d(&codes, "codes")?;
         let mut bad = None;
         self.read_all(&codes, |block| {
@@ -797,6 +800,24 @@ impl Checker<'_> {
             rows: n,
             cols: None,
         }))
+    }
+
+    /// pandas builds a categorical's dtype only from unique, non-null categories
+    /// (`CategoricalDtype.validate_categories`: "Categorical categories must be unique",
+    /// "... cannot be null"). Holds every category once: O(categories) memory.
+    fn categories_valid(&self, cats: &str) -> Result<()> {
+        let mut seen = CategorySet::default();
+        let mut problem = None;
+        self.read_all(cats, |block| {
+            if problem.is_none() {
+                problem = seen.add(block);
+            }
+            Ok(())
+        })?;
+        match problem {
+            Some(p) => Err(self.fail(cats, format!("{p}: pandas refuses such categories"))),
+            None => Ok(()),
+        }
     }
 
     fn sparse(&self, path: &str, attrs: &Attrs, csr: bool) -> Result<Option<Extent>> {
@@ -886,6 +907,74 @@ impl Checker<'_> {
             rows: shape[0],
             cols: Some(shape[1]),
         }))
+    }
+}
+
+/// The categories seen so far, by value as pandas hashes them: strings by their text,
+/// integers by value, floats by value with `-0.0` equal to `0.0`.
+#[derive(Default)]
+struct CategorySet {
+    strings: std::collections::HashSet<String>,
+    ints: std::collections::HashSet<i128>,
+    floats: std::collections::HashSet<u64>,
+}
+
+impl CategorySet {
+    /// Adds a block of categories; the first duplicate or null one, described.
+    fn add(&mut self, block: &ArrayData) -> Option<String> {
+        match block {
+            ArrayData::String(v) => v
+                .iter()
+                .find(|c| !self.strings.insert((*c).clone()))
+                .map(|c| format!("holds the category {c:?} twice")),
+            ArrayData::Bool(v) => {
+                let ints = &mut self.ints;
+                v.iter()
+                    .find(|&&b| !ints.insert(i128::from(b)))
+                    .map(|b| format!("holds the category {b} twice"))
+            }
+            ArrayData::Num(NumVec::F32(v)) => self.add_floats(v.iter().map(|&x| f64::from(x))),
+            ArrayData::Num(NumVec::F64(v)) => self.add_floats(v.iter().copied()),
+            ArrayData::Num(v) => {
+                let ints = &mut self.ints;
+                macro_rules! scan {
+                    ($w:expr) => {
+                        $w.iter()
+                            .map(|&x| x as i128)
+                            .find(|&x| !ints.insert(x))
+                            .map(|x| format!("holds the category {x} twice"))
+                    };
+                }
+                match v {
+                    NumVec::I8(w) => scan!(w),
+                    NumVec::I16(w) => scan!(w),
+                    NumVec::I32(w) => scan!(w),
+                    NumVec::I64(w) => scan!(w),
+                    NumVec::U8(w) => scan!(w),
+                    NumVec::U16(w) => scan!(w),
+                    NumVec::U32(w) => scan!(w),
+                    NumVec::U64(w) => scan!(w),
+                    NumVec::F32(_) | NumVec::F64(_) => None,
+                }
+            }
+        }
+    }
+
+    fn add_floats(&mut self, values: impl Iterator<Item = f64>) -> Option<String> {
+        for x in values {
+            if x.is_nan() {
+                return Some("holds a NaN category".to_string());
+            }
+            let key = if x == 0.0 {
+                0.0f64.to_bits()
+            } else {
+                x.to_bits()
+            };
+            if !self.floats.insert(key) {
+                return Some(format!("holds the category {x} twice"));
+            }
+        }
+        None
     }
 }
 

@@ -6,6 +6,7 @@
 //! (every element but the normalized one already carried over) that only becomes visible
 //! under the output's name on [`OutputStore::commit`].
 
+pub mod categorize;
 pub mod check;
 pub mod h5ad;
 mod labels;
@@ -113,12 +114,14 @@ pub fn create_output(
                 let same_layout = z.codec.is_none() && z.chunk.is_none() && z.shard.is_none();
                 // anndata 0.7's uns scalars are upgraded on the way, as anndata does.
                 if same_format && same_layout && !zarr_input.has_legacy_uns_scalars()? {
-                    return Ok(Box::new(zarr::ZarrOutput::create(
+                    let mut out = zarr::ZarrOutput::create(
                         zarr::input_storage(zarr_input),
                         output,
                         normalized,
                         options,
-                    )?));
+                    )?;
+                    out.categorize_copied_frames(zarr_input)?;
+                    return Ok(Box::new(out));
                 }
             }
             // Another format, zarr version or layout: re-encode the tree.

@@ -23,6 +23,7 @@
 
 use std::ops::Range;
 
+use super::categorize::Categorical;
 use crate::array::{DType, NumVec};
 use crate::error::Result;
 
@@ -210,21 +211,48 @@ pub fn copy_tree(
     skip: &[&str],
     budget: u64,
 ) -> Result<()> {
-    writer.create_group("", &reader.group_attrs("")?)?;
-    copy_members(reader, writer, "", skip, budget)
+    copy_tree_categorizing(reader, writer, skip, &[], budget)
 }
 
-fn copy_members(
+/// [`copy_tree`], writing the columns of `categorize` as those categoricals instead of
+/// copying them (anndata's `strings_to_categoricals`, see [`super::categorize`]).
+fn copy_tree_categorizing(
     reader: &dyn TreeReader,
     writer: &mut dyn TreeWriter,
-    group: &str,
     skip: &[&str],
+    categorize: &[Categorical],
     budget: u64,
 ) -> Result<()> {
+    writer.create_group("", &reader.group_attrs("")?)?;
+    let mut walk = Walk {
+        reader,
+        writer,
+        skip,
+        categorize,
+        budget,
+    };
+    copy_members(&mut walk, "")
+}
+
+/// One copy of a tree: what it reads, where it writes, what it leaves out or rewrites.
+struct Walk<'a> {
+    reader: &'a dyn TreeReader,
+    writer: &'a mut dyn TreeWriter,
+    skip: &'a [&'a str],
+    categorize: &'a [Categorical],
+    budget: u64,
+}
+
+fn copy_members(walk: &mut Walk<'_>, group: &str) -> Result<()> {
+    let (reader, budget) = (walk.reader, walk.budget);
     let legacy = legacy_categoricals(reader, group)?;
     for (name, kind) in reader.children(group)? {
         let path = join(group, &name);
-        if is_skipped(&path, skip) {
+        if is_skipped(&path, walk.skip) {
+            continue;
+        }
+        if let Some(c) = walk.categorize.iter().find(|c| c.path == path) {
+            super::categorize::write(walk.writer, c)?;
             continue;
         }
         if !legacy.is_empty() {
@@ -232,16 +260,17 @@ fn copy_members(
                 continue;
             }
             if let Some((_, categories)) = legacy.iter().find(|(c, _)| *c == name) {
-                upgrade_categorical(reader, writer, &path, categories, budget)?;
+                upgrade_categorical(reader, walk.writer, &path, categories, budget)?;
                 continue;
             }
         }
         match kind {
             NodeKind::Group => {
-                writer.create_group(&path, &reader.group_attrs(&path)?)?;
-                copy_members(reader, writer, &path, skip, budget)?;
+                walk.writer
+                    .create_group(&path, &reader.group_attrs(&path)?)?;
+                copy_members(walk, &path)?;
             }
-            NodeKind::Array => copy_array(reader, writer, &path, &path, budget)?,
+            NodeKind::Array => copy_array(reader, walk.writer, &path, &path, budget)?,
         }
     }
     Ok(())
@@ -353,7 +382,8 @@ pub fn copy_all_but_matrix(
 ) -> Result<()> {
     // `copy_tree` creates every group on the way (e.g. `layers`), even when the skipped
     // matrix was its only member.
-    copy_tree(reader, writer, &[normalized], budget)?;
+    let categorize = super::categorize::plan(reader)?;
+    copy_tree_categorizing(reader, writer, &[normalized], &categorize, budget)?;
     if node_kind(reader, normalized)? != Some(NodeKind::Group) {
         return Ok(());
     }

@@ -103,6 +103,7 @@ impl H5adOutput {
         }
         // anndata 0.7's un-encoded uns elements, as anndata 0.13's read + write leaves them.
         super::upgrade::upgrade_uns(input, &file, output, UPGRADE_BUDGET)?;
+        let written = categorize_copied_frames(input, &file, output)?;
         if skip_layer.is_some() && !file.link_exists("layers") {
             let g = file
                 .create_group("layers")
@@ -116,7 +117,7 @@ impl H5adOutput {
             input: Some(input.file().clone()),
             input_path: input.path_buf(),
             normalized: normalized.clone(),
-            written: Vec::new(),
+            written,
         })
     }
 
@@ -261,6 +262,27 @@ fn copy_native(src: &hdf5::Dataset, dst: &Group, name: &str) -> hdf5::Result<()>
         start = end;
     }
     Ok(())
+}
+
+/// Rewrites the string columns of the copied obs, var and raw.var that anndata's write makes
+/// categoricals (see [`crate::store::categorize`]); the paths rewritten.
+fn categorize_copied_frames(input: &H5adInput, file: &File, output: &Path) -> Result<Vec<String>> {
+    let columns = crate::store::categorize::plan(input)?;
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut writer = H5adTreeWriter::new(file.clone(), output);
+    for c in &columns {
+        let (frame, name) = c.path.rsplit_once('/').unwrap_or(("", &c.path));
+        file.group(frame)
+            .and_then(|g| unlink_if_present(&g, name))
+            .map_err(|e| {
+                Error::output(output, format!("{}: cannot replace: {}", c.path, short(&e)))
+            })?;
+        crate::store::categorize::write(&mut writer, c)?;
+    }
+    writer.check_complete()?;
+    Ok(columns.into_iter().map(|c| c.path).collect())
 }
 
 /// Removes the link `name` from `group` if it exists.

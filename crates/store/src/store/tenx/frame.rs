@@ -12,6 +12,7 @@ use std::ops::Range;
 
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
+use crate::store::categorize;
 use crate::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeReader};
 
 /// One column of a frame.
@@ -144,38 +145,6 @@ pub fn make_unique(names: &mut [String]) {
     }
 }
 
-/// natsort's default key order: runs of digits compare as numbers, the rest as text.
-fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn key(s: &str) -> Vec<(bool, String)> {
-        let mut out: Vec<(bool, String)> = Vec::new();
-        for ch in s.chars() {
-            let digit = ch.is_ascii_digit();
-            match out.last_mut() {
-                Some((d, run)) if *d == digit => run.push(ch),
-                _ => out.push((digit, ch.to_string())),
-            }
-        }
-        if out.first().is_some_and(|(d, _)| *d) {
-            out.insert(0, (false, String::new()));
-        }
-        out
-    }
-    let (ka, kb) = (key(a), key(b));
-    for (x, y) in ka.iter().zip(&kb) {
-        let o = match (x.0, y.0) {
-            (true, true) => {
-                let (xs, ys) = (x.1.trim_start_matches('0'), y.1.trim_start_matches('0'));
-                xs.len().cmp(&ys.len()).then_with(|| xs.cmp(ys))
-            }
-            _ => x.1.cmp(&y.1),
-        };
-        if o != std::cmp::Ordering::Equal {
-            return o;
-        }
-    }
-    ka.len().cmp(&kb.len())
-}
-
 fn attrs(kind: &str, version: &str) -> Attrs {
     let mut a = Attrs::new();
     a.insert("encoding-type".into(), kind.into());
@@ -244,45 +213,25 @@ impl MemTree {
         );
     }
 
-    fn categorical(&mut self, path: &str, values: &[String], mut cats: Vec<String>) {
-        cats.sort_by(|a, b| natural_cmp(a, b).then_with(|| a.cmp(b)));
-        let code_of: HashMap<&str, i64> = cats
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.as_str(), i as i64))
-            .collect();
-        let codes: Vec<i64> = values.iter().map(|v| code_of[v.as_str()]).collect();
-        // pandas' smallest signed dtype for the number of categories
-        let (dtype, codes) = match cats.len() {
-            n if n < 128 => (
-                DType::I8,
-                NumVec::I8(codes.iter().map(|&c| c as i8).collect()),
-            ),
-            n if n < 32768 => (
-                DType::I16,
-                NumVec::I16(codes.iter().map(|&c| c as i16).collect()),
-            ),
-            _ => (
-                DType::I32,
-                NumVec::I32(codes.iter().map(|&c| c as i32).collect()),
-            ),
-        };
+    /// A `categorical` column as anndata writes it (see [`categorize`]).
+    fn categorical(&mut self, path: &str, codes: NumVec, categories: Vec<String>) {
         let mut a = attrs("categorical", "0.2.0");
         a.insert("ordered".into(), false.into());
         self.group(path, a);
+        let n = codes.len();
         self.array(
             &format!("{path}/codes"),
-            ElemType::Num(dtype),
+            ElemType::Num(codes.dtype()),
             attrs("array", "0.2.0"),
             ArrayData::Num(codes),
-            values.len(),
+            n,
         );
-        let n = cats.len();
+        let n = categories.len();
         self.array(
             &format!("{path}/categories"),
             ElemType::String,
             attrs("string-array", "0.2.0"),
-            ArrayData::String(cats),
+            ArrayData::String(categories),
             n,
         );
     }
@@ -316,12 +265,9 @@ impl MemTree {
                     v.len(),
                 ),
                 Column::Str(v) => {
-                    let distinct: std::collections::BTreeSet<&String> = v.iter().collect();
-                    if distinct.len() < v.len() {
-                        let cats = distinct.into_iter().cloned().collect();
-                        self.categorical(&p, v, cats);
-                    } else {
-                        self.strings(&p, v);
+                    match categorize::categorize(v.iter().map(|s| Some(s.as_str()))) {
+                        Some((codes, categories)) => self.categorical(&p, codes, categories),
+                        None => self.strings(&p, v),
                     }
                 }
             }
@@ -387,12 +333,5 @@ mod tests {
         let mut v: Vec<String> = ["a", "b", "a", "a-1", "a"].map(String::from).to_vec();
         make_unique(&mut v);
         assert_eq!(v, ["a", "b", "a-2", "a-1", "a-3"]);
-    }
-
-    #[test]
-    fn natural_order() {
-        let mut v = vec!["mm10", "GRCh38", "a10", "a9", "9"];
-        v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(v, ["9", "GRCh38", "a9", "a10", "mm10"]);
     }
 }

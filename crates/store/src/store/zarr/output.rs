@@ -17,7 +17,7 @@ use super::{key_in, Storage};
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::options::{Options, ZarrFormat, ZarrOutputOptions};
-use crate::store::tree::{Attrs, ElemType};
+use crate::store::tree::{Attrs, ElemType, TreeReader};
 use crate::store::{
     ElementPath, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure,
 };
@@ -144,6 +144,24 @@ impl ZarrOutput {
             }
         }
         Ok(out)
+    }
+
+    /// Rewrites the string columns of the copied obs, var and raw.var (`input` is the store
+    /// they were copied from) that anndata's write makes categoricals (see
+    /// [`crate::store::categorize`]); their input keys are no longer copied later either.
+    ///
+    /// # Errors
+    /// When a column cannot be read or written.
+    pub fn categorize_copied_frames(&mut self, input: &dyn TreeReader) -> Result<()> {
+        for c in crate::store::categorize::plan(input)? {
+            let prefix = format!("{}/", c.path);
+            if let Some(keys) = self.deferred.as_mut() {
+                keys.retain(|k| !k.as_str().starts_with(&prefix));
+            }
+            self.erase(&c.path).map_err(|e| self.wrap(e))?;
+            crate::store::categorize::write(self, &c)?;
+        }
+        Ok(())
     }
 
     /// An empty output (no input to copy), e.g. for `.h5ad` → `.zarr`.
