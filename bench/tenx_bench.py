@@ -5,6 +5,12 @@ converted to a Cell Ranger v3 .h5 (int32 data, int64 indices/indptr, gzip level 
 80,000 values, features/ with name, id, feature_type, genome) by tests/interop/gen_10x.py.
 
     bench/tenx_bench.sh [--profiles pbmc68k,heart_adult] [--repeat N] [--workdir DIR]
+
+`--mtx`: the same matrix as 10x matrix directories instead: Cell Ranger v3 (`matrix.mtx.gz`,
+gzip level 6, entries in Cell Ranger's order, by barcode then feature) and legacy (plain
+`matrix.mtx`, `genes.tsv`), written by scipy's `mmwrite`; scanpy's side is `sc.read_10x_mtx`.
+`--baseline BIN`: also time another atlasnorm binary (e.g. a build of an earlier commit) in
+the same rounds, its column headed "baseline".
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests" / "interop"))
 
 SCANPY = """
 import sys, scanpy as sc
-a = sc.read_10x_h5(sys.argv[1])
+a = sc.read_10x_h5(sys.argv[1]) if sys.argv[1].endswith(".h5") else sc.read_10x_mtx(sys.argv[1])
 sc.pp.normalize_total(a); sc.pp.log1p(a)
 a.write_h5ad(sys.argv[2])
 """
@@ -39,15 +45,12 @@ def timed(cmd):
     return wall, rss / 1024
 
 
-def make_input(profile, work: Path, atlasnorm) -> Path:
+def synth_counts(profile, work: Path, atlasnorm):
+    """`atlasnorm synth --profile P` as an int32 CSR of cells, with ids, names and barcodes."""
     import h5py
     import numpy as np
     import scipy.sparse as sp
-    import gen_10x as g
 
-    h5 = work / f"{profile}.10x.h5"
-    if h5.exists():
-        return h5
     src = work / f"{profile}.synth.h5ad"
     subprocess.run([atlasnorm, "synth", str(src), "--profile", profile, "--force"], check=True,
                    capture_output=True)
@@ -55,14 +58,57 @@ def make_input(profile, work: Path, atlasnorm) -> Path:
         shape = tuple(f["X"].attrs["shape"])
         X = sp.csr_matrix((f["X/data"][()].astype(np.int32), f["X/indices"][()], f["X/indptr"][()]),
                           shape=shape)
+    src.unlink()
     n_cells, n_genes = shape
     ids = [f"ENSG{i:011d}" for i in range(n_genes)]
     names = [f"GENE{i}" for i in range(n_genes)]
     bc = [f"BC{i:08d}-1" for i in range(n_cells)]
+    return X, ids, names, bc
+
+
+def make_input(profile, work: Path, atlasnorm) -> Path:
+    import gen_10x as g
+
+    h5 = work / f"{profile}.10x.h5"
+    if h5.exists():
+        return h5
+    X, ids, names, bc = synth_counts(profile, work, atlasnorm)
+    n_genes = len(ids)
     g.write_v3_h5(h5, X, bc, ids, names, ["Gene Expression"] * n_genes, ["GRCh38"] * n_genes,
                   chunks=80_000)
-    src.unlink()
     return h5
+
+
+def make_mtx_inputs(profile, work: Path, atlasnorm) -> list[Path]:
+    """A v3 directory (matrix.mtx.gz) and a legacy one (plain matrix.mtx) of the profile."""
+    import gzip
+    import scipy.io
+
+    v3, legacy = work / f"{profile}.mtx_v3", work / f"{profile}.mtx_legacy"
+    if (v3 / "matrix.mtx.gz").exists() and (legacy / "matrix.mtx").exists():
+        return [v3, legacy]
+    X, ids, names, bc = synth_counts(profile, work, atlasnorm)
+    for d in (v3, legacy):
+        d.mkdir(parents=True, exist_ok=True)
+    # features × barcodes as CSC: written column by column, Cell Ranger's order
+    scipy.io.mmwrite(legacy / "matrix.mtx", X.T.tocsc(), field="integer")
+    with open(legacy / "genes.tsv", "w") as f:
+        f.writelines(f"{i}\t{n}\n" for i, n in zip(ids, names))
+    with open(legacy / "barcodes.tsv", "w") as f:
+        f.writelines(f"{b}\n" for b in bc)
+    subprocess.run(f"gzip -6 -c {legacy / 'matrix.mtx'} > {v3 / 'matrix.mtx.gz'}", shell=True,
+                   check=True)
+    with gzip.open(v3 / "features.tsv.gz", "wt", compresslevel=6) as f:
+        f.writelines(f"{i}\t{n}\tGene Expression\n" for i, n in zip(ids, names))
+    with gzip.open(v3 / "barcodes.tsv.gz", "wt", compresslevel=6) as f:
+        f.writelines(f"{b}\n" for b in bc)
+    return [v3, legacy]
+
+
+def size_of(path: Path) -> float:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir()) / 2**20
+    return path.stat().st_size / 2**20
 
 
 def main():
@@ -70,32 +116,49 @@ def main():
     ap.add_argument("--profiles", default="pbmc68k")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--workdir", default=str(REPO / "bench-out" / "tenx"))
+    ap.add_argument("--mtx", action="store_true", help="10x matrix directories instead of .h5")
+    ap.add_argument("--baseline", help="another atlasnorm binary, timed in the same rounds")
     args = ap.parse_args()
     atlasnorm = os.environ.get("ATLASNORM_BIN", str(REPO / "target" / "release" / "atlasnorm"))
     py = os.environ.get("ATLASNORM_PYTHON", sys.executable)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    print("| profile | input (.h5) | cp | atlasnorm | scanpy read_10x_h5 + normalize + log1p + write | scanpy / atlasnorm | peak RSS atlasnorm / scanpy |")
-    print("|---|---|---|---|---|---|---|")
+    base = ["baseline"] if args.baseline else []
+    head = ["profile", "input", "size", "cp", "atlasnorm", *base,
+            "scanpy " + ("read_10x_mtx" if args.mtx else "read_10x_h5") + " + normalize + log1p + write",
+            "scanpy / atlasnorm", *(["baseline / atlasnorm"] if base else []),
+            "peak RSS atlasnorm / scanpy"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for profile in args.profiles.split(","):
-        h5 = make_input(profile, work, atlasnorm)
-        size = h5.stat().st_size / 2**20
-        best = {}
-        for _ in range(args.repeat):
-            for name, cmd in [
-                ("cp", ["cp", str(h5), str(work / "copy.h5")]),
-                ("atlasnorm", [atlasnorm, "normalize", str(h5), str(work / "a.h5ad"), "--force", "--quiet"]),
-                ("scanpy", [py, "-c", SCANPY, str(h5), str(work / "s.h5ad")]),
-            ]:
-                w, r = timed(cmd)
-                if name not in best or w < best[name][0]:
-                    best[name] = (w, r)
-        for f in ["copy.h5", "a.h5ad", "s.h5ad"]:
-            (work / f).unlink(missing_ok=True)
-        (cp, _), (an, an_rss), (sc, sc_rss) = best["cp"], best["atlasnorm"], best["scanpy"]
-        print(f"| {profile} | {size:,.0f} MiB | {cp:.2f} s | {an:.2f} s | {sc:.2f} s | {sc / an:.1f}× | "
-              f"{an_rss:,.0f} MiB / {sc_rss:,.0f} MiB |")
-
+        inputs = make_mtx_inputs(profile, work, atlasnorm) if args.mtx else [make_input(profile, work, atlasnorm)]
+        for inp in inputs:
+            best = {}
+            copy = work / "copy"
+            cmds = [("cp", ["cp", "-r", str(inp), str(copy)])]
+            for name, binary in [("atlasnorm", atlasnorm), *([("baseline", args.baseline)] if base else [])]:
+                cmds.append((name, [binary, "normalize", str(inp), str(work / "a.h5ad"), "--force", "--quiet"]))
+            cmds.append(("scanpy", [py, "-c", SCANPY, str(inp), str(work / "s.h5ad")]))
+            for _ in range(args.repeat):
+                for name, cmd in cmds:
+                    shutil.rmtree(copy, ignore_errors=True)
+                    copy.unlink(missing_ok=True)
+                    w, r = timed(cmd)
+                    if name not in best or w < best[name][0]:
+                        best[name] = (w, r)
+            shutil.rmtree(copy, ignore_errors=True)
+            copy.unlink(missing_ok=True)
+            for f in ["a.h5ad", "s.h5ad"]:
+                (work / f).unlink(missing_ok=True)
+            (cp, _), (an, an_rss), (sc, sc_rss) = best["cp"], best["atlasnorm"], best["scanpy"]
+            row = [profile, inp.name, f"{size_of(inp):,.0f} MiB", f"{cp:.2f} s", f"{an:.2f} s"]
+            if base:
+                row.append(f"{best['baseline'][0]:.2f} s")
+            row += [f"{sc:.2f} s", f"{sc / an:.1f}×"]
+            if base:
+                row.append(f"{best['baseline'][0] / an:.2f}×")
+            row.append(f"{an_rss:,.0f} MiB / {sc_rss:,.0f} MiB")
+            print("| " + " | ".join(row) + " |", flush=True)
 
 if __name__ == "__main__":
     main()

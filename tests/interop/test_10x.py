@@ -12,6 +12,7 @@ and from synthetic ones, and scanpy's own 10x test files from the scanpy 1.12.4 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -415,3 +416,174 @@ def test_sdist_int_ids_as_pandas_infers_them(cli, tmp_path, sdist, layout):
             with gzip.open(d / f"{f}.gz", "wb") as out:
                 out.write((src / f).read_bytes())
     check(cli, tmp_path, d, "mtx", {}, Options(target_sum=1e4, key_added="k"))
+
+
+# --- matrix.mtx parsed in parallel blocks -----------------------------------------------------
+# `--memory 1MiB` makes the blocks 16 KiB: a matrix of ~650k entries (~6 MB of text) is
+# hundreds of blocks, lines straddling the reads. Plain (legacy) and gzip (v3, one member or
+# many cut anywhere, as bgzip or `cat a.gz b.gz` make them), sorted and not, 1 and 2 threads.
+
+def _big_mtx(tmp_path, *, legacy=False, shuffle=None, members=0):
+    import gzip
+
+    X, bc, names = _real(PBMC, 1000)
+    inp = tmp_path / ("big_legacy" if legacy else "big_v3")
+    ids = [f"ENSG{i}" for i in range(X.shape[1])]
+    types = None if legacy else ["Gene Expression"] * X.shape[1]
+    g.write_mtx_dir(inp, X, bc, ids, names, types, shuffle=shuffle)
+    if members:
+        p = inp / "matrix.mtx.gz"
+        raw = gzip.decompress(p.read_bytes())
+        cuts = sorted(np.random.default_rng(12).choice(len(raw), members - 1, replace=False))
+        with open(p, "wb") as f:
+            for a, b in zip([0, *cuts], [*cuts, len(raw)]):
+                f.write(gzip.compress(raw[a:b], compresslevel=1))
+    return inp
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("layout", ["legacy", "v3_sorted", "v3_shuffled", "v3_members"])
+def test_mtx_in_small_parallel_blocks(cli, tmp_path, layout, threads):
+    inp = _big_mtx(tmp_path, legacy=layout == "legacy",
+                   shuffle=np.random.default_rng(13) if layout == "v3_shuffled" else None,
+                   members=37 if layout == "v3_members" else 0)
+    check(cli, tmp_path, inp, "mtx", {}, Options(), extra=["--memory", "1MiB", "--threads", threads])
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["plain", "gzip"])
+def test_mtx_errors_deep_in_the_file_name_their_line(cli, tmp_path, legacy):
+    """Errors past the first blocks carry the line number a line-by-line read gives."""
+    import gzip
+
+    inp = _big_mtx(tmp_path, legacy=legacy)
+    p = inp / ("matrix.mtx" if legacy else "matrix.mtx.gz")
+    opener = open if legacy else gzip.open
+    with opener(p, "rt") as f:
+        lines = f.read().split("\n")
+    n_lines = len(lines) - 1
+    cases = [
+        (123_457, lambda l: l.rsplit(" ", 1)[0] + " 2.5", "line 123457", "not an integer"),
+        (400_001, lambda l: "99999 " + l.split(" ", 1)[1], "line 400001", "out of range"),
+        (n_lines, lambda l: l + " 7", f"line {n_lines}", "row column value"),
+    ]
+    for i, (at, edit, where, problem) in enumerate(cases):
+        bad = list(lines)
+        bad[at - 1] = edit(bad[at - 1])
+        with opener(p, "wt") as f:
+            f.write("\n".join(bad))
+        d = tmp_path / f"case{i}"
+        d.mkdir()
+        out = d / "out.h5ad"
+        proc = run_cli(cli, ["normalize", inp, out, "--memory", "1MiB"])
+        assert_refused(proc, inp=None, out=out, inp_hash=None, names=[p.name],
+                       keywords=[where])
+        assert problem in proc.stderr, describe(proc)
+    # more entries than the header declares: the first entry past the count is named
+    with opener(p, "wt") as f:
+        header = lines[2].split()
+        f.write("\n".join([*lines[:2], f"{header[0]} {header[1]} 300000", *lines[3:]]))
+    out = tmp_path / "over.h5ad"
+    proc = run_cli(cli, ["normalize", inp, out, "--memory", "1MiB"])
+    assert_refused(proc, inp=None, out=out, inp_hash=None, names=[p.name],
+                   keywords=["line 300004"])
+    assert "more entries than the 300000" in proc.stderr, describe(proc)
+    # gzip cut short far into the file
+    if not legacy:
+        raw = gzip.compress("\n".join(lines).encode(), compresslevel=1)
+        p.write_bytes(raw[: len(raw) // 2])
+        out = tmp_path / "cut.h5ad"
+        proc = run_cli(cli, ["normalize", inp, out, "--memory", "1MiB"])
+        assert_refused(proc, inp=None, out=out, inp_hash=None, names=[p.name],
+                       keywords=["cannot read"])
+        assert re.search(r"line [0-9]{5,}", proc.stderr), describe(proc)
+
+
+# --- 10x input -> s3:// output ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    """`moto_server` (moto[server], in the suite's venv) on a free 127.0.0.1 port: the S3
+    endpoint, with a bucket `tenx`."""
+    import socket
+    import time
+    import urllib.request
+
+    for _ in range(5):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 30
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        if proc.poll() is None:
+            break
+    else:
+        pytest.fail("moto_server did not start")
+    try:
+        client = _s3_client(endpoint)
+        client.create_bucket(Bucket="tenx")
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _s3_client(endpoint):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                        aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def _download(endpoint, bucket, prefix, dest):
+    """Every object under s3://bucket/prefix/ into the directory `dest`."""
+    client = _s3_client(endpoint)
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    for k in keys:
+        target = dest / k[len(prefix) + 1:]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, k, str(target))
+    return keys
+
+
+@pytest.mark.parametrize("name", ["v3_pbmc", "legacy_single", "mtx_v3_sorted", "mtx_v3_unsorted",
+                                  "mtx_legacy_real_field"])
+def test_10x_input_to_s3_zarr(cli, tmp_path, inputs, moto_s3, name):
+    """10x .h5 and matrix directories -> s3://bucket/prefix.zarr: read back with anndata,
+    equal bit for bit to scanpy's reader + pipeline + write_zarr; the matrix.mtx sort
+    directory (in the system's temporary directory for an object-storage OUTPUT) is gone."""
+    inp, reader, kw = inputs(name)
+    opts = Options(target_sum=1e4, key_added="norm")
+    exp = tmp_path / "expected.zarr"
+    expected(inp, reader, kw, False, opts, exp)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    prefix = f"runs/{name}.zarr"
+    env = {"AWS_ENDPOINT_URL": moto_s3, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+           "TMPDIR": str(tmp)}
+    before = sha256(inp)
+    proc = run_cli(cli, ["normalize", inp, f"s3://tenx/{prefix}", *opts.cli_args(), "--quiet",
+                         "--memory", "1MiB"], env=env)
+    assert proc.returncode == 0, describe(proc)
+    assert sha256(inp) == before, "INPUT modified"
+    assert list(tmp.iterdir()) == [], f"temporary files left: {list(tmp.iterdir())}"
+    got = tmp_path / "got.zarr"
+    keys = _download(moto_s3, "tenx", prefix, got)
+    assert any(k.endswith("zarr.json") for k in keys), keys
+    diffs = diff_files(exp, got)
+    assert not diffs, "\n".join(diffs)
+    # nothing else written to the bucket (no staging prefix left)
+    client = _s3_client(moto_s3)
+    others = [o["Key"] for o in client.list_objects_v2(Bucket="tenx").get("Contents", [])
+              if not o["Key"].startswith("runs/")]
+    assert not others, others
