@@ -163,13 +163,11 @@ const MEMO_SLOTS: usize = 64;
 /// the bits, so a remembered result is the very value `f` would return: same bits as calling
 /// it every time. Every slot starts as `0 -> f(+0.0)`, itself a true entry.
 #[inline]
-fn memo_log1p<F: Copy, K: Copy + PartialEq + Into<u64>>(
+fn memo_log1p<F: Copy + Default, K: Copy + PartialEq + Into<u64>>(
     xs: &mut [F],
     bits: impl Fn(F) -> K,
     f: impl Fn(F) -> F,
-) where
-    F: Default,
-{
+) {
     let zero = F::default();
     let mut keys = [bits(zero); MEMO_SLOTS];
     let mut vals = [f(zero); MEMO_SLOTS];
