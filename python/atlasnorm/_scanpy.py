@@ -133,14 +133,26 @@ def _check_matrix(x, *, exact: bool, for_log1p: bool = False) -> None:
     raise Unsupported(f"matrix type {type(x).__module__}.{type(x).__name__}")
 
 
+def _factor_dtype(target_sum, working: np.dtype) -> np.dtype:
+    """The dtype of scanpy's factors ``counts / target_sum`` (numpy's promotion, NEP 50: a
+    Python number is weak, a numpy scalar such as ``np.float64`` is not)."""
+    if target_sum is None:
+        return working
+    if isinstance(target_sum, bool) or not isinstance(target_sum, numbers.Real):
+        raise Unsupported(f"target_sum of type {type(target_sum).__name__}")
+    with np.errstate(all="ignore"):  # only the dtype matters: the probe must not warn
+        dtype = (np.ones(1, dtype=working) / target_sum).dtype
+    if dtype != working and not (working == np.float32 and dtype == np.float64):
+        raise Unsupported(f"target_sum {type(target_sum).__name__} promotes {working} to {dtype}")
+    return dtype
+
+
 def _target_for_core(target_sum, working: np.dtype) -> float | None:
     """``target_sum`` as the core takes it (a float rounded to the working dtype), when
     numpy's ``counts / target_sum`` stays in the working dtype; otherwise Unsupported."""
     if target_sum is None:
         return None
-    if isinstance(target_sum, bool) or not isinstance(target_sum, numbers.Real):
-        raise Unsupported(f"target_sum of type {type(target_sum).__name__}")
-    if (np.ones(1, dtype=working) / target_sum).dtype != working:
+    if _factor_dtype(target_sum, working) != working:
         raise Unsupported(f"target_sum {type(target_sum).__name__} promotes {working}")
     if isinstance(target_sum, int | np.integer) and abs(int(target_sum)) > 2**53:
         raise Unsupported("target_sum integer beyond 2**53")
@@ -239,7 +251,9 @@ def normalize_total(
         return _dask().normalize_total(adata, x, *options, inplace, copy)
     _check_matrix(x, exact=not adata.is_view)
     working = _working_dtype(x)
-    target = _target_for_core(target_sum, working)
+    # float32 data with a target that numpy promotes (np.float64...): float64 factors.
+    wide = _factor_dtype(target_sum, working) != working
+    target = _target_for_core(target_sum, np.dtype(np.float64) if wide else working)
     fraction = _max_fraction_for_core(max_fraction)
     if not isinstance(exclude_highly_expressed, bool):
         raise Unsupported("exclude_highly_expressed not a bool")
@@ -258,7 +272,11 @@ def normalize_total(
         x = x.astype(np.float32)
 
     started = datetime.datetime.now(datetime.UTC)
-    if sp.issparse(x):
+    if wide:
+        x, factors, excluded, used_target = _normalize_wide(
+            x, target_sum, exclude_highly_expressed, fraction
+        )
+    elif sp.issparse(x):
         x, factors, excluded, used_target = _normalize_csr(
             x, target, exclude_highly_expressed, fraction
         )
@@ -305,6 +323,48 @@ def _finish_normalize(adata, x, factors, started, *, key_added, layer, obsm, inp
     if not inplace:
         return dat
     return None
+
+
+def _normalize_wide(x, target_sum, exclude, max_fraction):
+    """float32 data, a target numpy promotes to float64: the core's float32 totals, numpy's
+    own ``counts / target_sum`` (float64 factors, as scanpy), then the core's division in
+    float64 — a new float64 ``data`` array for CSR (scanpy's ``x.data / np.repeat(...)``),
+    in place in float32 for dense (``np.true_divide(x, d, out=x)``)."""
+    n_obs, n_vars = x.shape
+    totals = np.empty(n_obs, dtype=np.float32)
+    if sp.issparse(x):
+        data, indptr = _native(x.data), _native(x.indptr)
+        excluded = _core_call(
+            _core.csr_totals, data, indptr, _native(x.indices), n_vars, totals, exclude,
+            max_fraction,
+        )  # fmt: skip
+    else:
+        fortran = not x.flags.c_contiguous
+        fit_on = np.ascontiguousarray(x) if fortran else x
+        excluded = _core_call(
+            _core.dense_totals, _native(fit_on), n_vars, totals, exclude, max_fraction, fortran
+        )
+    # Where numpy's current error state would warn (or raise, call, log), scanpy's turn.
+    raise_where = {k: "raise" for k, v in np.geterr().items() if v != "ignore"}
+    with np.errstate(**raise_where):
+        try:
+            factors = totals / target_sum
+        except FloatingPointError as e:
+            raise Unsupported(f"factors: {e}") from None
+    if factors.dtype != np.float64:
+        raise Unsupported(f"factors of dtype {factors.dtype}")
+    if np.isinf(factors).any():
+        raise Unsupported("infinite factor (numpy warns dividing by it)")
+    if sp.issparse(x):
+        out = np.empty(data.shape, dtype=np.float64)
+        if _core_call(_core.csr_divide_wide, data, indptr, factors, out):
+            raise Unsupported("values overflow float64 (numpy warns)")
+        x.data = out
+    else:
+        buf = x if x.flags.c_contiguous else x.T
+        if _core_call(_core.dense_divide_wide, _native(buf), n_vars, factors, not x.flags.c_contiguous):
+            raise Unsupported("values overflow float32 (numpy warns)")
+    return x, factors, excluded, float(target_sum)
 
 
 def _normalize_dense_full(x, target, exclude, max_fraction):

@@ -138,6 +138,30 @@ impl<T: Element> Borrowed<T> {
     }
 }
 
+/// A float32 or float64 buffer, acquired once (the first type that fits is the one kept).
+enum FloatBuf {
+    F32(Borrowed<f32>),
+    F64(Borrowed<f64>),
+}
+
+impl FloatBuf {
+    fn get(obj: &Bound<'_, PyAny>, name: &'static str, writable: bool) -> PyResult<Self> {
+        match Borrowed::<f32>::get(obj, name, writable) {
+            Ok(b) => Ok(FloatBuf::F32(b)),
+            Err(e32) => match Borrowed::<f64>::get(obj, name, writable) {
+                Ok(b) => Ok(FloatBuf::F64(b)),
+                // A float32 buffer refused for another reason (read-only, not contiguous...)
+                // says why; anything else is not a float buffer at all.
+                Err(e64) => Err(if PyBuffer::<f32>::get(obj).is_ok() {
+                    e32
+                } else {
+                    e64
+                }),
+            },
+        }
+    }
+}
+
 /// Refuses a call whose written buffer overlaps another buffer of the same call.
 fn disjoint(written: (usize, usize), others: &[(usize, usize)]) -> PyResult<()> {
     for &(s, e) in others {
@@ -211,7 +235,7 @@ impl IndexBuf {
 #[allow(clippy::too_many_arguments)]
 fn csr_typed<T: Real + Element>(
     py: Python<'_>,
-    data: &Bound<'_, PyAny>,
+    data: Borrowed<T>,
     indptr: &Bound<'_, PyAny>,
     indices: &Bound<'_, PyAny>,
     n_vars: usize,
@@ -219,7 +243,6 @@ fn csr_typed<T: Real + Element>(
     factors: &Bound<'_, PyAny>,
     p: &Params,
 ) -> PyResult<FitSummary> {
-    let data = Borrowed::<T>::get(data, "data", false)?;
     let out = Borrowed::<T>::get(out, "out", true)?;
     let factors_out = Borrowed::<T>::get(factors, "factors", true)?;
     let indptr = indptr_i64(indptr)?;
@@ -271,22 +294,20 @@ fn csr_normalize(
     max_fraction: f64,
 ) -> PyResult<FitSummary> {
     let p = params(target_sum, exclude_highly_expressed, max_fraction);
-    if PyBuffer::<f32>::get(data).is_ok() {
-        csr_typed::<f32>(py, data, indptr, indices, n_vars, out, factors, &p)
-    } else {
-        csr_typed::<f64>(py, data, indptr, indices, n_vars, out, factors, &p)
+    match FloatBuf::get(data, "data", false)? {
+        FloatBuf::F32(d) => csr_typed(py, d, indptr, indices, n_vars, out, factors, &p),
+        FloatBuf::F64(d) => csr_typed(py, d, indptr, indices, n_vars, out, factors, &p),
     }
 }
 
 fn dense_typed<T: Real + Element>(
     py: Python<'_>,
-    x: &Bound<'_, PyAny>,
+    x: Borrowed<T>,
     fit_view: Option<&Bound<'_, PyAny>>,
     n_vars: usize,
     factors: &Bound<'_, PyAny>,
     p: &Params,
 ) -> PyResult<(&'static str, Vec<u64>, f64)> {
-    let x = Borrowed::<T>::get(x, "x", true)?;
     let factors_out = Borrowed::<T>::get(factors, "factors", true)?;
     let n_obs = factors_out.len();
     x.expect_len(n_obs * n_vars)?;
@@ -352,20 +373,18 @@ fn dense_normalize(
     fit_view: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(&'static str, Vec<u64>, f64)> {
     let p = params(target_sum, exclude_highly_expressed, max_fraction);
-    if PyBuffer::<f32>::get(x).is_ok() {
-        dense_typed::<f32>(py, x, fit_view, n_vars, factors, &p)
-    } else {
-        dense_typed::<f64>(py, x, fit_view, n_vars, factors, &p)
+    match FloatBuf::get(x, "x", true)? {
+        FloatBuf::F32(x) => dense_typed(py, x, fit_view, n_vars, factors, &p),
+        FloatBuf::F64(x) => dense_typed(py, x, fit_view, n_vars, factors, &p),
     }
 }
 
 fn log1p_typed<T: Real + Element>(
     py: Python<'_>,
-    x: &Bound<'_, PyAny>,
+    x: Borrowed<T>,
     log1p: &Log1p,
     refuse_non_finite: bool,
 ) -> PyResult<&'static str> {
-    let x = Borrowed::<T>::get(x, "x", true)?;
     let values = x.slice_mut();
     let pool = pool()?;
     Ok(py.detach(|| {
@@ -407,11 +426,159 @@ fn log1p(
             ))
         }
     };
-    if PyBuffer::<f32>::get(x).is_ok() {
-        log1p_typed::<f32>(py, x, &l, refuse_non_finite)
-    } else {
-        log1p_typed::<f64>(py, x, &l, refuse_non_finite)
+    match FloatBuf::get(x, "x", true)? {
+        FloatBuf::F32(x) => log1p_typed(py, x, &l, refuse_non_finite),
+        FloatBuf::F64(x) => log1p_typed(py, x, &l, refuse_non_finite),
     }
+}
+
+/// The totals of a fit (the factors at target 1, which are the totals bit for bit: a division
+/// by 1 is exact) and the excluded gene positions.
+fn totals_of<T: Real>(fitted: Fitted<T>, out: &mut [T]) -> Vec<u64> {
+    out.copy_from_slice(&fitted.factors);
+    fitted.excluded
+}
+
+fn csr_totals_typed<T: Real + Element>(
+    py: Python<'_>,
+    data: Borrowed<T>,
+    indptr: &Bound<'_, PyAny>,
+    indices: &Bound<'_, PyAny>,
+    n_vars: usize,
+    totals: &Bound<'_, PyAny>,
+    p: &Params,
+) -> PyResult<Vec<u64>> {
+    let totals_out = Borrowed::<T>::get(totals, "totals", true)?;
+    let indptr = indptr_i64(indptr)?;
+    let indices = IndexBuf::get(indices)?;
+    totals_out.expect_len(indptr.len().saturating_sub(1))?;
+    disjoint(totals_out.span(), &[data.span(), indices.span()])?;
+    let m = CsrRef {
+        n_vars,
+        indptr: &indptr,
+        indices: indices.indices(),
+        data: data.slice(),
+    };
+    let out = totals_out.slice_mut();
+    let pool = pool()?;
+    py.detach(|| pool.install(|| in_memory::fit_csr(&m, p).map(|f| totals_of(f, out))))
+        .map_err(|e| core_error(&e))
+}
+
+/// The per-cell totals of scanpy's CSR `normalize_total` (over the kept genes with
+/// `exclude_highly_expressed`) into `totals` (the data's dtype); returns the excluded gene
+/// positions. For the calls whose factors numpy computes in another dtype (`wide`).
+#[pyfunction]
+#[pyo3(signature = (data, indptr, indices, n_vars, totals, exclude_highly_expressed, max_fraction))]
+#[allow(clippy::too_many_arguments)]
+fn csr_totals(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    indptr: &Bound<'_, PyAny>,
+    indices: &Bound<'_, PyAny>,
+    n_vars: usize,
+    totals: &Bound<'_, PyAny>,
+    exclude_highly_expressed: bool,
+    max_fraction: f64,
+) -> PyResult<Vec<u64>> {
+    let p = params(Some(1.0), exclude_highly_expressed, max_fraction);
+    match FloatBuf::get(data, "data", false)? {
+        FloatBuf::F32(d) => csr_totals_typed(py, d, indptr, indices, n_vars, totals, &p),
+        FloatBuf::F64(d) => csr_totals_typed(py, d, indptr, indices, n_vars, totals, &p),
+    }
+}
+
+fn dense_totals_typed<T: Real + Element>(
+    py: Python<'_>,
+    x: Borrowed<T>,
+    fortran: bool,
+    n_vars: usize,
+    totals: &Bound<'_, PyAny>,
+    p: &Params,
+) -> PyResult<Vec<u64>> {
+    let totals_out = Borrowed::<T>::get(totals, "totals", true)?;
+    x.expect_len(totals_out.len() * n_vars)?;
+    disjoint(totals_out.span(), &[x.span()])?;
+    let values = x.slice();
+    let out = totals_out.slice_mut();
+    let pool = pool()?;
+    py.detach(|| {
+        pool.install(|| {
+            let fitted = if fortran {
+                in_memory::fit_dense_fortran(values, n_vars, p)
+            } else {
+                in_memory::fit_dense(values, n_vars, p)
+            };
+            fitted.map(|f| totals_of(f, out))
+        })
+    })
+    .map_err(|e| core_error(&e))
+}
+
+/// The per-cell totals of scanpy's dense `normalize_total` into `totals`: `x` a C-order
+/// buffer of rows of `n_vars` values, read only (for a Fortran-order matrix, its C-order copy
+/// with `fortran` set: the totals' order is the layout's). Returns the excluded positions.
+#[pyfunction]
+#[pyo3(signature = (x, n_vars, totals, exclude_highly_expressed, max_fraction, fortran))]
+fn dense_totals(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    n_vars: usize,
+    totals: &Bound<'_, PyAny>,
+    exclude_highly_expressed: bool,
+    max_fraction: f64,
+    fortran: bool,
+) -> PyResult<Vec<u64>> {
+    let p = params(Some(1.0), exclude_highly_expressed, max_fraction);
+    match FloatBuf::get(x, "x", false)? {
+        FloatBuf::F32(x) => dense_totals_typed(py, x, fortran, n_vars, totals, &p),
+        FloatBuf::F64(x) => dense_totals_typed(py, x, fortran, n_vars, totals, &p),
+    }
+}
+
+/// `out = f64(data) / divisor(factors[row])` (float64 `factors` and `out`, float32 `data`):
+/// scanpy's CSR division by float64 factors, which makes a float64 `data` array. Returns the
+/// number of values that overflowed (numpy warns; the caller discards `out`).
+#[pyfunction]
+fn csr_divide_wide(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    indptr: &Bound<'_, PyAny>,
+    factors: &Bound<'_, PyAny>,
+    out: &Bound<'_, PyAny>,
+) -> PyResult<u64> {
+    let data = Borrowed::<f32>::get(data, "data", false)?;
+    let factors = Borrowed::<f64>::get(factors, "factors", false)?;
+    let out = Borrowed::<f64>::get(out, "out", true)?;
+    let indptr = indptr_i64(indptr)?;
+    disjoint(out.span(), &[data.span(), factors.span()])?;
+    let (d, f, o) = (data.slice(), factors.slice(), out.slice_mut());
+    let pool = pool()?;
+    py.detach(|| pool.install(|| in_memory::wide::csr_divide(d, &indptr, f, o)))
+        .map(|r| r.count)
+        .map_err(|e| core_error(&e))
+}
+
+/// In place, `x = f32(f64(x) / divisor(factors[row]))` over a float32 dense matrix (C order;
+/// Fortran order as its C-order transpose with `fortran` set): scanpy's `np.true_divide(x, d,
+/// out=x)` with float64 factors. Returns the number of values that would overflow; then
+/// nothing is written.
+#[pyfunction]
+fn dense_divide_wide(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    n_vars: usize,
+    factors: &Bound<'_, PyAny>,
+    fortran: bool,
+) -> PyResult<u64> {
+    let x = Borrowed::<f32>::get(x, "x", true)?;
+    let factors = Borrowed::<f64>::get(factors, "factors", false)?;
+    disjoint(x.span(), &[factors.span()])?;
+    let (v, f) = (x.slice_mut(), factors.slice());
+    let pool = pool()?;
+    py.detach(|| pool.install(|| in_memory::wide::dense_divide(v, n_vars, f, fortran)))
+        .map(|r| r.count)
+        .map_err(|e| core_error(&e))
 }
 
 /// The `atlasnorm` command line, in this process: `argv` with the program name first.
@@ -437,6 +604,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(csr_normalize, m)?)?;
     m.add_function(wrap_pyfunction!(dense_normalize, m)?)?;
     m.add_function(wrap_pyfunction!(log1p, m)?)?;
+    m.add_function(wrap_pyfunction!(csr_totals, m)?)?;
+    m.add_function(wrap_pyfunction!(dense_totals, m)?)?;
+    m.add_function(wrap_pyfunction!(csr_divide_wide, m)?)?;
+    m.add_function(wrap_pyfunction!(dense_divide_wide, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_files, m)?)?;
     dask_kernels::register(m)?;

@@ -171,6 +171,9 @@ NT_KWARGS = [
     {"target_sum": 1e4},
     {"target_sum": 10000},
     {"target_sum": np.float32(1e4)},
+    {"target_sum": np.float64(1e4)},  # float64 factors on float32 data (NEP 50)
+    {"target_sum": np.float64(3.3), "key_added": "f"},
+    {"target_sum": np.int64(10000), "exclude_highly_expressed": True},
     {"target_sum": 1.0},
     {"exclude_highly_expressed": True},
     {"exclude_highly_expressed": True, "max_fraction": 0.2, "target_sum": 1e4},
@@ -340,13 +343,40 @@ def test_threads_do_not_change_bits():
             assert np.array_equal(p, q)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_float64_target_on_float32(fmt):
+    """A numpy float64 target on float32 data: scanpy's factors are float64, its CSR data
+    becomes float64 and its dense data stays float32 (divided in float64, rounded once)."""
+    rng = np.random.default_rng(21)
+    x = counts(rng, 120, 70, np.float32, kind="fractional")
+    for target in (np.float64(1e4), np.float64(0.1), np.float64(1 / 3)):
+        for kwargs in ({}, {"exclude_highly_expressed": True, "max_fraction": 0.2}, {"inplace": False}):
+            a, b = run_both_nt(lambda: make_adata(make_matrix(fmt, x)), target_sum=target, key_added="k", **kwargs)
+            if not kwargs.get("inplace", True):
+                continue
+            want_dtype = np.float32 if fmt.startswith("dense") else np.float64
+            assert b.X.dtype == want_dtype and b.obs["k"].dtype == np.float64
+    assert atlasnorm.stats()["normalize_total"]["fallback"] == 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_float64_target_overflow_goes_to_scanpy(fmt):
+    """Where numpy warns (the factors or the quotients overflow), scanpy runs: same warnings,
+    same values."""
+    atlasnorm.deactivate()
+    atlasnorm.activate(on_fallback="count")
+    x = np.array([[1.0, 3e38, 0], [2, 0, 3]], np.float32)
+    for target in (np.float64(1e300), np.float64(1e-300), np.float64(1e38), np.float64(2.0**-1030)):
+        run_both_nt(lambda: make_adata(make_matrix(fmt, x)), target_sum=target)
+
+
 # --- fallbacks: visible, counted, and scanpy's result ---
 
 
 UNSUPPORTED = [
     ("float16 X", lambda: make_adata(np.ones((4, 3), np.float16)), {}),
     ("float32 max_fraction", lambda: make_adata(sp.csr_matrix(np.ones((4, 3), np.float32))), {"exclude_highly_expressed": True, "max_fraction": np.float32(0.5)}),
-    ("np.float64 target on float32", lambda: make_adata(np.ones((4, 3), np.float32)), {"target_sum": np.float64(7)}),
+    ("np.longdouble target on float32", lambda: make_adata(np.ones((4, 3), np.float32)), {"target_sum": np.longdouble(7)}),
     ("positional", lambda: make_adata(np.ones((4, 3), np.float32)), "positional"),
 ]
 

@@ -517,3 +517,141 @@ pub fn normalize_dense<T: Real>(
     let applied = chunk::dense_apply(data, n_vars, &fitted.factors, params);
     Ok((fitted, applied))
 }
+
+/// float32 data with float64 factors: what scanpy computes when `target_sum` is a numpy
+/// float64 (or another numpy scalar that promotes float32 to float64, NEP 50). scanpy's
+/// `counts / target_sum` then gives float64 factors, and the division by them runs in
+/// float64: the CSR path makes a new **float64** `data` array (`x.data / np.repeat(...)`),
+/// the dense path divides in place into the float32 array (`np.true_divide(x, d, out=x)`: the
+/// quotient in float64, rounded once to float32). The factors themselves are the caller's
+/// (numpy's own division of the float32 totals of [`fit_csr`] / [`fit_dense`] with target 1).
+pub mod wide {
+    use super::*;
+
+    /// Results that overflow: a finite value whose quotient is infinite (numpy warns there;
+    /// callers hand such calls back to scanpy). In float64 for [`csr_divide`], after the
+    /// rounding to `T` for [`dense_divide`].
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Overflow {
+        /// How many values overflowed.
+        pub count: u64,
+    }
+
+    #[inline(always)]
+    fn quotient<T: Real>(x: T, d: f64) -> f64 {
+        x.to_f64() / d
+    }
+
+    #[inline(always)]
+    fn overflowed(x: f64, q: f64) -> u64 {
+        u64::from(q.is_infinite() & x.is_finite())
+    }
+
+    /// `out[j] = f64(data[j]) / divisor(factors[row of j])` for CSR rows (`indptr`: rows + 1
+    /// entries), on the current rayon pool. Returns the count of overflowed values (`out` is
+    /// then fully written but the caller discards it).
+    ///
+    /// # Errors
+    /// [`Error::Input`] when `indptr` is malformed or the lengths disagree.
+    pub fn csr_divide<T: Real>(
+        data: &[T],
+        indptr: &[i64],
+        factors: &[f64],
+        out: &mut [f64],
+    ) -> Result<Overflow> {
+        let offsets = checked_offsets(indptr, data.len())?;
+        if out.len() != data.len() || factors.len() + 1 != offsets.len() {
+            return Err(memory_error(
+                "X/data",
+                format!(
+                    "{} values, {} outputs and {} factors for {} rows",
+                    data.len(),
+                    out.len(),
+                    factors.len(),
+                    offsets.len() - 1
+                ),
+            ));
+        }
+        let divisors: Vec<f64> = factors.iter().map(|&f| fit::divisor(f)).collect();
+        let count =
+            crate::engine::scale::for_row_parts(out, &offsets, parts(), |o, local, rows| {
+                let src = &data[offsets[rows.start]..offsets[rows.end]];
+                let mut n = 0;
+                for (i, &d) in divisors[rows].iter().enumerate() {
+                    let (a, b) = (local[i], local[i + 1]);
+                    for (y, &x) in o[a..b].iter_mut().zip(&src[a..b]) {
+                        let q = quotient(x, d);
+                        *y = q;
+                        n += overflowed(x.to_f64(), q);
+                    }
+                }
+                n
+            });
+        Ok(Overflow { count })
+    }
+
+    /// Dense rows in place: `x = T(f64(x) / divisor(factors[row]))`. `data` holds
+    /// `factors.len()` rows of `n_vars` values in C order, or (with `fortran`) `n_vars`
+    /// columns of `factors.len()` values. Nothing is written when a value would overflow
+    /// (a read-only pass checks first); the count is returned.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when `data` is not `factors.len() * n_vars` values.
+    pub fn dense_divide<T: Real>(
+        data: &mut [T],
+        n_vars: usize,
+        factors: &[f64],
+        fortran: bool,
+    ) -> Result<Overflow> {
+        let n_obs = factors.len();
+        if data.len() != n_obs * n_vars {
+            return Err(memory_error(
+                "X",
+                format!("{} values are not {n_obs} rows of {n_vars}", data.len()),
+            ));
+        }
+        if data.is_empty() {
+            return Ok(Overflow::default());
+        }
+        let divisors: Vec<f64> = factors.iter().map(|&f| fit::divisor(f)).collect();
+        // Rows (C order) or columns (Fortran order) of the buffer, and each one's divisor.
+        let line = if fortran { n_obs } else { n_vars };
+        let d_of = |line_index: usize, j: usize| {
+            if fortran {
+                divisors[j]
+            } else {
+                divisors[line_index]
+            }
+        };
+        let lines_per_task = (data.len() / line).div_ceil(parts()).max(1);
+        let count: u64 = data
+            .par_chunks(lines_per_task * line)
+            .enumerate()
+            .map(|(t, chunk)| {
+                let mut n = 0;
+                for (k, values) in chunk.chunks_exact(line).enumerate() {
+                    let li = t * lines_per_task + k;
+                    for (j, &x) in values.iter().enumerate() {
+                        let y = T::from_f64(quotient(x, d_of(li, j)));
+                        n += overflowed(x.to_f64(), y.to_f64());
+                    }
+                }
+                n
+            })
+            .sum();
+        if count > 0 {
+            return Ok(Overflow { count });
+        }
+        data.par_chunks_mut(lines_per_task * line)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                for (k, values) in chunk.chunks_exact_mut(line).enumerate() {
+                    let li = t * lines_per_task + k;
+                    for (j, x) in values.iter_mut().enumerate() {
+                        *x = T::from_f64(quotient(*x, d_of(li, j)));
+                    }
+                }
+            });
+        Ok(Overflow::default())
+    }
+}

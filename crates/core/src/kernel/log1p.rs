@@ -133,7 +133,7 @@ impl Log1p {
     pub(crate) fn apply_f32(&self, xs: &mut [f32]) {
         match self.kernel {
             Log1pKernel::NumpySvml => svml_f32::log1p_slice(xs),
-            Log1pKernel::Libm => xs.iter_mut().for_each(|x| *x = x.ln_1p()),
+            Log1pKernel::Libm => memo_log1p(xs, f32::to_bits, f32::ln_1p),
         }
         if self.base.is_some() {
             let l = self.ln_base;
@@ -145,11 +145,44 @@ impl Log1p {
     pub(crate) fn apply_f64(&self, xs: &mut [f64]) {
         match self.kernel {
             Log1pKernel::NumpySvml => svml_f64::log1p_slice(xs),
-            Log1pKernel::Libm => xs.iter_mut().for_each(|x| *x = x.ln_1p()),
+            Log1pKernel::Libm => memo_log1p(xs, f64::to_bits, f64::ln_1p),
         }
         if self.base.is_some() {
             let l = self.ln_base;
             xs.iter_mut().for_each(|x| *x /= l);
+        }
+    }
+}
+
+/// Slots of [`memo_log1p`]'s cache (a power of two).
+const MEMO_SLOTS: usize = 64;
+
+/// `x = f(x)` for every value, remembering recent results by input bits: a scalar libm
+/// log1p costs ~20 ns, and normalized counts repeat (each cell's values are `k / factor` for a
+/// few small integers `k`), so most values are found in the cache. `f` is a pure function of
+/// the bits, so a remembered result is the very value `f` would return: same bits as calling
+/// it every time. Every slot starts as `0 -> f(+0.0)`, itself a true entry.
+#[inline]
+fn memo_log1p<F: Copy + Default, K: Copy + PartialEq + Into<u64>>(
+    xs: &mut [F],
+    bits: impl Fn(F) -> K,
+    f: impl Fn(F) -> F,
+) {
+    let zero = F::default();
+    let mut keys = [bits(zero); MEMO_SLOTS];
+    let mut vals = [f(zero); MEMO_SLOTS];
+    for x in xs.iter_mut() {
+        let k = bits(*x);
+        let h: u64 = k.into();
+        let slot =
+            (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_SLOTS.trailing_zeros())) as usize;
+        if keys[slot] == k {
+            *x = vals[slot];
+        } else {
+            let v = f(*x);
+            keys[slot] = k;
+            vals[slot] = v;
+            *x = v;
         }
     }
 }

@@ -454,3 +454,42 @@ fn f64_throughput() {
         );
     }
 }
+
+/// The libm kernel's cache of recent results gives the bits of calling log1p on every value:
+/// repeats, colliding slots, signed zeros, NaN payloads, negatives and huge values mixed.
+#[test]
+fn libm_memo_is_plain_log1p() {
+    let mut xs32: Vec<f32> = Vec::new();
+    for d in [1.0f32, 0.37, 3.3, 1e-3, 7e5] {
+        for k in [0u32, 1, 2, 3, 1, 1, 2, 40, 3, 1, 900, 2] {
+            xs32.push(k as f32 / d);
+        }
+    }
+    xs32.extend([
+        -0.0,
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::from_bits(0x7fc0_1234),
+        -0.5,
+        -0.5,
+        1e30,
+        f32::INFINITY,
+    ]);
+    xs32.extend((0..5000).map(|i| ((i * 7919) % 613) as f32 / 9.0));
+    let mut got = xs32.clone();
+    Log1p::new(Log1pKernel::Libm, None).apply(&mut got);
+    for (x, g) in xs32.iter().zip(&got) {
+        assert_eq!(g.to_bits(), x.ln_1p().to_bits(), "log1p({x:e})");
+    }
+    let xs64: Vec<f64> = xs32.iter().map(|&x| f64::from(x) * 1.000_000_1).collect();
+    let mut got = xs64.clone();
+    Log1p::new(Log1pKernel::Libm, Some(2.0)).apply(&mut got);
+    for (x, g) in xs64.iter().zip(&got) {
+        assert_eq!(
+            g.to_bits(),
+            (x.ln_1p() / 2f64.ln()).to_bits(),
+            "log1p({x:e}) / ln 2"
+        );
+    }
+}
