@@ -937,25 +937,9 @@ impl CategorySet {
             ArrayData::Num(NumVec::F64(v)) => self.add_floats(v.iter().copied()),
             ArrayData::Num(v) => {
                 let ints = &mut self.ints;
-                macro_rules! scan {
-                    ($w:expr) => {
-                        $w.iter()
-                            .map(|&x| x as i128)
-                            .find(|&x| !ints.insert(x))
-                            .map(|x| format!("holds the category {x} twice"))
-                    };
-                }
-                match v {
-                    NumVec::I8(w) => scan!(w),
-                    NumVec::I16(w) => scan!(w),
-                    NumVec::I32(w) => scan!(w),
-                    NumVec::I64(w) => scan!(w),
-                    NumVec::U8(w) => scan!(w),
-                    NumVec::U16(w) => scan!(w),
-                    NumVec::U32(w) => scan!(w),
-                    NumVec::U64(w) => scan!(w),
-                    NumVec::F32(_) | NumVec::F64(_) => None,
-                }
+                find_integer(v, |x| !ints.insert(x))
+                    .flatten()
+                    .map(|x| format!("holds the category {x} twice"))
             }
         }
     }
@@ -980,13 +964,18 @@ impl CategorySet {
 
 /// The first categorical code outside `-1..n_cats`, described.
 fn first_bad_code(v: &NumVec, n_cats: u64) -> Option<String> {
-    let bad = |x: i128| x < -1 || x >= n_cats as i128;
+    match find_integer(v, |x| x < -1 || x >= n_cats as i128) {
+        Some(found) => found.map(|x| format!("hold {x}")),
+        None => Some("are floating point, not integers".to_string()),
+    }
+}
+
+/// The first value of an integer array for which `hit` holds (`Some(None)`: none does);
+/// `None` for a floating-point array.
+fn find_integer(v: &NumVec, mut hit: impl FnMut(i128) -> bool) -> Option<Option<i128>> {
     macro_rules! scan {
         ($w:expr) => {
-            $w.iter()
-                .map(|&x| x as i128)
-                .find(|&x| bad(x))
-                .map(|x| format!("hold {x}"))
+            Some($w.iter().map(|&x| x as i128).find(|&x| hit(x)))
         };
     }
     match v {
@@ -998,7 +987,7 @@ fn first_bad_code(v: &NumVec, n_cats: u64) -> Option<String> {
         NumVec::U16(w) => scan!(w),
         NumVec::U32(w) => scan!(w),
         NumVec::U64(w) => scan!(w),
-        NumVec::F32(_) | NumVec::F64(_) => Some("are floating point, not integers".to_string()),
+        NumVec::F32(_) | NumVec::F64(_) => None,
     }
 }
 
