@@ -114,6 +114,27 @@ impl ChunkMap {
     pub fn of(ds: &Dataset, raw: &RawChunks, path: &Path) -> Option<Self> {
         let file = File::open(path).ok()?;
         let file_len = file.metadata().ok()?.len();
+        Self::build(ds, raw, file, file_len)
+    }
+
+    /// The chunk table of `ds`, a dataset being written in the file at `path` whose chunks
+    /// were all allocated when it was created (see [`super::layout::Storage`]'s
+    /// preallocation), with a descriptor open for writing; `None` when a chunk is missing
+    /// or not a whole unfiltered chunk. The file on disk may still be shorter than HDF5's
+    /// end of allocation, so addresses are checked against no length.
+    pub fn of_output(ds: &Dataset, raw: &RawChunks, path: &Path) -> Option<Self> {
+        let file = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+        let map = Self::build(ds, raw, file, u64::MAX)?;
+        let cb = raw.chunk_bytes() as u64;
+        let whole = !map.chunks.is_empty()
+            && map
+                .chunks
+                .iter()
+                .all(|c| matches!(c, Some((_, size, 0)) if *size == cb));
+        whole.then_some(map)
+    }
+
+    fn build(ds: &Dataset, raw: &RawChunks, file: File, file_len: u64) -> Option<Self> {
         let n_rows = *ds.shape().first()? as u64;
         let n_chunks = n_rows.div_ceil(raw.chunk_rows) as usize;
         let mut st = IterState {
@@ -142,6 +163,26 @@ impl ChunkMap {
 
     fn get(&self, k: u64) -> Option<(u64, u64, u32)> {
         self.chunks.get(k as usize).copied().flatten()
+    }
+
+    /// Number of chunks along the first axis.
+    pub fn len(&self) -> u64 {
+        self.chunks.len() as u64
+    }
+
+    /// The file ranges `(offset, bytes)` holding the stored chunks `chunks`, in order, one
+    /// range per run of chunks that lie back to back in the file; `None` when one of them
+    /// was never written.
+    pub fn runs(&self, chunks: Range<u64>) -> Option<Vec<(u64, u64)>> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for k in chunks {
+            let (addr, size, _) = self.get(k)?;
+            match runs.last_mut() {
+                Some((start, n)) if *start + *n == addr => *n += size,
+                _ => runs.push((addr, size)),
+            }
+        }
+        Some(runs)
     }
 }
 
@@ -551,6 +592,52 @@ impl RawChunks {
                 ));
             }
             k += (batch.len() / cb) as u64;
+        }
+        Ok(())
+    }
+
+    /// Whether chunks are stored as they are (no filter).
+    pub fn is_plain(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Writes `bytes` as chunks `first_chunk..` of an unfiltered dataset whose chunks are
+    /// all allocated (`map`: [`ChunkMap::of_output`]) straight into the file, one `pwrite`
+    /// per run of chunks that lie back to back in the file, outside HDF5 (which never
+    /// holds these chunks: it did not write them and nothing reads them through it).
+    /// `bytes` is whole chunks, except that the dataset's last chunk may be partial: it is
+    /// padded with zeros, as HDF5 stores an edge chunk whole.
+    pub fn pwrite_plain(
+        &self,
+        map: &ChunkMap,
+        first_chunk: u64,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let cb = self.chunk_bytes();
+        let n_chunks = bytes.len().div_ceil(cb) as u64;
+        let pad = n_chunks as usize * cb - bytes.len();
+        if pad > 0 && first_chunk + n_chunks != map.len() {
+            return Err(format!(
+                "a partial chunk ({} bytes) before the last one",
+                cb - pad
+            ));
+        }
+        let runs = map
+            .runs(first_chunk..first_chunk + n_chunks)
+            .ok_or_else(|| "a chunk was not allocated".to_string())?;
+        let fail = |e: std::io::Error| format!("cannot write: {e}");
+        let mut rest = bytes;
+        for (addr, len) in runs {
+            let take = (len as usize).min(rest.len());
+            let (head, tail) = rest.split_at(take);
+            map.file.write_all_at(head, addr).map_err(fail)?;
+            rest = tail;
+            if take < len as usize {
+                let zeros = vec![0u8; len as usize - take];
+                map.file
+                    .write_all_at(&zeros, addr + take as u64)
+                    .map_err(fail)?;
+            }
         }
         Ok(())
     }
