@@ -53,7 +53,7 @@ def syscalls(cmd: list[str]) -> dict:
             calls = int(parts[3])
             out[name] = calls
         elif parts and parts[-1] == "total":
-            out["total"] = int(parts[2]) if len(parts) >= 4 else 0
+            out["total"] = int(parts[3]) if len(parts) >= 5 else int(parts[2])
     return out
 
 
