@@ -6,3 +6,4 @@ mod faults;
 mod h5ad_refs;
 mod s3_e2e;
 mod safety_comments;
+mod zarr_determinism;

@@ -114,6 +114,27 @@ impl ChunkMap {
     pub fn of(ds: &Dataset, raw: &RawChunks, path: &Path) -> Option<Self> {
         let file = File::open(path).ok()?;
         let file_len = file.metadata().ok()?.len();
+        Self::build(ds, raw, file, file_len)
+    }
+
+    /// The chunk table of `ds`, a dataset being written in the file at `path` whose chunks
+    /// were all allocated when it was created (see [`super::layout::Storage`]'s
+    /// preallocation), with a descriptor open for writing; `None` when a chunk is missing
+    /// or not a whole unfiltered chunk. The file on disk may still be shorter than HDF5's
+    /// end of allocation, so addresses are checked against no length.
+    pub fn of_output(ds: &Dataset, raw: &RawChunks, path: &Path) -> Option<Self> {
+        let file = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+        let map = Self::build(ds, raw, file, u64::MAX)?;
+        let cb = raw.chunk_bytes() as u64;
+        let whole = !map.chunks.is_empty()
+            && map
+                .chunks
+                .iter()
+                .all(|c| matches!(c, Some((_, size, 0)) if *size == cb));
+        whole.then_some(map)
+    }
+
+    fn build(ds: &Dataset, raw: &RawChunks, file: File, file_len: u64) -> Option<Self> {
         let n_rows = *ds.shape().first()? as u64;
         let n_chunks = n_rows.div_ceil(raw.chunk_rows) as usize;
         let mut st = IterState {
@@ -143,10 +164,119 @@ impl ChunkMap {
     fn get(&self, k: u64) -> Option<(u64, u64, u32)> {
         self.chunks.get(k as usize).copied().flatten()
     }
+
+    /// Number of chunks along the first axis.
+    pub fn len(&self) -> u64 {
+        self.chunks.len() as u64
+    }
+
+    /// The file ranges `(offset, bytes)` holding the stored chunks `chunks`, in order, one
+    /// range per run of chunks that lie back to back in the file; `None` when one of them
+    /// was never written.
+    pub fn runs(&self, chunks: Range<u64>) -> Option<Vec<(u64, u64)>> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for k in chunks {
+            let (addr, size, _) = self.get(k)?;
+            match runs.last_mut() {
+                Some((start, n)) if *start + *n == addr => *n += size,
+                _ => runs.push((addr, size)),
+            }
+        }
+        Some(runs)
+    }
 }
 
-/// Unfiltered bytes are copied with `pread` in pieces of this size, in parallel.
+/// Unfiltered bytes are copied with `preadv` in pieces of about this size, in parallel.
 const PREAD_PIECE: usize = 4 << 20;
+
+/// Gaps between chunks up to this size are read over (into a scratch buffer) rather than
+/// splitting a `preadv`.
+const MAX_GAP: usize = 64 << 10;
+
+/// Buffers per `preadv` (Linux's IOV_MAX is 1024).
+const MAX_IOV: usize = 1024;
+
+/// One buffer of a `preadv`: where the caller wants the bytes, or a gap to skip.
+enum Part<'a> {
+    Out(&'a mut [u8]),
+    Gap(usize),
+}
+
+/// Reads the file from `addr` into `parts` in order: one `preadv` (the gaps into one shared
+/// scratch buffer), completed part by part with `pread` if the kernel returns less.
+fn preadv_all(file: &File, addr: u64, parts: &mut [Part]) -> Result<(), NotRaw> {
+    use std::os::fd::AsRawFd;
+    let gap_max = parts
+        .iter()
+        .map(|p| match p {
+            Part::Gap(n) => *n,
+            Part::Out(_) => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut scratch = vec![0u8; gap_max];
+    let total: usize = parts
+        .iter()
+        .map(|p| match p {
+            Part::Gap(n) => *n,
+            Part::Out(b) => b.len(),
+        })
+        .sum();
+    let iov: Vec<libc::iovec> = parts
+        .iter_mut()
+        .map(|p| match p {
+            Part::Out(b) => libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            },
+            Part::Gap(n) => libc::iovec {
+                iov_base: scratch.as_mut_ptr().cast(),
+                iov_len: *n,
+            },
+        })
+        .collect();
+    let done = if parts.len() == 1 {
+        0
+    } else {
+        // SAFETY: every iovec points into a distinct live `&mut [u8]` of `parts` or into
+        // `scratch` (the gaps may share it: its bytes are thrown away), each with its
+        // length; the descriptor is open; `iov.len()` <= MAX_IOV <= IOV_MAX.
+        let n = unsafe {
+            libc::preadv(
+                file.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+                addr as libc::off_t,
+            )
+        };
+        if n < 0 {
+            0
+        } else {
+            n as usize
+        }
+    };
+    drop(iov);
+    if done == total {
+        return Ok(());
+    }
+    // What the kernel did not deliver, part by part.
+    let mut off = 0usize;
+    for p in parts.iter_mut() {
+        let len = match p {
+            Part::Gap(n) => *n,
+            Part::Out(b) => b.len(),
+        };
+        if let Part::Out(b) = p {
+            if off + len > done {
+                let skip = done.saturating_sub(off);
+                file.read_exact_at(&mut b[skip..], addr + (off + skip) as u64)
+                    .map_err(|_| NotRaw)?;
+            }
+        }
+        off += len;
+    }
+    Ok(())
+}
 
 /// Why the raw path did not deliver; the caller then reads through HDF5's pipeline
 /// (which reports a damaged file in its own words).
@@ -261,13 +391,16 @@ impl RawChunks {
         self.decode_into(range, out, raws)
     }
 
-    /// Unfiltered chunks: their bytes go straight from the file into `out`, one `pread` per
-    /// run of chunks that lie back to back in the file (split into pieces copied in parallel).
+    /// Unfiltered chunks: their bytes go straight from the file into `out`. Chunks that
+    /// lie back to back in the file, or with small gaps between them (HDF5 places its
+    /// B-tree nodes among the chunks it writes), are read with one `preadv` per piece of
+    /// about [`PREAD_PIECE`] bytes (pieces read in parallel): the bytes of a gap go to a
+    /// scratch buffer, so the number of system calls does not grow with the chunk count.
     fn pread_plain(&self, map: &ChunkMap, range: Range<u64>, out: &mut [u8]) -> Result<(), NotRaw> {
         let es = self.elem_size as u64;
         let ce = self.chunk_elems();
         let cb = self.chunk_bytes() as u64;
-        // Runs of (file offset, bytes), in the order they fill `out`.
+        // Runs of (file offset, bytes) back to back in the file, in the order they fill `out`.
         let mut runs: Vec<(u64, usize)> = Vec::new();
         let mut at = range.start;
         while at < range.end {
@@ -285,20 +418,42 @@ impl RawChunks {
             }
             at = hi;
         }
-        let mut work: Vec<(u64, &mut [u8])> = Vec::new();
+        // Calls: (file offset, parts), a part either a piece of `out` or a gap to skip.
+        let mut calls: Vec<(u64, Vec<Part>)> = Vec::new();
+        let mut end_of_last = u64::MAX;
+        let mut bytes_in_last = 0usize;
         let mut rest = out;
         for (addr, len) in runs {
             let (run, tail) = rest.split_at_mut(len);
             rest = tail;
             let mut off = addr;
-            for part in run.chunks_mut(PREAD_PIECE) {
-                let n = part.len() as u64;
-                work.push((off, part));
-                off += n;
+            for piece in run.chunks_mut(PREAD_PIECE) {
+                let n = piece.len();
+                let gap = off.wrapping_sub(end_of_last);
+                let joins = off >= end_of_last
+                    && gap <= MAX_GAP as u64
+                    && bytes_in_last + n <= PREAD_PIECE + MAX_GAP
+                    && calls.last().is_some_and(|c| c.1.len() + 2 <= MAX_IOV);
+                match calls.last_mut() {
+                    Some((_, parts)) if joins => {
+                        if gap > 0 {
+                            parts.push(Part::Gap(gap as usize));
+                        }
+                        parts.push(Part::Out(piece));
+                        bytes_in_last += gap as usize + n;
+                    }
+                    _ => {
+                        calls.push((off, vec![Part::Out(piece)]));
+                        bytes_in_last = n;
+                    }
+                }
+                off += n as u64;
+                end_of_last = off;
             }
         }
-        work.into_par_iter()
-            .try_for_each(|(addr, dst)| map.file.read_exact_at(dst, addr).map_err(|_| NotRaw))
+        calls
+            .into_par_iter()
+            .try_for_each(|(addr, mut parts)| preadv_all(&map.file, addr, &mut parts))
     }
 
     /// The stored chunks `chunks` through `H5Dread_chunk` (under HDF5's lock).
@@ -551,6 +706,52 @@ impl RawChunks {
                 ));
             }
             k += (batch.len() / cb) as u64;
+        }
+        Ok(())
+    }
+
+    /// Whether chunks are stored as they are (no filter).
+    pub fn is_plain(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Writes `bytes` as chunks `first_chunk..` of an unfiltered dataset whose chunks are
+    /// all allocated (`map`: [`ChunkMap::of_output`]) straight into the file, one `pwrite`
+    /// per run of chunks that lie back to back in the file, outside HDF5 (which never
+    /// holds these chunks: it did not write them and nothing reads them through it).
+    /// `bytes` is whole chunks, except that the dataset's last chunk may be partial: it is
+    /// padded with zeros, as HDF5 stores an edge chunk whole.
+    pub fn pwrite_plain(
+        &self,
+        map: &ChunkMap,
+        first_chunk: u64,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let cb = self.chunk_bytes();
+        let n_chunks = bytes.len().div_ceil(cb) as u64;
+        let pad = n_chunks as usize * cb - bytes.len();
+        if pad > 0 && first_chunk + n_chunks != map.len() {
+            return Err(format!(
+                "a partial chunk ({} bytes) before the last one",
+                cb - pad
+            ));
+        }
+        let runs = map
+            .runs(first_chunk..first_chunk + n_chunks)
+            .ok_or_else(|| "a chunk was not allocated".to_string())?;
+        let fail = |e: std::io::Error| format!("cannot write: {e}");
+        let mut rest = bytes;
+        for (addr, len) in runs {
+            let take = (len as usize).min(rest.len());
+            let (head, tail) = rest.split_at(take);
+            map.file.write_all_at(head, addr).map_err(fail)?;
+            rest = tail;
+            if take < len as usize {
+                let zeros = vec![0u8; len as usize - take];
+                map.file
+                    .write_all_at(&zeros, addr + take as u64)
+                    .map_err(fail)?;
+            }
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! chosen like h5py does.
 
 use hdf5::filters::Filter;
+use hdf5::plist::dataset_create::{AllocTime, FillTime};
 use hdf5::{Dataset, Datatype, Extent, Group, SimpleExtents};
 
 use hdf5_sys::h5d::H5Dget_type;
@@ -180,8 +181,41 @@ pub(crate) fn create_dataset_of(
     shape: &[u64],
     storage: &Storage,
 ) -> hdf5::Result<Dataset> {
+    create_dataset_with(group, name, dtype, shape, storage, false)
+}
+
+/// [`create_dataset_of`] for a dataset that will be written whole, in order: when it is
+/// chunked without filters, every chunk is allocated now (`H5D_ALLOC_TIME_EARLY`, no fill
+/// value written), so that HDF5 places them back to back in the file and the writer can
+/// store runs of chunks with one `pwrite` each ([`super::chunks::RawChunks::pwrite_plain`]).
+/// The values read back are the same; only the file's allocation-time property differs.
+pub(crate) fn create_dataset_preallocated(
+    group: &Group,
+    name: &str,
+    dtype: &Datatype,
+    shape: &[u64],
+    storage: &Storage,
+) -> hdf5::Result<Dataset> {
+    let prealloc =
+        storage.chunk.is_some() && storage.filters.is_empty() && shape.iter().all(|&d| d > 0);
+    create_dataset_with(group, name, dtype, shape, storage, prealloc)
+}
+
+fn create_dataset_with(
+    group: &Group,
+    name: &str,
+    dtype: &Datatype,
+    shape: &[u64],
+    storage: &Storage,
+    prealloc: bool,
+) -> hdf5::Result<Dataset> {
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let builder = group.new_dataset_builder().empty_as(dtype);
+    let mut builder = group.new_dataset_builder().empty_as(dtype);
+    if prealloc {
+        builder = builder
+            .alloc_time(Some(AllocTime::Early))
+            .fill_time(FillTime::Never);
+    }
     match &storage.chunk {
         None => builder
             .shape(SimpleExtents::fixed(dims))

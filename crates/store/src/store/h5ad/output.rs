@@ -15,7 +15,8 @@ use super::file::{
     set_str_array_attr, short, str_attr,
 };
 use super::layout::{
-    create_dataset, create_dataset_of, foreign_datatype, foreign_order, guess_chunk, Storage,
+    create_dataset, create_dataset_preallocated, foreign_datatype, foreign_order, guess_chunk,
+    Storage,
 };
 use super::rawcopy;
 use super::sink::{Appender, CsrSink, DenseSink};
@@ -349,9 +350,14 @@ impl OutputStore for H5adOutput {
                     super::layout::datatype(spec.data_dtype)
                 }
                 .map_err(self.h5fail(&format!("cannot create {path}")))?;
-                let ds =
-                    create_dataset_of(&parent, name, &dt, &[spec.n_obs, spec.n_vars], &storage)
-                        .map_err(self.h5fail(&format!("cannot create {path}")))?;
+                let ds = create_dataset_preallocated(
+                    &parent,
+                    name,
+                    &dt,
+                    &[spec.n_obs, spec.n_vars],
+                    &storage,
+                )
+                .map_err(self.h5fail(&format!("cannot create {path}")))?;
                 set_encoding(&ds, "array", "0.2.0").map_err(self.h5fail(&path))?;
                 let chunk_rows = storage.chunk_rows();
                 let data = Appender::new(
@@ -478,9 +484,11 @@ impl OutputStore for H5adOutput {
                         (Some(ind), Some(ptr))
                     }
                 };
-                let data_ds =
-                    create_dataset(&group, "data", spec.data_dtype, &[spec.nnz], &data_storage)
-                        .map_err(self.h5fail(&format!("cannot create {data_path}")))?;
+                let data_ds = super::layout::datatype(spec.data_dtype)
+                    .and_then(|dt| {
+                        create_dataset_preallocated(&group, "data", &dt, &[spec.nnz], &data_storage)
+                    })
+                    .map_err(self.h5fail(&format!("cannot create {data_path}")))?;
                 let data = Appender::new(
                     data_ds,
                     data_path,

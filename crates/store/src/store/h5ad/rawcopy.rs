@@ -19,11 +19,12 @@ use std::ffi::CString;
 
 use hdf5::{Dataset, Group};
 use hdf5_sys::h5::hsize_t;
+use hdf5_sys::h5d::{H5D_alloc_time_t, H5D_fill_time_t};
 use hdf5_sys::h5d::{
     H5Dclose, H5Dcreate2, H5Dget_create_plist, H5Dget_space, H5Dget_type, H5Dread_chunk2,
     H5Dwrite_chunk,
 };
-use hdf5_sys::h5p::{H5Pclose, H5P_DEFAULT};
+use hdf5_sys::h5p::{H5Pclose, H5Pset_alloc_time, H5Pset_fill_time, H5P_DEFAULT};
 use hdf5_sys::h5s::H5Sclose;
 use hdf5_sys::h5t::H5Tclose;
 
@@ -71,7 +72,15 @@ fn stored_chunks(ds: &Dataset) -> hdf5::Result<Vec<StoredChunk>> {
 /// An empty dataset `dst/name` with the type, shape (maximum shape included) and creation
 /// properties (chunking, filters, fill value) of `src`; `Ok(None)` when HDF5 refuses to
 /// create it (typically a filter this libhdf5 does not have).
-fn create_like(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<Dataset>> {
+///
+/// `prealloc`: every chunk allocated at creation, no fill value written
+/// (`H5D_ALLOC_TIME_EARLY`, `H5D_FILL_TIME_NEVER`), for [`copy_plain`].
+fn create_like(
+    src: &Dataset,
+    dst: &Group,
+    name: &str,
+    prealloc: bool,
+) -> hdf5::Result<Option<Dataset>> {
     let c_name = CString::new(name).map_err(|_| error("NUL in a name".into()))?;
     let id = hdf5::sync::sync(|| {
         // SAFETY: src.id() and dst.id() are open objects; every id obtained here is checked
@@ -80,7 +89,11 @@ fn create_like(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<Da
             let dcpl = H5Dget_create_plist(src.id());
             let dtype = H5Dget_type(src.id());
             let space = H5Dget_space(src.id());
-            let id = if dcpl >= 0 && dtype >= 0 && space >= 0 {
+            let set = !prealloc
+                || (dcpl >= 0
+                    && H5Pset_alloc_time(dcpl, H5D_alloc_time_t::H5D_ALLOC_TIME_EARLY) >= 0
+                    && H5Pset_fill_time(dcpl, H5D_fill_time_t::H5D_FILL_TIME_NEVER) >= 0);
+            let id = if set && dcpl >= 0 && dtype >= 0 && space >= 0 {
                 H5Dcreate2(
                     dst.id(),
                     c_name.as_ptr(),
@@ -121,8 +134,11 @@ fn create_like(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<Da
 /// dataset with `src`'s creation properties (a filter it does not have: it cannot have
 /// decoded, hence cached, any of `src`'s chunks either, and `H5Ocopy` is then safe).
 pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<bool> {
+    if let Some(done) = copy_plain(src, dst, name)? {
+        return Ok(done);
+    }
     let chunks = stored_chunks(src)?;
-    let Some(out) = create_like(src, dst, name)? else {
+    let Some(out) = create_like(src, dst, name, false)? else {
         return Ok(false);
     };
     let mut buf: Vec<u8> = Vec::new();
@@ -178,6 +194,154 @@ pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Resu
     }
     copy_attrs(src, &out)?;
     Ok(true)
+}
+
+/// Where one stored chunk lies: logical offset, file address, stored size.
+type Placed = (Vec<hsize_t>, u64, u64);
+
+/// Every stored chunk of `ds` with its file address, sorted by logical offset; `None` when a
+/// chunk had a filter skipped (impossible without filters) or looks damaged.
+fn placed_chunks(ds: &Dataset, max_size: u64) -> hdf5::Result<Option<Vec<Placed>>> {
+    let mut chunks = Vec::new();
+    let mut bad = false;
+    ds.chunks_visit(|info| {
+        if info.size == 0 || info.size > max_size || info.filter_mask != 0 {
+            bad = true;
+            return 1; // stop
+        }
+        chunks.push((info.offset.to_vec(), info.addr, info.size));
+        0
+    })?;
+    if bad {
+        return Ok(None);
+    }
+    chunks.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Some(chunks))
+}
+
+/// Copies an unfiltered chunked dataset whose chunks are all stored with
+/// `copy_file_range`, in the kernel: the output's chunks are allocated back to back at
+/// creation, and each run of chunks adjacent in both files is one call (the number of
+/// system calls does not grow with the number of chunks, only with the runs).
+/// `Ok(None)`: not such a dataset (filtered, a chunk never written, a file that cannot
+/// be opened); nothing was created then.
+fn copy_plain(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<bool>> {
+    if !src.filters().is_empty() {
+        return Ok(None);
+    }
+    let (Some(chunk), shape) = (src.chunk(), src.shape()) else {
+        return Ok(None);
+    };
+    if chunk.len() != shape.len() || shape.is_empty() || shape.contains(&0) {
+        return Ok(None);
+    }
+    let grid: usize = shape
+        .iter()
+        .zip(&chunk)
+        .map(|(&s, &c)| s.div_ceil(c.max(1)))
+        .product();
+    let elem = src.dtype()?.size() as u64;
+    let chunk_bytes = chunk.iter().map(|&c| c as u64).product::<u64>() * elem;
+    let src_path = src.filename();
+    let Ok(src_file) = std::fs::File::open(&src_path) else {
+        return Ok(None);
+    };
+    let src_len = src_file.metadata().map_err(|e| error(e.to_string()))?.len();
+    let Some(from) = placed_chunks(src, src_len)? else {
+        return Ok(None);
+    };
+    if from.len() != grid
+        || from.iter().any(|(_, addr, size)| {
+            *size != chunk_bytes || addr.checked_add(*size).is_none_or(|e| e > src_len)
+        })
+    {
+        return Ok(None);
+    }
+    let Some(out) = create_like(src, dst, name, true)? else {
+        return Ok(Some(false));
+    };
+    let to = placed_chunks(&out, u64::MAX)?.unwrap_or_default();
+    let same =
+        to.len() == from.len() && to.iter().zip(&from).all(|(t, f)| t.0 == f.0 && t.2 == f.2);
+    let out_path = out.filename();
+    let dst_file = std::fs::OpenOptions::new().write(true).open(&out_path);
+    let (true, Ok(dst_file)) = (same, dst_file) else {
+        // Not allocated as asked: the chunk-by-chunk copy below rewrites every chunk.
+        drop(out);
+        dst.unlink(name)?;
+        return Ok(None);
+    };
+    // Runs (source address, destination address, bytes).
+    let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+    for (f, t) in from.iter().zip(&to) {
+        match runs.last_mut() {
+            Some((s, d, n)) if *s + *n == f.1 && *d + *n == t.1 => *n += f.2,
+            _ => runs.push((f.1, t.1, f.2)),
+        }
+    }
+    for (s, d, n) in runs {
+        copy_range(&src_file, s, &dst_file, d, n)
+            .map_err(|e| error(format!("cannot copy {n} bytes of stored chunks: {e}")))?;
+    }
+    copy_attrs(src, &out)?;
+    Ok(Some(true))
+}
+
+/// `len` bytes from `src` at `from` to `dst` at `to`: `copy_file_range` (no copy through
+/// user space), else `pread`/`pwrite` in pieces.
+fn copy_range(
+    src: &std::fs::File,
+    mut from: u64,
+    dst: &std::fs::File,
+    mut to: u64,
+    mut len: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    while len > 0 {
+        let mut off_in = from as libc::loff_t;
+        let mut off_out = to as libc::loff_t;
+        let want = len.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open files owned by the caller for the call; the
+        // offsets are locals the kernel updates; no user-space buffer is involved.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                want,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) => break,
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the input file ends early",
+            ));
+        }
+        from += n as u64;
+        to += n as u64;
+        len -= n as u64;
+    }
+    let mut buf = vec![0u8; len.min(4 << 20) as usize];
+    while len > 0 {
+        let k = len.min(buf.len() as u64) as usize;
+        src.read_exact_at(&mut buf[..k], from)?;
+        dst.write_all_at(&buf[..k], to)?;
+        from += k as u64;
+        to += k as u64;
+        len -= k as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

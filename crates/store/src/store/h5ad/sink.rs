@@ -6,7 +6,7 @@ use hdf5::{Dataset, Dataspace, Datatype, Selection};
 use hdf5_sys::h5d::H5Dwrite;
 use hdf5_sys::h5p::H5P_DEFAULT;
 
-use super::chunks::RawChunks;
+use super::chunks::{ChunkMap, RawChunks};
 use super::file::short;
 use super::layout::datatype;
 use crate::array::{DType, NumVec};
@@ -39,6 +39,9 @@ pub(crate) struct Appender {
     /// Whole chunks are encoded on rayon threads and written raw (`None`: through HDF5's
     /// filter pipeline).
     raw: Option<RawChunks>,
+    /// Unfiltered chunks all allocated up front: written with `pwrite` straight into the
+    /// file, one call per run of chunks adjacent in it (`None`: through HDF5).
+    direct: Option<ChunkMap>,
 }
 
 impl Appender {
@@ -64,8 +67,18 @@ impl Appender {
         let raw = RawChunks::of(&ds, dtype)
             .filter(|_| !super::layout::foreign_order(&ds))
             .filter(|r| chunk_rows.is_some_and(|c| c.max(1) * row_len == r.chunk_elems()));
+        let direct = match (&raw, expected) {
+            // Created at its final size (the direct path never grows a dataset).
+            (Some(r), Some(n))
+                if r.is_plain() && ds.shape().iter().map(|&d| d as u64).product::<u64>() == n =>
+            {
+                ChunkMap::of_output(&ds, r, std::path::Path::new(&ds.filename()))
+            }
+            _ => None,
+        };
         Ok(Appender {
             raw,
+            direct,
             mem_type: datatype(dtype)?,
             ds,
             name,
@@ -175,6 +188,22 @@ impl Appender {
             let mut new_shape = shape.clone();
             new_shape[0] = (rows0 + rows) as usize;
             self.ds.resize(new_shape).map_err(fail)?;
+        }
+        if let (Some(raw), Some(map)) = (&self.raw, &self.direct) {
+            let ce = raw.chunk_elems();
+            let last = self.expected == Some(start + n);
+            if start.is_multiple_of(ce) && (n.is_multiple_of(ce) || last) {
+                raw.pwrite_plain(map, start / ce, bytes).map_err(|p| {
+                    format!(
+                        "{}: cannot write elements {}..{}: {p}",
+                        self.name,
+                        start,
+                        start + n
+                    )
+                })?;
+                self.written += n;
+                return Ok(());
+            }
         }
         if let Some(raw) = &self.raw {
             let ce = raw.chunk_elems();

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use zarrs::array::{Array, ArrayBytes};
+use zarrs::array::codec::{ShardingCodecOptions, SubchunkWriteOrder};
+use zarrs::array::{Array, ArrayBytes, CodecSpecificOptions};
 
 use super::layout::{self, ArraySpec};
 use super::Storage;
@@ -103,7 +104,7 @@ impl ChunkedWriter {
         let batch = (budget / band_bytes).clamp(1, rayon::current_num_threads().max(1) as u64);
         let end = shape.iter().product();
         ChunkedWriter {
-            array: Arc::new(array),
+            array: Arc::new(in_index_order(array)),
             name: path.to_string(),
             elem,
             shape,
@@ -402,6 +403,15 @@ impl ChunkedWriter {
             }
         }
     }
+}
+
+/// The array with its sharding codec (if any) placing a shard's inner chunks in index
+/// (C) order: zarrs' default places them in the order their parallel encodes finish, so
+/// the bytes of a shard would vary from run to run. Inner chunks are still encoded in
+/// parallel; only their placement waits for all of them.
+fn in_index_order(array: ZArray) -> ZArray {
+    let order = ShardingCodecOptions::default().with_subchunk_write_order(SubchunkWriteOrder::C);
+    array.with_codec_specific_options(&CodecSpecificOptions::default().with_option(order))
 }
 
 enum Src<'a> {
