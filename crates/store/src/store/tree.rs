@@ -37,6 +37,12 @@ pub enum ElemType {
     Bool,
     /// Variable-length UTF-8 strings.
     String,
+    /// Strings anndata reads as Python `bytes`: an un-encoded variable-length ASCII column of
+    /// an anndata 0.7 dataframe (h5py reads it without `asstr`). anndata's round trip writes
+    /// them as a UTF-8 `string-array` (so they read back as `str`), never as a categorical
+    /// (pandas infers `bytes`, not `string`) nor as a `nullable-string-array`. Stored and
+    /// copied like [`ElemType::String`].
+    Bytes,
 }
 
 impl ElemType {
@@ -45,8 +51,13 @@ impl ElemType {
         match self {
             ElemType::Num(d) => d.size(),
             ElemType::Bool => 1,
-            ElemType::String => 32,
+            ElemType::String | ElemType::Bytes => 32,
         }
+    }
+
+    /// Whether the elements are strings ([`ElemType::String`] or [`ElemType::Bytes`]).
+    pub fn is_string(self) -> bool {
+        matches!(self, ElemType::String | ElemType::Bytes)
     }
 }
 
@@ -356,7 +367,7 @@ fn upgrade_categorical(
     writer.create_group(path, &attrs)?;
     codes.attrs = encoding_attrs("array", "0.2.0");
     copy_rows(reader, writer, path, &join(path, "codes"), &codes, budget)?;
-    cats.attrs = if cats.elem == ElemType::String {
+    cats.attrs = if cats.elem.is_string() {
         encoding_attrs("string-array", "0.2.0")
     } else {
         encoding_attrs("array", "0.2.0")
@@ -486,7 +497,7 @@ mod tests {
             ElemType::Num(DType::I32) => ArrayData::Num(NumVec::I32(vec![])),
             ElemType::Num(DType::F64) => ArrayData::Num(NumVec::F64(vec![])),
             ElemType::Bool => ArrayData::Bool(vec![]),
-            ElemType::String => ArrayData::String(vec![]),
+            ElemType::String | ElemType::Bytes => ArrayData::String(vec![]),
             other => panic!("not in this test: {other:?}"),
         }
     }

@@ -37,10 +37,10 @@ pub fn legacy_encoding(
         return None;
     }
     let kind = match (shape.is_empty(), elem) {
-        (true, ElemType::String) => "string",
+        (true, ElemType::String | ElemType::Bytes) => "string",
         (true, _) => "numeric-scalar",
         (false, _) if scalars_only => return None,
-        (false, ElemType::String) => "string-array",
+        (false, ElemType::String | ElemType::Bytes) => "string-array",
         (false, _) => "array",
     };
     Some((kind, "0.2.0"))

@@ -104,6 +104,7 @@ impl H5adOutput {
         }
         // anndata 0.7's un-encoded uns elements, as anndata 0.13's read + write leaves them.
         super::upgrade::upgrade_uns(input, &file, output, UPGRADE_BUDGET)?;
+        super::upgrade::upgrade_frames(input, &file, output, UPGRADE_BUDGET)?;
         let written = categorize_copied_frames(input, &file, output)?;
         if skip_layer.is_some() && !file.link_exists("layers") {
             let g = file

@@ -331,7 +331,7 @@ fn read_block(ds: &Dataset, info: &ArrayInfo, rows: Range<u64>) -> hdf5::Result<
             let v: Vec<u8> = typed_read(ds, shape, &rows, n, &mt)?;
             ArrayData::Bool(v.into_iter().map(|b| b != 0).collect())
         }
-        ElemType::String => ArrayData::String(read_strings(ds, shape, &rows, n)?),
+        ElemType::String | ElemType::Bytes => ArrayData::String(read_strings(ds, shape, &rows, n)?),
     })
 }
 
@@ -663,7 +663,7 @@ fn h5_elem_type(elem: ElemType) -> hdf5::Result<Datatype> {
     match elem {
         ElemType::Num(d) => datatype(d),
         ElemType::Bool => Datatype::from_type::<bool>(),
-        ElemType::String => Datatype::from_type::<VarLenUnicode>(),
+        ElemType::String | ElemType::Bytes => Datatype::from_type::<VarLenUnicode>(),
     }
 }
 
@@ -707,7 +707,7 @@ impl TreeWriter for H5adTreeWriter {
             let size = match info.elem {
                 ElemType::Num(d) => d.size(),
                 ElemType::Bool => 1,
-                ElemType::String => std::mem::size_of::<usize>() * 2,
+                ElemType::String | ElemType::Bytes => std::mem::size_of::<usize>() * 2,
             };
             let chunk = guess_chunk(&info.shape, size)[0] as usize;
             builder
@@ -780,7 +780,7 @@ impl TreeWriter for H5adTreeWriter {
                 let buf = (bytes.as_ptr() as *mut c_void, bytes.len());
                 transfer(&a.ds, &shape, &rows, mt.id(), buf, true)
             }
-            (ElemType::String, ArrayData::String(v)) => {
+            (ElemType::String | ElemType::Bytes, ArrayData::String(v)) => {
                 let owned: Vec<CString> = v
                     .iter()
                     .map(|s| CString::new(s.as_str()))

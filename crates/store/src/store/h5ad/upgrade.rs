@@ -10,6 +10,9 @@
 //!   `bytes`). Record arrays, references and anything else are left as they are.
 //!   obs/var (0.7 dataframes with `__categories`) stay as stored: anndata reads them the
 //!   same as its rewrite, and references into them must keep their targets.
+//! * [`upgrade_frames`]: `.h5ad` → `.h5ad`, obs/var/raw.var: only what anndata reads as
+//!   `bytes` (un-encoded variable-length ASCII columns and 0.7 categories) is rewritten as
+//!   UTF-8.
 //! * [`upgrade_info`]: the `.h5ad` tree reader's view (`.h5ad` → `.zarr`): the same rules
 //!   on the attributes it presents, plus 0.7 dataframes (0.1.0 → 0.2.0, columns encoded).
 
@@ -135,6 +138,92 @@ pub(crate) fn upgrade_uns(input: &H5adInput, out: &File, target: &Path, budget: 
     let mut writer = H5adTreeWriter::new(out.clone(), target);
     walk(input, &uns, "uns", target, &mut writer, budget)?;
     writer.check_complete()
+}
+
+/// The dataframes anndata's `read_h5ad` reads (and `write_h5ad` writes back).
+const FRAMES: &[&str] = &["obs", "var", "raw/var"];
+
+/// Upgrades the output's obs, var and raw.var (copied raw from `input`) in place: every
+/// un-encoded variable-length ASCII column (not the index) and every such categories dataset
+/// of an anndata 0.7 categorical (`<frame>/__categories/<col>`) is rewritten as variable-length
+/// UTF-8. anndata reads them as `bytes` and writes them back as `str`; the rest of a 0.7
+/// frame stays as stored (anndata reads it as its rewrite). `target` names the output in
+/// messages; strings move in blocks of at most `budget` bytes.
+pub(crate) fn upgrade_frames(
+    input: &H5adInput,
+    out: &File,
+    target: &Path,
+    budget: u64,
+) -> Result<()> {
+    let mut writer = H5adTreeWriter::new(out.clone(), target);
+    for frame in FRAMES {
+        let Some(Node::Group(g)) = node(out, frame) else {
+            continue;
+        };
+        if str_attr(&g, "encoding-type").as_deref() != Some("dataframe") {
+            continue;
+        }
+        let index = str_attr(&g, "_index");
+        rewrite_ascii_members(
+            input,
+            &g,
+            frame,
+            index.as_deref(),
+            target,
+            &mut writer,
+            budget,
+        )?;
+        if let Some(Node::Group(cats)) = node(out, &join(frame, "__categories")) {
+            let path = join(frame, "__categories");
+            rewrite_ascii_members(input, &cats, &path, None, target, &mut writer, budget)?;
+        }
+    }
+    writer.check_complete()
+}
+
+/// Rewrites the un-encoded 1-d variable-length ASCII datasets of `group` (at `path`), except
+/// `skip`, as variable-length UTF-8 (see [`upgrade_frames`]).
+fn rewrite_ascii_members(
+    input: &H5adInput,
+    group: &Group,
+    path: &str,
+    skip: Option<&str>,
+    target: &Path,
+    writer: &mut H5adTreeWriter,
+    budget: u64,
+) -> Result<()> {
+    let fail = |elem: &str, what: &str, e: hdf5::Error| {
+        Error::output(target, format!("{elem}: {what}: {}", short(&e)))
+    };
+    let names = group
+        .member_names()
+        .map_err(|e| fail(path, "cannot list members", e))?;
+    for name in names {
+        if Some(name.as_str()) == skip
+            || group.loc_type_by_name(&name).ok() != Some(LocationType::Dataset)
+        {
+            continue;
+        }
+        let child = join(path, &name);
+        let ds = group
+            .dataset(&name)
+            .map_err(|e| fail(&child, "cannot open", e))?;
+        if has_attr(&ds, "encoding-type") || !is_vlen_ascii(&ds) || ds.ndim() != 1 {
+            continue;
+        }
+        let info = ArrayInfo {
+            elem: ElemType::String,
+            shape: vec![ds.shape()[0] as u64],
+            attrs: Attrs::new(),
+        };
+        rewrite_strings(input, group, &name, &child, &info, writer, budget).map_err(
+            |e| match e {
+                Upgrade::Hdf5(what, e) => fail(&child, what, e),
+                Upgrade::Other(e) => e,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 fn walk(
@@ -312,7 +401,25 @@ pub(super) fn upgrade_info(input: &H5adInput, path: &str, ds: &Dataset, info: &m
     {
         info.shape = Vec::new();
     }
+    if in_frame && !info.attrs.contains_key("encoding-type") && is_vlen_ascii(ds) {
+        // anndata's legacy read gives `bytes` for such a column (not for the index, which
+        // AnnData turns into `str`).
+        let index = match node(input.file(), parent) {
+            Some(Node::Group(g)) => str_attr(&g, "_index"),
+            _ => None,
+        };
+        if index.as_deref() != path.rsplit_once('/').map(|(_, name)| name) {
+            info.elem = ElemType::Bytes;
+        }
+    }
     upgrade::upgrade_array(info, !(in_uns_dict || in_frame));
+}
+
+/// Whether `ds` holds variable-length ASCII strings (which h5py reads as `bytes`).
+fn is_vlen_ascii(ds: &Dataset) -> bool {
+    ds.dtype()
+        .and_then(|t| t.to_descriptor())
+        .is_ok_and(|d| matches!(d, TypeDescriptor::VarLenAscii))
 }
 
 /// The `.h5ad` tree reader's attributes of the group at `path`, upgraded (see

@@ -11,7 +11,7 @@ use super::Storage;
 use crate::error::{Error, Result};
 use crate::options::ZarrFormat;
 use crate::store::labels;
-use crate::store::tree::{ElemType, NodeKind};
+use crate::store::tree::NodeKind;
 use crate::store::{ElementPath, InputStore, MatrixSource};
 
 /// An AnnData `.zarr` store opened for reading.
@@ -211,7 +211,7 @@ impl ZarrInput {
         match meta.kind {
             NodeKind::Array => {
                 let a = self.array(path, &meta)?;
-                if a.elem != ElemType::String {
+                if !a.elem.is_string() {
                     return Err(self.fail(path, "cannot read names: not a string array"));
                 }
                 a.read_strings(0..a.n_rows())

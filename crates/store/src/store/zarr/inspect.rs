@@ -144,7 +144,7 @@ fn array_details(input: &ZarrInput, path: &str, meta: &NodeMeta) -> String {
     let dtype = match meta.elem_type() {
         Ok(ElemType::Num(t)) => t.numpy_name().to_string(),
         Ok(ElemType::Bool) => "bool".into(),
-        Ok(ElemType::String) => "str (variable-length UTF-8)".into(),
+        Ok(ElemType::String | ElemType::Bytes) => "str (variable-length UTF-8)".into(),
         Err(what) => format!("unsupported {what}"),
     };
     let _ = write!(s, "  {dtype}");
@@ -191,7 +191,7 @@ fn scalar_value(input: &ZarrInput, path: &str, meta: &NodeMeta) -> Option<String
             })
         }
         ElemType::Bool => Some(a.read_bools(0..1).ok()?.first()?.to_string()),
-        ElemType::String => {
+        ElemType::String | ElemType::Bytes => {
             let text = a.read_strings(0..1).ok()?.into_iter().next()?;
             let short: String = text.chars().take(60).collect();
             Some(if short.len() < text.len() {

@@ -54,7 +54,7 @@ pub fn item_size(elem: ElemType) -> u64 {
     match elem {
         ElemType::Num(d) => d.size() as u64,
         ElemType::Bool => 1,
-        ElemType::String => 1,
+        ElemType::String | ElemType::Bytes => 1,
     }
 }
 
@@ -301,7 +301,7 @@ fn codec_from_v2(c: &Value) -> Option<ZarrCodec> {
 fn v3_dtype(elem: ElemType) -> &'static str {
     match elem {
         ElemType::Bool => "bool",
-        ElemType::String => "string",
+        ElemType::String | ElemType::Bytes => "string",
         ElemType::Num(d) => d.numpy_name(),
     }
 }
@@ -309,7 +309,7 @@ fn v3_dtype(elem: ElemType) -> &'static str {
 fn v2_dtype(elem: ElemType) -> String {
     match elem {
         ElemType::Bool => "|b1".into(),
-        ElemType::String => "|O".into(),
+        ElemType::String | ElemType::Bytes => "|O".into(),
         ElemType::Num(d) => {
             let kind = match d {
                 DType::F32 | DType::F64 => 'f',
@@ -325,7 +325,7 @@ fn v2_dtype(elem: ElemType) -> String {
 fn fill_value(elem: ElemType) -> Value {
     match elem {
         ElemType::Bool => json!(false),
-        ElemType::String => json!(""),
+        ElemType::String | ElemType::Bytes => json!(""),
         ElemType::Num(d) if d.is_float() => json!(0.0),
         ElemType::Num(_) => json!(0),
     }
@@ -367,7 +367,7 @@ fn v2_compressor(codec: ZarrCodec) -> Value {
 
 fn v3_serializer(elem: ElemType) -> Value {
     match elem {
-        ElemType::String => json!({"name": "vlen-utf8", "configuration": {}}),
+        ElemType::String | ElemType::Bytes => json!({"name": "vlen-utf8", "configuration": {}}),
         ElemType::Bool => json!({"name": "bytes"}),
         ElemType::Num(d) if d.size() == 1 => json!({"name": "bytes"}),
         ElemType::Num(_) => json!({"name": "bytes", "configuration": {"endian": "little"}}),
@@ -426,7 +426,7 @@ pub fn array_documents(spec: &ArraySpec) -> Vec<(&'static str, Value)> {
             m.insert(
                 "filters".into(),
                 match spec.elem {
-                    ElemType::String => json!([{"id": "vlen-utf8"}]),
+                    ElemType::String | ElemType::Bytes => json!([{"id": "vlen-utf8"}]),
                     _ => Value::Null,
                 },
             );

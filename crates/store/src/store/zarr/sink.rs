@@ -98,7 +98,7 @@ impl ChunkedWriter {
         let elem_size = match elem {
             ElemType::Num(d) => d.size(),
             ElemType::Bool => 1,
-            ElemType::String => 0,
+            ElemType::String | ElemType::Bytes => 0,
         };
         let band_bytes = (unit[0] * row_len).max(1) * (elem_size.max(32) as u64);
         let batch = (budget / band_bytes).clamp(1, rayon::current_num_threads().max(1) as u64);
@@ -113,7 +113,7 @@ impl ChunkedWriter {
             elem_size,
             batch,
             pending: match elem {
-                ElemType::String => Pending::Strings(Vec::new()),
+                ElemType::String | ElemType::Bytes => Pending::Strings(Vec::new()),
                 _ => Pending::Bytes(Vec::new()),
             },
             pending_row: 0,

@@ -689,7 +689,7 @@ fn open_sparse(
                 Ok(ElemType::Bool) => {
                     return Err(Problem::new(&elem, "unsupported: holds boolean data"))
                 }
-                Ok(ElemType::String) => {
+                Ok(ElemType::String | ElemType::Bytes) => {
                     return Err(Problem::new(&elem, "unsupported: holds string data"))
                 }
                 Err(what) => return Err(Problem::new(&elem, format!("unsupported: holds {what}"))),
@@ -782,7 +782,7 @@ fn open_dense(
                 "unsupported: a 2-D array of boolean data, expected numbers",
             ))
         }
-        Ok(ElemType::String) => {
+        Ok(ElemType::String | ElemType::Bytes) => {
             return Err(Problem::new(
                 path,
                 "unsupported: a 2-D array of string data, expected numbers",

@@ -79,7 +79,7 @@ impl TreeReader for ZarrInput {
         match a.elem {
             ElemType::Num(_) => a.read_num(rows).map(ArrayData::Num),
             ElemType::Bool => a.read_bools(rows).map(ArrayData::Bool),
-            ElemType::String => a.read_strings(rows).map(ArrayData::String),
+            ElemType::String | ElemType::Bytes => a.read_strings(rows).map(ArrayData::String),
         }
         .map_err(|p| p.into_input(file))
     }
