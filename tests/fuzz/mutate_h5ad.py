@@ -305,11 +305,16 @@ STRUCT_OPS = {
 
 
 def _storage_ranges(path) -> list[tuple[str, int, int]]:
-    """(dataset, file offset, size) of stored bytes: contiguous data and every chunk."""
+    """(dataset, file offset, size) of stored bytes: contiguous data and every chunk; none when
+    an earlier mutation of the same case left a file h5py cannot open (truncated, ...)."""
     import h5py
 
     out = []
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return out
+    with f:
         for n in _datasets(f):
             ds = f[n]
             try:

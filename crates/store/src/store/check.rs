@@ -22,9 +22,11 @@
 //! The normalized matrix itself is read (and checked) by the engine; here only its encoding
 //! attributes are, as strictly as anndata does.
 
-use crate::array::NumVec;
+use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
-use crate::store::tree::{join, rows_per_block, ArrayData, Attrs, NodeKind, TreeReader};
+use crate::store::tree::{
+    join, rows_per_block, ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeReader,
+};
 use crate::store::{ElementPath, InputStore, MatrixLayout, MatrixMeta};
 
 /// The (encoding-type, encoding-version) pairs anndata 0.13.4 reads from a group.
@@ -70,15 +72,17 @@ pub fn check_input(
     budget: u64,
 ) -> Result<()> {
     let any = input.as_any();
-    let reader: &dyn TreeReader = if let Some(i) = any.downcast_ref::<super::h5ad::H5adInput>() {
-        i
-    } else if let Some(i) = any.downcast_ref::<super::zarr::ZarrInput>() {
-        i
-    } else {
-        return Ok(());
-    };
+    let (reader, hdf5): (&dyn TreeReader, bool) =
+        if let Some(i) = any.downcast_ref::<super::h5ad::H5adInput>() {
+            (i, true)
+        } else if let Some(i) = any.downcast_ref::<super::zarr::ZarrInput>() {
+            (i, false)
+        } else {
+            return Ok(());
+        };
     let mut c = Checker {
         reader,
+        hdf5,
         file: input.path(),
         normalized: normalized.store_path(),
         budget: budget.clamp(1 << 16, 64 << 20),
@@ -94,6 +98,8 @@ pub fn check_input(
 
 struct Checker<'a> {
     reader: &'a dyn TreeReader,
+    /// An `.h5ad` (anndata reads its string elements with h5py's `asstr()`).
+    hdf5: bool,
     file: &'a std::path::Path,
     normalized: String,
     budget: u64,
@@ -494,7 +500,7 @@ impl Checker<'_> {
                 self.sparse(path, &attrs, csr)
             }
             "nullable-integer" | "nullable-boolean" | "nullable-string-array" => {
-                self.nullable(path)
+                self.nullable(path, &spec.0)
             }
             "" if attrs.contains_key("h5sparse_format") => {
                 let csr = self.sparse_format(path, &attrs)?;
@@ -556,6 +562,7 @@ impl Checker<'_> {
                 ),
             ));
         }
+        self.string_encoding_fits(path, encoding, info.elem)?;
         self.read_all(path, |_| Ok(()))?;
         Ok(match info.shape.len() {
             0 => None,
@@ -568,6 +575,22 @@ impl Checker<'_> {
                 cols: Some(info.shape[1]),
             }),
         })
+    }
+
+    /// In an `.h5ad`, an array encoded `string`/`string-array` must hold strings: anndata reads
+    /// it with h5py's `asstr()`, which raises on any other type.
+    fn string_encoding_fits(&self, path: &str, encoding: &str, elem: ElemType) -> Result<()> {
+        if self.hdf5 && matches!(encoding, "string" | "string-array") && !elem.is_string() {
+            return Err(self.fail(
+                path,
+                format!(
+                    "encoding-type {encoding} on a dataset of {}: anndata reads it with h5py's \
+                     asstr(), which needs an HDF5 string type",
+                    elem_name(elem)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads every row of `path` in bounded blocks, handing each block to `f`.
@@ -724,12 +747,50 @@ impl Checker<'_> {
         Ok(got.map(|e| e.rows))
     }
 
-    fn nullable(&self, path: &str) -> Result<Option<Extent>> {
+    /// A nullable array (`encoding`): pandas builds an `IntegerArray` only from integer
+    /// values, a `BooleanArray` only from boolean ones, and either only with a boolean mask
+    /// ("values should be integer numpy array", "mask should be boolean numpy array").
+    fn nullable(&self, path: &str, encoding: &str) -> Result<Option<Extent>> {
         let values = self.member_array(path, "values", "a nullable array")?;
         let mask = self.member_array(path, "mask", "a nullable array")?;
         for p in [&values, &mask] {
             let attrs = self.attrs(p, NodeKind::Array)?.unwrap_or_default();
-            self.spec(p, NodeKind::Array, &attrs)?;
+            let (member_encoding, _) = self.spec(p, NodeKind::Array, &attrs)?;
+            if let Ok(info) = self.reader.array_info(p) {
+                self.string_encoding_fits(p, &member_encoding, info.elem)?;
+            }
+        }
+        let elem_of = |p: &str| match self.reader.array_info(p) {
+            Ok(i) => Ok(Some(i.elem)),
+            Err(e) if not_representable(&e) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let wrong = |p: &str, want: &str, got: ElemType| {
+            self.fail(
+                p,
+                format!(
+                    "{encoding} needs {want} here, not {}: pandas refuses it",
+                    elem_name(got)
+                ),
+            )
+        };
+        match (encoding, elem_of(&values)?) {
+            (
+                "nullable-integer",
+                Some(e @ (ElemType::Bool | ElemType::String | ElemType::Bytes)),
+            ) => return Err(wrong(&values, "integer values", e)),
+            ("nullable-integer", Some(e @ ElemType::Num(d))) if d.is_float() => {
+                return Err(wrong(&values, "integer values", e))
+            }
+            ("nullable-boolean", Some(e)) if e != ElemType::Bool => {
+                return Err(wrong(&values, "boolean values", e))
+            }
+            _ => {}
+        }
+        if let Some(e) = elem_of(&mask)? {
+            if e != ElemType::Bool {
+                return Err(wrong(&mask, "a boolean mask", e));
+            }
         }
         let n = self.len_1d(&values, "values")?;
         let m = self.len_1d(&mask, "a mask")?;
@@ -845,6 +906,15 @@ impl Checker<'_> {
         let data = self.member_array(path, "data", what)?;
         let indices = self.member_array(path, "indices", what)?;
         let indptr = self.member_array(path, "indptr", what)?;
+        if self.reader.foreign_byte_order(&data)? {
+            if let Ok(ArrayInfo {
+                elem: ElemType::Num(t),
+                ..
+            }) = self.reader.array_info(&data)
+            {
+                return Err(self.fail(&data, big_endian_sparse_data(t)));
+            }
+        }
         let nnz = self.len_1d(&data, "data")?;
         let n_ind = self.len_1d(&indices, "indices")?;
         let n_ptr = self.len_1d(&indptr, "indptr")?;
@@ -963,6 +1033,38 @@ impl CategorySet {
 }
 
 /// The first categorical code outside `-1..n_cats`, described.
+/// numpy's name of a big-endian dtype (`>f4`, `>i8`, ...).
+pub(crate) fn big_endian_name(t: DType) -> String {
+    let kind = if t.is_float() {
+        'f'
+    } else if t.numpy_name().starts_with('u') {
+        'u'
+    } else {
+        'i'
+    };
+    format!(">{kind}{}", t.size())
+}
+
+/// Why a sparse matrix with big-endian `data` of type `t` is refused: scipy.sparse cannot
+/// hold it, so anndata cannot read the matrix.
+pub(crate) fn big_endian_sparse_data(t: DType) -> String {
+    let code = big_endian_name(t);
+    format!(
+        "stored big-endian ({code}): anndata cannot read such a sparse matrix (\
+         \"scipy.sparse does not support dtype {code}\"), so atlasnorm refuses too; \
+         rewrite it little-endian first"
+    )
+}
+
+/// An element type as numpy names it, for messages.
+fn elem_name(e: ElemType) -> String {
+    match e {
+        ElemType::Num(d) => d.to_string(),
+        ElemType::Bool => "bool".into(),
+        ElemType::String | ElemType::Bytes => "strings".into(),
+    }
+}
+
 fn first_bad_code(v: &NumVec, n_cats: u64) -> Option<String> {
     match find_integer(v, |x| x < -1 || x >= n_cats as i128) {
         Some(found) => found.map(|x| format!("hold {x}")),

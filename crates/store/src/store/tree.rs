@@ -105,6 +105,15 @@ pub trait TreeReader {
     fn array_info(&self, array: &str) -> Result<ArrayInfo>;
     /// Rows `rows` of the array (all dimensions past the first in full), C order.
     fn read_rows(&self, array: &str, rows: Range<u64>) -> Result<ArrayData>;
+    /// Whether the array's numbers are stored big-endian on this little-endian machine (or
+    /// the other way round): numpy then reads it as `>f4`, ... which scipy.sparse cannot hold.
+    /// The default: never (formats whose readers hand out native numbers).
+    ///
+    /// # Errors
+    /// When the array cannot be opened.
+    fn foreign_byte_order(&self, _array: &str) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Builds an AnnData tree. Parents are created before their children; an array's rows are

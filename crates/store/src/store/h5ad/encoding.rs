@@ -197,18 +197,6 @@ pub(crate) fn open_matrix(
     Ok(elem)
 }
 
-/// numpy's name of a big-endian dtype (`>f4`, `>i8`, ...).
-fn big_endian_name(t: DType) -> String {
-    let kind = if t.is_float() {
-        'f'
-    } else if t.is_integer() && t.numpy_name().starts_with('u') {
-        'u'
-    } else {
-        'i'
-    };
-    format!(">{kind}{}", t.size())
-}
-
 /// Big-endian arrays of a sparse matrix that scanpy 1.12.4 + anndata 0.13.4 cannot process
 /// (checked with both): `data` (scipy.sparse refuses the dtype, so anndata cannot read the
 /// matrix), and `indices`/`indptr` of a CSR matrix with float data (scanpy's numba kernels
@@ -217,16 +205,11 @@ fn big_endian_name(t: DType) -> String {
 /// arrays and are fine; so are dense big-endian matrices.
 fn check_byte_order(m: &SparseElem, path: &str) -> Result<(), Problem> {
     use super::layout::foreign_order;
+    use crate::store::check::big_endian_name;
     if foreign_order(&m.data) {
         return Err(Problem::new(
             format!("{path}/data"),
-            format!(
-                "stored big-endian ({}): anndata cannot read such a sparse matrix (\
-                 \"scipy.sparse does not support dtype {}\"), so atlasnorm refuses too; \
-                 rewrite it little-endian first",
-                big_endian_name(m.data_dtype),
-                big_endian_name(m.data_dtype)
-            ),
+            crate::store::check::big_endian_sparse_data(m.data_dtype),
         ));
     }
     if m.layout == MatrixLayout::Csr && m.data_dtype.is_float() {

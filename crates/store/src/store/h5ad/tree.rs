@@ -110,6 +110,10 @@ impl TreeReader for H5adInput {
         Ok(attrs)
     }
 
+    fn foreign_byte_order(&self, array: &str) -> Result<bool> {
+        Ok(super::layout::foreign_order(&self.tree_dataset(array)?))
+    }
+
     fn array_info(&self, array: &str) -> Result<ArrayInfo> {
         let ds = self.tree_dataset(array)?;
         let attrs = read_attrs(&ds).map_err(|p| self.tree_err(array, p))?;

@@ -433,6 +433,12 @@ pub(crate) fn read_node(
                     ))
                 }
             };
+            check_v3_extra_fields(&doc, kind).map_err(|p| {
+                Problem::new(
+                    elem,
+                    format!("malformed '{name}': {p} (zarr-python refuses it)"),
+                )
+            })?;
             if kind == NodeKind::Array {
                 check_array_doc(&doc, elem, &name, &["shape", "data_type", "codecs"])?;
                 check_v3_array(&doc).map_err(|p| {
@@ -466,6 +472,12 @@ pub(crate) fn read_node(
             if let Some(doc) = &array {
                 let name = crate::store::tree::join(path, ".zarray");
                 check_array_doc(doc, elem, &name, &["shape", "chunks", "dtype"])?;
+                check_v2_array(doc).map_err(|p| {
+                    Problem::new(
+                        elem,
+                        format!("malformed '{name}': {p} (zarr-python refuses it)"),
+                    )
+                })?;
             }
             let attrs = get_json(storage, path, ".zattrs")?.unwrap_or_default();
             Ok(Some(NodeMeta { kind, attrs, array }))
@@ -473,11 +485,50 @@ pub(crate) fn read_node(
     }
 }
 
-/// The parts of a zarr v3 array document zarr-python checks and zarrs lets pass: every
+/// The v3 `data_type` names zarr-python 3.4 reads (`zarr/core/dtype`, `_zarr_v3_name`).
+const ZARR_PYTHON_V3_TYPES: &[&str] = &[
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+    "string",
+    "variable_length_utf8",
+    "fixed_length_utf32",
+    "null_terminated_bytes",
+    "raw_bytes",
+    "variable_length_bytes",
+    "numpy.datetime64",
+    "numpy.timedelta64",
+    "struct",
+    "structured",
+];
+
+/// The parts of a zarr v3 array document zarr-python checks and zarrs lets pass: the
+/// `data_type` is one zarr-python knows; every
 /// `configuration` is an object when present, and each codec chain is array-to-array
 /// codecs, then exactly one array-to-bytes codec, then bytes-to-bytes codecs (sharding's
 /// inner and index chains too).
 fn check_v3_array(doc: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let data_type = match doc.get("data_type") {
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(Value::Object(o)) => o.get("name").and_then(Value::as_str),
+        _ => None,
+    };
+    match data_type {
+        Some(name) if ZARR_PYTHON_V3_TYPES.contains(&name) => {}
+        Some(name) => return Err(format!("data type '{name}' is not one zarr-python knows")),
+        None => return Err("'data_type' is neither a name nor an object with one".into()),
+    }
     for key in ["chunk_grid", "chunk_key_encoding"] {
         if let Some(v) = doc.get(key) {
             check_named(v, key)?;
@@ -549,6 +600,116 @@ fn check_chain(codecs: Option<&Value>, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The keys of a zarr v3 group / array document (zarr-python's `GROUP_METADATA_KEYS`,
+/// `ARRAY_METADATA_KEYS`); any other key must hold an object with `"must_understand": false`.
+const V3_GROUP_KEYS: &[&str] = &[
+    "zarr_format",
+    "node_type",
+    "attributes",
+    "consolidated_metadata",
+];
+const V3_ARRAY_KEYS: &[&str] = &[
+    "zarr_format",
+    "node_type",
+    "data_type",
+    "shape",
+    "chunk_grid",
+    "chunk_key_encoding",
+    "fill_value",
+    "codecs",
+    "attributes",
+    "storage_transformers",
+    "dimension_names",
+];
+
+fn check_v3_extra_fields(
+    doc: &serde_json::Map<String, Value>,
+    kind: NodeKind,
+) -> Result<(), String> {
+    let known = match kind {
+        NodeKind::Group => V3_GROUP_KEYS,
+        NodeKind::Array => V3_ARRAY_KEYS,
+    };
+    let mut extra: Vec<&str> = doc
+        .iter()
+        .filter(|(k, v)| {
+            !known.contains(&k.as_str()) && v.get("must_understand") != Some(&Value::Bool(false))
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort_unstable();
+    Err(format!(
+        "extra fields {extra:?} (allowed only as objects with \"must_understand\": false)"
+    ))
+}
+
+/// The parts of a zarr v2 array document zarr-python checks and zarrs lets pass: `dtype` is
+/// a string (or a list, for a structured type), and the fill value of a float array is one
+/// zarr-python reads ([`check_v2_fill_value`]).
+fn check_v2_array(doc: &serde_json::Map<String, Value>) -> Result<(), String> {
+    match doc.get("dtype") {
+        Some(Value::String(_) | Value::Array(_)) => {}
+        Some(v) => return Err(format!("'dtype' {v} is not a data type")),
+        None => return Err("no 'dtype' key".into()),
+    }
+    check_v2_fill_value(doc)
+}
+
+/// A zarr v2 float array's `fill_value` as zarr-python reads it: null, a number (or boolean), `"NaN"`,
+/// `"Infinity"`, `"-Infinity"` or a string Python's `float()` parses. (zarrs also takes v3's
+/// hex strings such as `"0x7fc00000"`, which zarr-python refuses in a v2 document.)
+fn check_v2_fill_value(doc: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let is_float = doc
+        .get("dtype")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.trim_start_matches(['<', '>', '|', '=']).starts_with('f'));
+    if !is_float {
+        return Ok(());
+    }
+    match doc.get("fill_value") {
+        // (a JSON boolean too: Python's bool is an int)
+        None | Some(Value::Null | Value::Number(_) | Value::Bool(_)) => Ok(()),
+        Some(Value::String(s)) if python_parses_float(s) => Ok(()),
+        Some(v) => Err(format!("'fill_value' {v} is not a float")),
+    }
+}
+
+/// Whether Python's `float(s)` accepts `s`: surrounding whitespace, single underscores
+/// between digits, `inf`/`infinity`/`nan` in any case, decimal literals (no hex).
+fn python_parses_float(s: &str) -> bool {
+    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let b = t.as_bytes();
+    let mut plain = String::with_capacity(t.len());
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'_' {
+            let between_digits =
+                i > 0 && b[i - 1].is_ascii_digit() && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if !between_digits {
+                return false;
+            }
+        } else {
+            plain.push(c as char);
+        }
+    }
+    let body = plain.trim_start_matches(['+', '-']);
+    if plain.len() - body.len() > 1 {
+        return false;
+    }
+    let word = body.to_ascii_lowercase();
+    if matches!(word.as_str(), "inf" | "infinity" | "nan") {
+        return true;
+    }
+    // Rust's grammar for the rest is Python's (digits, one '.', an exponent), minus words.
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && plain.parse::<f64>().is_ok()
+}
+
 fn check_array_doc(
     doc: &serde_json::Map<String, Value>,
     elem: &str,
@@ -604,4 +765,52 @@ pub(crate) fn children(
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_float_fill_values_as_zarr_python_reads_them() {
+        for ok in [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1.5",
+            " 2 ",
+            "1_000.5",
+            "-3e-2",
+            "inf",
+            "+nan",
+        ] {
+            assert!(python_parses_float(ok), "{ok}");
+        }
+        for bad in [
+            "0x7fc00000",
+            "",
+            "1__0",
+            "_1",
+            "1_",
+            "--1",
+            "abc",
+            "1.5f",
+            "0x1p3",
+        ] {
+            assert!(!python_parses_float(bad), "{bad}");
+        }
+        let doc = |dtype: &str, fill: Value| {
+            let mut m = serde_json::Map::new();
+            m.insert("dtype".into(), dtype.into());
+            m.insert("fill_value".into(), fill);
+            m
+        };
+        assert!(check_v2_fill_value(&doc("<f4", "0x7fc00000".into())).is_err());
+        assert!(check_v2_fill_value(&doc("<f8", Value::Null)).is_ok());
+        assert!(check_v2_fill_value(&doc("<f8", 0.into())).is_ok());
+        assert!(check_v2_fill_value(&doc("<f8", true.into())).is_ok());
+        assert!(check_v2_fill_value(&doc("<f8", serde_json::json!([1]))).is_err());
+        // other types are zarrs' business
+        assert!(check_v2_fill_value(&doc("<i4", "0x1".into())).is_ok());
+    }
 }

@@ -49,6 +49,27 @@ impl TreeReader for ZarrInput {
         }
     }
 
+    /// zarr v2 only: a `>f4` (`>i8`, ...) `dtype` (zarr-python reads v3 arrays in native
+    /// order, whatever the `bytes` codec's `endian`).
+    fn foreign_byte_order(&self, array: &str) -> Result<bool> {
+        let Some(meta) = self.node(array)? else {
+            return Ok(false);
+        };
+        let dtype = meta
+            .array
+            .as_ref()
+            .and_then(|a| a.get("dtype"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let size_above_one = !dtype.ends_with('1');
+        Ok(size_above_one
+            && if cfg!(target_endian = "little") {
+                dtype.starts_with('>')
+            } else {
+                dtype.starts_with('<')
+            })
+    }
+
     fn array_info(&self, array: &str) -> Result<ArrayInfo> {
         let Some(meta) = self.node(array)? else {
             return Err(self.fail(array, "missing"));
