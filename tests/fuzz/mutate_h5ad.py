@@ -314,21 +314,28 @@ def _storage_ranges(path) -> list[tuple[str, int, int]]:
         f = h5py.File(path, "r")
     except OSError:
         return out
-    with f:
-        for n in _datasets(f):
-            ds = f[n]
-            try:
-                if ds.chunks is None:
-                    off = ds.id.get_offset()
-                    if off is not None and ds.id.get_storage_size() > 0:
-                        out.append((n, off, ds.id.get_storage_size()))
-                else:
-                    for k in range(ds.id.get_num_chunks()):
-                        info = ds.id.get_chunk_info(k)
-                        out.append((f"{n}#chunk{k}", info.byte_offset, info.size))
-            except Exception:  # noqa: BLE001 - compact datasets have no offset
-                continue
+    try:
+        with f:
+            _collect_ranges(f, out)
+    except (OSError, RuntimeError, KeyError, ValueError):  # a damaged object tree: what was found
+        pass
     return out
+
+
+def _collect_ranges(f, out: list) -> None:
+    for n in _datasets(f):
+        ds = f[n]
+        try:
+            if ds.chunks is None:
+                off = ds.id.get_offset()
+                if off is not None and ds.id.get_storage_size() > 0:
+                    out.append((n, off, ds.id.get_storage_size()))
+            else:
+                for k in range(ds.id.get_num_chunks()):
+                    info = ds.id.get_chunk_info(k)
+                    out.append((f"{n}#chunk{k}", info.byte_offset, info.size))
+        except Exception:  # noqa: BLE001 - compact datasets have no offset
+            continue
 
 
 def op_bytes(rng, path, element):

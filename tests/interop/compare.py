@@ -144,9 +144,11 @@ def diff_frame(path: str, e: pd.DataFrame, a: pd.DataFrame) -> list[str]:
         out.append(f"{path}.index.name {a.index.name!r} != expected {e.index.name!r}")
     if list(e.columns) != list(a.columns):
         out.append(f"{path}: columns {list(a.columns)} != expected {list(e.columns)} (names and order)")
-    for c in e.columns:
-        if c in a.columns:
-            out += diff_series(f"{path}[{c!r}]", e[c], a[c])
+    if list(e.columns) == list(a.columns):
+        # by position: a frame may repeat a column name (column-order lists it twice)
+        for i, c in enumerate(e.columns):
+            where = f"{path}[{c!r}]" + (f"#{i}" if list(e.columns).count(c) > 1 else "")
+            out += diff_series(where, e.iloc[:, i], a.iloc[:, i])
     return out
 
 

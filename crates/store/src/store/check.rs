@@ -676,6 +676,27 @@ impl Checker<'_> {
             }
             None => return Err(self.fail(path, "a dataframe without the attribute column-order")),
         };
+        // anndata reads such frames but its write (part of scanpy's pipeline) refuses them:
+        // "Found repeated column names", "'_index' is a reserved name for dataframe columns"
+        let mut seen = std::collections::HashSet::new();
+        for c in &columns {
+            if c == "_index" {
+                return Err(self.fail(
+                    path,
+                    "column-order names a column \"_index\": anndata reads it but will not \
+                     write it (a reserved name)",
+                ));
+            }
+            if !seen.insert(c.as_str()) {
+                return Err(self.fail(
+                    path,
+                    format!(
+                        "column-order names {c:?} twice: anndata reads it but will not write \
+                         it (column names must be unique)"
+                    ),
+                ));
+            }
+        }
         let idx_path = join(path, &index);
         let Some(idx_kind) = self.kind(&idx_path)? else {
             return Err(self.fail(
@@ -738,6 +759,28 @@ impl Checker<'_> {
 
     /// A dataframe column or index: its length (None when it cannot be told).
     fn column(&self, path: &str, kind: NodeKind, what: &str) -> Result<Option<u64>> {
+        if kind == NodeKind::Group {
+            // anndata reads any encoding here, but only these make a column it can write back
+            if let Some(attrs) = self.attrs(path, kind)? {
+                let (enc, _) = self.spec(path, kind, &attrs)?;
+                let column_kinds = [
+                    "categorical",
+                    "nullable-integer",
+                    "nullable-boolean",
+                    "nullable-string-array",
+                ];
+                if !column_kinds.contains(&enc.as_str()) {
+                    return Err(self.fail(
+                        path,
+                        format!(
+                            "{what} of a dataframe is a group encoded {:?}: not a column \
+                             anndata can write back (categorical or nullable arrays only)",
+                            enc
+                        ),
+                    ));
+                }
+            }
+        }
         let got = self.element(path, kind)?;
         if let (NodeKind::Array, Some(e)) = (kind, got) {
             if e.cols.is_some() {

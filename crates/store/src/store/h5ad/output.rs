@@ -427,14 +427,22 @@ impl OutputStore for H5adOutput {
                         let input = self.input.as_ref().expect("not staged: an .h5ad input");
                         let input_group = input.group(&path).map_err(self.h5fail(&path))?;
                         for (member, src) in [("indices", &s.indices), ("indptr", &s.indptr)] {
-                            let what = format!("cannot copy {path}/{member}");
+                            // A failed read is the input's damage, a failed write the output's.
+                            let blame = |e: hdf5::Error| {
+                                let element = format!("{path}/{member}");
+                                super::file::copy_error(
+                                    &self.input_path,
+                                    &self.target,
+                                    &element,
+                                    &e,
+                                )
+                            };
                             if foreign_order(src) {
                                 // Integer data: scipy rebuilds the matrix with native index
                                 // arrays (float data with these was refused on opening).
-                                copy_native(src, &group, member).map_err(self.h5fail(&what))?;
+                                copy_native(src, &group, member).map_err(blame)?;
                             } else {
-                                copy_structure(&input_group, member, &group)
-                                    .map_err(self.h5fail(&what))?;
+                                copy_structure(&input_group, member, &group).map_err(blame)?;
                             }
                         }
                         (None, None)

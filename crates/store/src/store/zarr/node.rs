@@ -449,7 +449,9 @@ pub(crate) fn read_node(
                 })?;
             }
             let array = (kind == NodeKind::Array).then_some(doc);
-            Ok(Some(NodeMeta { kind, attrs, array }))
+            let meta = NodeMeta { kind, attrs, array };
+            check_chunk_size(&meta).map_err(|p| Problem::new(elem, p))?;
+            Ok(Some(meta))
         }
         ZarrFormat::V2 => {
             let array = get_json(storage, path, ".zarray")?;
@@ -480,7 +482,9 @@ pub(crate) fn read_node(
                 })?;
             }
             let attrs = get_json(storage, path, ".zattrs")?.unwrap_or_default();
-            Ok(Some(NodeMeta { kind, attrs, array }))
+            let meta = NodeMeta { kind, attrs, array };
+            check_chunk_size(&meta).map_err(|p| Problem::new(elem, p))?;
+            Ok(Some(meta))
         }
     }
 }
@@ -600,6 +604,35 @@ fn check_chain(codecs: Option<&Value>, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Chunks (and a shard's inner chunks) of more elements than this, and than the whole
+/// array, are refused: decoding one would need that many elements of memory for an array
+/// that holds fewer (zarr-python fails with a MemoryError; an allocation that large would
+/// abort this process). No writer makes them; a corrupt or hostile document does.
+const MAX_CHUNK_ELEMENTS: u128 = 1 << 32;
+
+fn check_chunk_size(meta: &NodeMeta) -> Result<(), String> {
+    if meta.kind != NodeKind::Array {
+        return Ok(());
+    }
+    let elements = |s: &[u64]| s.iter().map(|&d| u128::from(d)).product::<u128>();
+    let array = meta.shape().map_or(0, |s| elements(&s));
+    for (what, shape) in [
+        ("chunk", meta.chunk_shape()),
+        ("inner chunk", meta.inner_chunk_shape()),
+    ] {
+        if let Some(shape) = shape {
+            let n = elements(&shape);
+            if n > MAX_CHUNK_ELEMENTS && n > array {
+                return Err(format!(
+                    "{what} shape {shape:?} holds {n} elements, for an array of {array}: \
+                     decoding one would need memory for all of them"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The keys of a zarr v3 group / array document (zarr-python's `GROUP_METADATA_KEYS`,
 /// `ARRAY_METADATA_KEYS`); any other key must hold an object with `"must_understand": false`.
 const V3_GROUP_KEYS: &[&str] = &[
@@ -651,11 +684,33 @@ fn check_v3_extra_fields(
 /// zarr-python reads ([`check_v2_fill_value`]).
 fn check_v2_array(doc: &serde_json::Map<String, Value>) -> Result<(), String> {
     match doc.get("dtype") {
+        Some(Value::String(d)) if !is_numpy_dtype_string(d) => {
+            return Err(format!("'dtype' \"{d}\" is not a numpy data type"))
+        }
         Some(Value::String(_) | Value::Array(_)) => {}
         Some(v) => return Err(format!("'dtype' {v} is not a data type")),
         None => return Err("no 'dtype' key".into()),
     }
     check_v2_fill_value(doc)
+}
+
+/// Whether `d` has the shape of a numpy type string as zarr v2 stores it: an optional byte
+/// order (`<`, `>`, `|`, `=`), one kind letter, an optional size, an optional `[unit]`
+/// (`<f4`, `|b1`, `|O`, `<U12`, `<M8[ns]`).
+fn is_numpy_dtype_string(d: &str) -> bool {
+    let body = d.strip_prefix(['<', '>', '|', '=']).unwrap_or(d);
+    let mut chars = body.chars();
+    let Some(kind) = chars.next() else {
+        return false;
+    };
+    let rest = chars.as_str();
+    let (size, unit) = match rest.find('[') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    "biufcUSVMmO".contains(kind)
+        && size.bytes().all(|b| b.is_ascii_digit())
+        && unit.is_none_or(|u| u.len() > 2 && u.ends_with(']'))
 }
 
 /// A zarr v2 float array's `fill_value` as zarr-python reads it: null, a number (or boolean), `"NaN"`,
@@ -805,6 +860,12 @@ mod tests {
             m.insert("fill_value".into(), fill);
             m
         };
+        for ok in ["<f4", "|b1", "|O", "<U12", "<M8[ns]", ">i8", "|S5"] {
+            assert!(is_numpy_dtype_string(ok), "{ok}");
+        }
+        for bad in ["array", "", "<", "f4x", "<M8[", "7"] {
+            assert!(!is_numpy_dtype_string(bad), "{bad}");
+        }
         assert!(check_v2_fill_value(&doc("<f4", "0x7fc00000".into())).is_err());
         assert!(check_v2_fill_value(&doc("<f8", Value::Null)).is_ok());
         assert!(check_v2_fill_value(&doc("<f8", 0.into())).is_ok());
