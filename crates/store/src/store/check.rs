@@ -796,18 +796,21 @@ impl Checker<'_> {
     fn nullable(&self, path: &str, encoding: &str) -> Result<Option<Extent>> {
         let values = self.member_array(path, "values", "a nullable array")?;
         let mask = self.member_array(path, "mask", "a nullable array")?;
-        for p in [&values, &mask] {
+        // Each member's element type (None: one the tree cannot represent, copied as stored).
+        let mut elems = [None, None];
+        for (p, elem) in [&values, &mask].into_iter().zip(&mut elems) {
             let attrs = self.attrs(p, NodeKind::Array)?.unwrap_or_default();
             let (member_encoding, _) = self.spec(p, NodeKind::Array, &attrs)?;
-            if let Ok(info) = self.reader.array_info(p) {
-                self.string_encoding_fits(p, &member_encoding, info.elem)?;
+            *elem = match self.reader.array_info(p) {
+                Ok(i) => Some(i.elem),
+                Err(e) if not_representable(&e) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(e) = *elem {
+                self.string_encoding_fits(p, &member_encoding, e)?;
             }
         }
-        let elem_of = |p: &str| match self.reader.array_info(p) {
-            Ok(i) => Ok(Some(i.elem)),
-            Err(e) if not_representable(&e) => Ok(None),
-            Err(e) => Err(e),
-        };
+        let [values_elem, mask_elem] = elems;
         let wrong = |p: &str, want: &str, got: ElemType| {
             self.fail(
                 p,
@@ -817,7 +820,7 @@ impl Checker<'_> {
                 ),
             )
         };
-        match (encoding, elem_of(&values)?) {
+        match (encoding, values_elem) {
             (
                 "nullable-integer",
                 Some(e @ (ElemType::Bool | ElemType::String | ElemType::Bytes)),
@@ -830,7 +833,7 @@ impl Checker<'_> {
             }
             _ => {}
         }
-        if let Some(e) = elem_of(&mask)? {
+        if let Some(e) = mask_elem {
             if e != ElemType::Bool {
                 return Err(wrong(&mask, "a boolean mask", e));
             }
@@ -1075,7 +1078,6 @@ impl CategorySet {
     }
 }
 
-/// The first categorical code outside `-1..n_cats`, described.
 /// numpy's name of a big-endian dtype (`>f4`, `>i8`, ...).
 pub(crate) fn big_endian_name(t: DType) -> String {
     let kind = if t.is_float() {
@@ -1108,6 +1110,7 @@ fn elem_name(e: ElemType) -> String {
     }
 }
 
+/// The first categorical code outside `-1..n_cats`, described.
 fn first_bad_code(v: &NumVec, n_cats: u64) -> Option<String> {
     match find_integer(v, |x| x < -1 || x >= n_cats as i128) {
         Some(found) => found.map(|x| format!("hold {x}")),

@@ -192,9 +192,7 @@ fn rewrite_ascii_members(
     writer: &mut H5adTreeWriter,
     budget: u64,
 ) -> Result<()> {
-    let fail = |elem: &str, what: &str, e: hdf5::Error| {
-        Error::output(target, format!("{elem}: {what}: {}", short(&e)))
-    };
+    let fail = |elem: &str, what: &str, e: hdf5::Error| output_error(target, elem, what, &e);
     let names = group
         .member_names()
         .map_err(|e| fail(path, "cannot list members", e))?;
@@ -216,12 +214,8 @@ fn rewrite_ascii_members(
             shape: vec![ds.shape()[0] as u64],
             attrs: Attrs::new(),
         };
-        rewrite_strings(input, group, &name, &child, &info, writer, budget).map_err(
-            |e| match e {
-                Upgrade::Hdf5(what, e) => fail(&child, what, e),
-                Upgrade::Other(e) => e,
-            },
-        )?;
+        rewrite_strings(input, group, &name, &child, &info, writer, budget)
+            .map_err(|e| e.at(target, &child))?;
     }
     Ok(())
 }
@@ -234,9 +228,7 @@ fn walk(
     writer: &mut H5adTreeWriter,
     budget: u64,
 ) -> Result<()> {
-    let fail = |elem: &str, what: &str, e: hdf5::Error| {
-        Error::output(target, format!("{elem}: {what}: {}", short(&e)))
-    };
+    let fail = |elem: &str, what: &str, e: hdf5::Error| output_error(target, elem, what, &e);
     if !has_attr(group, "encoding-type") {
         set_encoding(group, "dict", "0.1.0").map_err(|e| fail(path, "cannot upgrade", e))?;
     }
@@ -262,12 +254,8 @@ fn walk(
                 let ds = group
                     .dataset(&name)
                     .map_err(|e| fail(&child, "cannot open", e))?;
-                upgrade_dataset(input, group, &ds, &name, &child, writer, budget).map_err(|e| {
-                    match e {
-                        Upgrade::Hdf5(what, e) => fail(&child, what, e),
-                        Upgrade::Other(e) => e,
-                    }
-                })?;
+                upgrade_dataset(input, group, &ds, &name, &child, writer, budget)
+                    .map_err(|e| e.at(target, &child))?;
             }
             _ => {}
         }
@@ -278,6 +266,21 @@ fn walk(
 enum Upgrade {
     Hdf5(&'static str, hdf5::Error),
     Other(Error),
+}
+
+impl Upgrade {
+    /// The error of a failed upgrade of the output's `elem` (`target` names the output).
+    fn at(self, target: &Path, elem: &str) -> Error {
+        match self {
+            Upgrade::Hdf5(what, e) => output_error(target, elem, what, &e),
+            Upgrade::Other(e) => e,
+        }
+    }
+}
+
+/// An HDF5 failure while upgrading the output's `elem`.
+fn output_error(target: &Path, elem: &str, what: &str, e: &hdf5::Error) -> Error {
+    Error::output(target, format!("{elem}: {what}: {}", short(e)))
 }
 
 impl From<Error> for Upgrade {
