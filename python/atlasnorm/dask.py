@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import uuid
+from contextlib import contextmanager
 
 from . import _core
 from ._files import _argv
@@ -34,12 +37,54 @@ def _kept_totals(plan: str, argv: list[str], i: int, mask: bytes) -> bytes:
     return _core.dask_kept_totals(plan, argv, i, mask)
 
 
-def _copy(plan: str, argv: list[str], keys: list[str]) -> int:
-    return _core.dask_copy(plan, argv, keys)
+# Tasks of this worker process writing into a job's staging area, by the job's token: a
+# failed job removes its staging area only once none is left (see `_await_no_writers`).
+_WRITING: dict[str, int] = {}
+_WRITING_LOCK = threading.Lock()
 
 
-def _write(plan: str, argv: list[str], i: int, factors: bytes) -> int:
-    return _core.dask_write(plan, argv, i, factors)
+@contextmanager
+def _writing(token: str):
+    with _WRITING_LOCK:
+        _WRITING[token] = _WRITING.get(token, 0) + 1
+    try:
+        yield
+    finally:
+        with _WRITING_LOCK:
+            _WRITING[token] -= 1
+            if not _WRITING[token]:
+                del _WRITING[token]
+
+
+def _writers(token: str) -> int:
+    with _WRITING_LOCK:
+        return _WRITING.get(token, 0)
+
+
+def _copy(plan: str, argv: list[str], keys: list[str], token: str) -> int:
+    with _writing(token):
+        return _core.dask_copy(plan, argv, keys)
+
+
+def _write(plan: str, argv: list[str], i: int, factors: bytes, token: str) -> int:
+    with _writing(token):
+        return _core.dask_write(plan, argv, i, factors)
+
+
+def _await_no_writers(client, token: str) -> None:
+    """Returns once no worker runs a task writing for `token` (its futures cancelled first).
+    A cancelled task already running goes on to its end; one the scheduler had handed to a
+    worker may still start before the cancellation reaches it, hence two quiet polls. A
+    worker that cannot be asked (dead, restarting) runs nothing."""
+    quiet = 0
+    while quiet < 2:
+        try:
+            counts = client.run(_writers, token, on_error="return")
+        except Exception:  # noqa: BLE001 - no worker to ask: none writes
+            counts = {}
+        busy = sum(n for n in counts.values() if isinstance(n, int))
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.2)
 
 
 def _whole(argv: list[str]) -> str:
@@ -65,7 +110,7 @@ def normalize(input, output, *, client=None, **options) -> str:
     OUTPUT itself (a shared file system or object storage). Returns the CLI's report; raises
     ValueError with the CLI's message for bad input or options, and the task's error if one
     fails (the output is then not created)."""
-    from distributed import get_client, wait
+    from distributed import get_client
 
     if client is None:
         client = get_client()
@@ -95,7 +140,8 @@ def normalize(input, output, *, client=None, **options) -> str:
         c = job.n_copy_parts
         copy_plan = job.copy_plan()
         copies = submit(
-            _copy, "copy", [copy_plan] * c, [argv] * c, [job.copy_keys(i) for i in range(c)]
+            _copy, "copy", [copy_plan] * c, [argv] * c, [job.copy_keys(i) for i in range(c)],
+            [token] * c,
         )
         n = job.n_totals_parts
         totals_plans = [job.totals_plan(i) for i in range(n)]
@@ -111,15 +157,16 @@ def normalize(input, output, *, client=None, **options) -> str:
         m = job.n_write_parts
         factors = [job.factors_for(i) for i in range(m)]
         write_plans = [job.write_plan(i) for i in range(m)]
-        nan_values = sum(run(_write, "write", write_plans, [argv] * m, [0] * m, factors))
+        nan_values = sum(run(_write, "write", write_plans, [argv] * m, [0] * m, factors, [token] * m))
         client.gather(copies)
         report, warnings = job.commit(nan_values)
     except BaseException:
-        # Tasks still running would write into the staging area after it is removed: wait
-        # for every task to end, then cancel what a retry might start, then remove it.
+        # Cancel first (nothing queued, nor a retry, starts after this; waiting for every
+        # task instead would hang on a cluster that lost its workers), then remove the
+        # staging area once no task still running writes into it.
         try:
-            wait(futures)
             client.cancel(futures)
+            _await_no_writers(client, token)
         finally:
             job.abort()
         raise

@@ -30,7 +30,7 @@ fn one_thread<R: Send>(f: impl FnOnce() -> atlasnorm_store::Result<R> + Send) ->
 
 /// The client's side of a split job. Dropped (or [`DistributedJob::abort`]ed) before
 /// [`DistributedJob::commit`], it removes the staging area and releases OUTPUT.
-#[pyclass(name = "DistributedJob", module = "atlasnorm._core", unsendable)]
+#[pyclass(name = "DistributedJob", module = "atlasnorm._core")]
 pub struct DistributedJob {
     job: Option<Box<Job>>,
 }

@@ -6,6 +6,7 @@ mid-run (Dask retries its task: same bits) and a failing task (the error, no out
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -192,6 +193,51 @@ def test_untouched_elements_indices_and_indptr_are_copied_by_tasks(client, tmp_p
             assert (out / rel).read_bytes() == (tmp_path / "cli.zarr" / rel).read_bytes(), rel
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_string_columns_with_repeats_become_categoricals(client, tmp_path, zarr_format):
+    """A store written without anndata's strings_to_categoricals (other writers do so): the
+    client's categorize step rewrites obs/var string columns with repeats as scanpy's write
+    does (natsorted categories, missing entries as -1), the same as the CLI."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(5)
+    n_obs, n_vars = 40, 30
+    X = sp.random(n_obs, n_vars, density=0.3, format="csr", dtype=np.float32, random_state=rng)
+    X.data = np.ceil(X.data * 9).astype(np.float32)
+    batch = pd.array([f"b{i % 11}" for i in range(n_obs)], dtype=pd.StringDtype())
+    batch[3] = pd.NA
+    obs = pd.DataFrame({"batch": batch, "donor": [f"d{i % 3}0" for i in range(n_obs)],
+                        "unique": [f"u{i}" for i in range(n_obs)]},
+                       index=[f"c{i}" for i in range(n_obs)])
+    var = pd.DataFrame({"kind": ["a10", "a9", "a09"] * 10}, index=[f"g{i}" for i in range(n_vars)])
+    inp = tmp_path / "in.zarr"
+    ad.AnnData(X, obs=obs, var=var).write_zarr(inp, convert_strings_to_categoricals=False)
+    if zarr_format == 2:  # anndata writes v3; rewrite as v2 through anndata's own reader
+        import zarr
+
+        ad.settings.zarr_write_format = 2
+        try:
+            ad.read_zarr(inp).write_zarr(tmp_path / "in2.zarr", convert_strings_to_categoricals=False)
+        finally:
+            ad.settings.zarr_write_format = 3
+        inp = tmp_path / "in2.zarr"
+        assert zarr.open_group(str(inp), mode="r").metadata.zarr_format == 2
+    premise = ad.read_zarr(inp)
+    assert not isinstance(premise.obs["batch"].dtype, pd.CategoricalDtype)
+    out, out_cli = tmp_path / "dask.zarr", tmp_path / "cli.zarr"
+    atlasnorm.dask.normalize(inp, out, client=client, block_values=150, target_sum=1e4)
+    atlasnorm.normalize(inp, out_cli, target_sum=1e4)
+    assert_same_stores(out, out_cli)
+    got = ad.read_zarr(out)
+    for frame, col in (("obs", "batch"), ("obs", "donor"), ("var", "kind")):
+        assert isinstance(getattr(got, frame)[col].dtype, pd.CategoricalDtype), (frame, col)
+    want = expected_outcome(inp, Options(target_sum=1e4), tmp_path / "scanpy.zarr", zarr_format=zarr_format)
+    assert isinstance(want, Path), want
+    assert diff_files(want, out) == []
+
+
 def test_dask_refuses_what_the_cli_refuses(client, tmp_path):
     inp = tmp_path / "in.zarr"
     write_zarr_case(inp, ZarrSpec(store="v3-sharded"), seed=1)
@@ -246,6 +292,14 @@ def test_a_worker_killed_mid_run_is_retried_with_the_same_bits(client, tmp_path)
     client.wait_for_workers(2, timeout=60)
 
 
+class KillAlways(distributed.WorkerPlugin):
+    """Every write task kills its worker process as it starts."""
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith("atlasnorm-write"):
+            os._exit(1)
+
+
 def test_killed_workers_beyond_retries_leave_no_output(tmp_path, moto):
     """With no retries allowed, the killed worker's task fails the run: a clear error and no
     store under OUTPUT's name (nor a staging directory)."""
@@ -254,11 +308,6 @@ def test_killed_workers_beyond_retries_leave_no_output(tmp_path, moto):
     inp = tmp_path / "in.zarr"
     write_zarr_case(inp, ZarrSpec(store="v2", chunking="small"), seed=6)
 
-    class KillAlways(distributed.WorkerPlugin):
-        def transition(self, key, start, finish, **kwargs):
-            if finish == "executing" and str(key).startswith("atlasnorm-write"):
-                os._exit(1)
-
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                       dashboard_address=None, silence_logs=50) as cluster, \
@@ -266,6 +315,29 @@ def test_killed_workers_beyond_retries_leave_no_output(tmp_path, moto):
             c.register_plugin(KillAlways(), name="kill-always")
             with pytest.raises(distributed.KilledWorker):
                 atlasnorm.dask.normalize(inp, tmp_path / "out.zarr", client=c, block_values=150)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]
+
+
+def test_a_cluster_that_loses_every_worker_fails_without_hanging(tmp_path, moto):
+    """Regression: a failed run once waited for every task to end before removing its staging
+    area; with every worker gone for good the tasks to recompute (lost results) never ran and
+    the client hung. It cancels them, and returns the error with nothing left behind."""
+    import dask
+
+    inp = tmp_path / "in.zarr"
+    write_zarr_case(inp, ZarrSpec(store="v3-sharded", chunking="small"), seed=8)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None, silence_logs=50) as cluster, \
+                distributed.Client(cluster) as c:
+            # Nannies told to close with their workers: a killed worker is not restarted.
+            c.run(lambda dask_worker: dask_worker.close_gracefully(reason="test"), nanny=True)
+            c.register_plugin(KillAlways(), name="kill-always")
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                run = pool.submit(atlasnorm.dask.normalize, inp, tmp_path / "out.zarr", client=c,
+                                  block_values=150)
+                with pytest.raises(distributed.KilledWorker):
+                    run.result(timeout=120)  # a TimeoutError here is the hang
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]
 
 
