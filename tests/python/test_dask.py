@@ -7,6 +7,7 @@ mid-run (Dask retries its task: same bits) and a failing task (the error, no out
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import socket
 import subprocess
@@ -300,21 +301,28 @@ class KillAlways(distributed.WorkerPlugin):
             os._exit(1)
 
 
-def test_killed_workers_beyond_retries_leave_no_output(tmp_path, moto):
-    """With no retries allowed, the killed worker's task fails the run: a clear error and no
-    store under OUTPUT's name (nor a staging directory)."""
+@contextlib.contextmanager
+def killing_cluster_without_retries():
+    """A client on a LocalCluster of its own (two worker processes) that allows no retries and
+    whose every write task kills its worker."""
     import dask
-
-    inp = tmp_path / "in.zarr"
-    write_zarr_case(inp, ZarrSpec(store="v2", chunking="small"), seed=6)
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                       dashboard_address=None, silence_logs=50) as cluster, \
                 distributed.Client(cluster) as c:
             c.register_plugin(KillAlways(), name="kill-always")
-            with pytest.raises(distributed.KilledWorker):
-                atlasnorm.dask.normalize(inp, tmp_path / "out.zarr", client=c, block_values=150)
+            yield c
+
+
+def test_killed_workers_beyond_retries_leave_no_output(tmp_path, moto):
+    """With no retries allowed, the killed worker's task fails the run: a clear error and no
+    store under OUTPUT's name (nor a staging directory)."""
+    inp = tmp_path / "in.zarr"
+    write_zarr_case(inp, ZarrSpec(store="v2", chunking="small"), seed=6)
+    with killing_cluster_without_retries() as c:
+        with pytest.raises(distributed.KilledWorker):
+            atlasnorm.dask.normalize(inp, tmp_path / "out.zarr", client=c, block_values=150)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]
 
 
@@ -322,22 +330,16 @@ def test_a_cluster_that_loses_every_worker_fails_without_hanging(tmp_path, moto)
     """Regression: a failed run once waited for every task to end before removing its staging
     area; with every worker gone for good the tasks to recompute (lost results) never ran and
     the client hung. It cancels them, and returns the error with nothing left behind."""
-    import dask
-
     inp = tmp_path / "in.zarr"
     write_zarr_case(inp, ZarrSpec(store="v3-sharded", chunking="small"), seed=8)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None, silence_logs=50) as cluster, \
-                distributed.Client(cluster) as c:
-            # Nannies told to close with their workers: a killed worker is not restarted.
-            c.run(lambda dask_worker: dask_worker.close_gracefully(reason="test"), nanny=True)
-            c.register_plugin(KillAlways(), name="kill-always")
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                run = pool.submit(atlasnorm.dask.normalize, inp, tmp_path / "out.zarr", client=c,
-                                  block_values=150)
-                with pytest.raises(distributed.KilledWorker):
-                    run.result(timeout=120)  # a TimeoutError here is the hang
+    with killing_cluster_without_retries() as c:
+        # Nannies told to close with their workers: a killed worker is not restarted.
+        c.run(lambda dask_worker: dask_worker.close_gracefully(reason="test"), nanny=True)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            run = pool.submit(atlasnorm.dask.normalize, inp, tmp_path / "out.zarr", client=c,
+                              block_values=150)
+            with pytest.raises(distributed.KilledWorker):
+                run.result(timeout=120)  # a TimeoutError here is the hang
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]
 
 

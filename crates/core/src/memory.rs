@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::array::NumVec;
 use crate::store::{
-    ElementPath, InputStore, MatrixLayout, MatrixMeta, MatrixSink, MatrixSource, OutputMatrixSpec,
-    OutputStore,
+    DenseSource, ElementPath, InputStore, MatrixLayout, MatrixMeta, MatrixSink, MatrixSource,
+    OutputMatrixSpec, OutputStore, SparseSource, StoredMatrix,
 };
 use crate::Result;
 
@@ -26,30 +26,46 @@ pub struct MemoryMatrix {
     pub data: NumVec,
 }
 
-impl MatrixSource for MemoryMatrix {
+impl StoredMatrix for MemoryMatrix {
     fn meta(&self) -> &MatrixMeta {
         &self.meta
     }
+}
+
+/// `r` as indices into an array of `len` elements, or the error a file-backed source gives.
+fn within(member: &str, r: &Range<u64>, len: usize) -> Result<Range<usize>> {
+    if r.start > r.end || r.end > len as u64 {
+        return Err(crate::Error::Internal(format!(
+            "{member}: elements {}..{} requested, but it has {len}",
+            r.start, r.end
+        )));
+    }
+    Ok(r.start as usize..r.end as usize)
+}
+
+impl SparseSource for MemoryMatrix {
     fn read_indptr(&self, r: Range<u64>) -> Result<Vec<i64>> {
-        Ok(self.indptr[r.start as usize..r.end as usize].to_vec())
+        Ok(self.indptr[within("indptr", &r, self.indptr.len())?].to_vec())
     }
     fn read_indices(&self, r: Range<u64>) -> Result<NumVec> {
         Ok(NumVec::I64(
-            self.indices[r.start as usize..r.end as usize].to_vec(),
+            self.indices[within("indices", &r, self.indices.len())?].to_vec(),
         ))
     }
     fn read_data(&self, r: Range<u64>) -> Result<NumVec> {
-        Ok(self.data.slice(r.start as usize..r.end as usize))
-    }
-    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
-        let n = self.meta.n_vars as usize;
-        Ok(self
-            .data
-            .slice(rows.start as usize * n..rows.end as usize * n))
+        Ok(self.data.slice(within("data", &r, self.data.len())?))
     }
 }
 
-/// An input holding one matrix (served for X and any layer).
+impl DenseSource for MemoryMatrix {
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
+        let n = self.meta.n_vars;
+        let values = within("data", &(rows.start * n..rows.end * n), self.data.len())?;
+        Ok(self.data.slice(values))
+    }
+}
+
+/// An input holding one matrix, X.
 pub struct MemoryInput {
     /// The name errors give as the file.
     pub path: PathBuf,
@@ -61,11 +77,15 @@ impl InputStore for MemoryInput {
     fn path(&self) -> &Path {
         &self.path
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn open_matrix(&self, _e: &ElementPath) -> Result<Box<dyn MatrixSource + '_>> {
-        Ok(Box::new(self.matrix.clone()))
+    fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>> {
+        match element {
+            ElementPath::X => Ok(MatrixSource::by_layout(&self.matrix)),
+            ElementPath::Layer(_) => Err(crate::Error::input(
+                &self.path,
+                element.store_path(),
+                "no such element (an in-memory input holds X only)",
+            )),
+        }
     }
     fn has_uns_log1p(&self) -> Result<bool> {
         Ok(false)

@@ -1,5 +1,5 @@
-//! What the engine reads from and writes to, as small traits: a [`MatrixSource`] read in
-//! row blocks, a [`MatrixSink`] written in order, and the [`InputStore`] / [`OutputStore`]
+//! What the engine reads from and writes to, as small traits: a [`MatrixSource`] (a
+//! [`SparseSource`] or a [`DenseSource`]) read in row blocks, a [`MatrixSink`] written in order, and the [`InputStore`] / [`OutputStore`]
 //! around them. Backends (HDF5, zarr, memory) implement them; the engine knows nothing else
 //! of files.
 
@@ -60,44 +60,157 @@ pub struct MatrixMeta {
     pub indptr_dtype: Option<DType>,
 }
 
-/// Random-access reads of one stored matrix.
+/// What every stored matrix tells before it is read.
+pub trait StoredMatrix: Send + Sync {
+    /// Layout, shape and dtypes, as found when the matrix was opened.
+    fn meta(&self) -> &MatrixMeta;
+}
+
+/// Random-access reads of a stored sparse matrix (CSR or CSC).
 ///
-/// Ranges are element ranges into the 1-D arrays (`indptr`, `indices`, `data`) or row ranges
-/// for dense matrices. The source checks structure when it is opened (shape attribute, array
-/// lengths); the engine checks contents (indptr monotone, indices in range) as it streams.
-/// Read errors name the file and the element (`X/data`, ...).
+/// Ranges are element ranges into the 1-D arrays (`indptr`, `indices`, `data`). The source
+/// checks structure when it is opened (shape attribute, array lengths); the engine checks
+/// contents (indptr monotone, indices in range) as it streams. Read errors name the file
+/// and the element (`X/data`, ...).
 ///
 /// # Errors
 /// Every read returns an error (usually [`Error::Input`](crate::error::Error::Input)) when
 /// the backend cannot read or decode the range.
-pub trait MatrixSource: Send + Sync {
-    /// Layout, shape and dtypes, as found when the matrix was opened.
-    fn meta(&self) -> &MatrixMeta;
-    /// `indptr[range]`, widened to i64 (sparse only).
+pub trait SparseSource: StoredMatrix {
+    /// `indptr[range]`, widened to i64.
     fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>>;
-    /// `indices[range]` in their stored dtype (sparse only).
+    /// `indices[range]` in their stored dtype.
     fn read_indices(&self, range: Range<u64>) -> Result<NumVec>;
-    /// `data[range]` in its stored dtype (sparse only).
+    /// `data[range]` in its stored dtype.
     fn read_data(&self, range: Range<u64>) -> Result<NumVec>;
-    /// Rows of a dense matrix, row-major, in the stored dtype (dense only).
-    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec>;
 
-    /// [`MatrixSource::read_data`] into `out`, which the caller reuses block after block: a
+    /// [`SparseSource::read_data`] into `out`, which the caller reuses block after block: a
     /// backend that can fills `out`'s allocation instead of making a new one (whatever `out`
     /// held before is replaced; its dtype may change to the stored one).
     fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
         *out = self.read_data(range)?;
         Ok(())
     }
-    /// [`MatrixSource::read_indices`] into a reused buffer (see [`MatrixSource::read_data_into`]).
+    /// [`SparseSource::read_indices`] into a reused buffer (see [`SparseSource::read_data_into`]).
     fn read_indices_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
         *out = self.read_indices(range)?;
         Ok(())
     }
-    /// [`MatrixSource::read_rows`] into a reused buffer (see [`MatrixSource::read_data_into`]).
+}
+
+/// Row reads of a stored dense (2-D, row-major) matrix.
+///
+/// # Errors
+/// Every read returns an error (usually [`Error::Input`](crate::error::Error::Input)) when
+/// the backend cannot read or decode the rows.
+pub trait DenseSource: StoredMatrix {
+    /// Rows `rows`, row-major, in the stored dtype.
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec>;
+    /// [`DenseSource::read_rows`] into a reused buffer (see [`SparseSource::read_data_into`]).
     fn read_rows_into(&self, rows: Range<u64>, out: &mut NumVec) -> Result<()> {
         *out = self.read_rows(rows)?;
         Ok(())
+    }
+}
+
+// A borrowed source reads as the source (a backend can hand out a view of a matrix it keeps).
+impl<S: StoredMatrix + ?Sized> StoredMatrix for &S {
+    fn meta(&self) -> &MatrixMeta {
+        (**self).meta()
+    }
+}
+
+impl<S: SparseSource + ?Sized> SparseSource for &S {
+    fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
+        (**self).read_indptr(range)
+    }
+    fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
+        (**self).read_indices(range)
+    }
+    fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
+        (**self).read_data(range)
+    }
+    fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        (**self).read_data_into(range, out)
+    }
+    fn read_indices_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
+        (**self).read_indices_into(range, out)
+    }
+}
+
+impl<S: DenseSource + ?Sized> DenseSource for &S {
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
+        (**self).read_rows(rows)
+    }
+    fn read_rows_into(&self, rows: Range<u64>, out: &mut NumVec) -> Result<()> {
+        (**self).read_rows_into(rows, out)
+    }
+}
+
+/// An opened matrix: sparse or dense, each with only the reads its layout has (a backend
+/// cannot be asked for the `indptr` of a dense array).
+pub enum MatrixSource<'a> {
+    /// CSR or CSC (see [`MatrixMeta::layout`]).
+    Sparse(Box<dyn SparseSource + 'a>),
+    /// A dense 2-D array.
+    Dense(Box<dyn DenseSource + 'a>),
+}
+
+impl<'a> MatrixSource<'a> {
+    /// Layout, shape and dtypes.
+    pub fn meta(&self) -> &MatrixMeta {
+        self.as_ref().meta()
+    }
+
+    /// The matrix borrowed.
+    pub fn as_ref(&self) -> MatrixRef<'_> {
+        match self {
+            MatrixSource::Sparse(s) => MatrixRef::Sparse(s.as_ref()),
+            MatrixSource::Dense(d) => MatrixRef::Dense(d.as_ref()),
+        }
+    }
+
+    /// The sparse matrix (`None` when dense).
+    pub fn sparse(&self) -> Option<&(dyn SparseSource + 'a)> {
+        match self {
+            MatrixSource::Sparse(s) => Some(s.as_ref()),
+            MatrixSource::Dense(_) => None,
+        }
+    }
+
+    /// The dense matrix (`None` when sparse).
+    pub fn dense(&self) -> Option<&(dyn DenseSource + 'a)> {
+        match self {
+            MatrixSource::Dense(d) => Some(d.as_ref()),
+            MatrixSource::Sparse(_) => None,
+        }
+    }
+
+    /// `source` as the kind its layout says: for a backend whose one type reads both kinds.
+    pub fn by_layout<S: SparseSource + DenseSource + 'a>(source: S) -> Self {
+        match source.meta().layout {
+            MatrixLayout::Dense => MatrixSource::Dense(Box::new(source)),
+            MatrixLayout::Csr | MatrixLayout::Csc => MatrixSource::Sparse(Box::new(source)),
+        }
+    }
+}
+
+/// A borrowed [`MatrixSource`].
+#[derive(Clone, Copy)]
+pub enum MatrixRef<'a> {
+    /// CSR or CSC.
+    Sparse(&'a dyn SparseSource),
+    /// A dense 2-D array.
+    Dense(&'a dyn DenseSource),
+}
+
+impl<'a> MatrixRef<'a> {
+    /// Layout, shape and dtypes.
+    pub fn meta(self) -> &'a MatrixMeta {
+        match self {
+            MatrixRef::Sparse(s) => s.meta(),
+            MatrixRef::Dense(d) => d.meta(),
+        }
     }
 }
 
@@ -170,10 +283,8 @@ pub trait MatrixSink: Send {
 pub trait InputStore: Send + Sync {
     /// The path (or `s3://` URL) the input was opened from, for messages.
     fn path(&self) -> &Path;
-    /// For backends that copy between two stores of their own kind.
-    fn as_any(&self) -> &dyn std::any::Any;
     /// Opens X or a layer; a clear error when it is missing or not a supported encoding.
-    fn open_matrix(&self, element: &ElementPath) -> Result<Box<dyn MatrixSource + '_>>;
+    fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>>;
     /// Whether `uns/log1p` exists (scanpy then warns that the data seem log-transformed).
     fn has_uns_log1p(&self) -> Result<bool>;
     /// Names of the variables at the given positions (for the excluded-genes message).

@@ -126,7 +126,7 @@ impl Job {
             return whole("a re-encoded output (zarr format, codec, chunks or shards changed)");
         }
         let mut warnings = preflight(&store, &meta, &opts.params, &Silent)?;
-        stores::check::check_input(&store, &element, &meta, opts.params.memory / 4)?;
+        stores::check::check_tree(&store, false, &element, &meta, opts.params.memory / 4)?;
         let source = store.open_matrix(&element)?;
         let part_of = PartOf {
             input,

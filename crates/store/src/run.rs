@@ -9,7 +9,7 @@ use atlasnorm_core::engine::{element_of, normalize_stores};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::report::{Progress, Report};
-use crate::store;
+use crate::store::{self, InputStore as _};
 
 /// Normalizes `input` into `output` as `sc.pp.normalize_total` (+ `sc.pp.log1p`) would, and
 /// writes every other element of the input unchanged. On error nothing is left under
@@ -122,9 +122,9 @@ fn run(input: &Path, output: &Path, opts: &Options, progress: &dyn Progress) -> 
     // Open the matrix first so that a missing or malformed element fails before any output.
     let meta = store.open_matrix(&element)?.meta().clone();
     // Every element copied unchanged is checked as anndata would read it (store/check.rs).
-    store::check::check_input(store.as_ref(), &element, &meta, opts.params.memory / 4)?;
-    let out = store::create_output(store.as_ref(), output, &element, opts)?;
-    let mut report = normalize_stores(store.as_ref(), out, &opts.params, progress)?;
+    store::check::check_input(&store, &element, &meta, opts.params.memory / 4)?;
+    let out = store::create_output(&store, output, &element, opts)?;
+    let mut report = normalize_stores(&store, out, &opts.params, progress)?;
     report.input_bytes = stored_bytes(input);
     Ok(report)
 }

@@ -14,7 +14,7 @@ use crate::kernel::scale::{factor, target_from_user};
 use crate::kernel::totals::csr_row_totals_kept;
 use crate::kernel::Real;
 use crate::store::{
-    MatrixSink, MatrixSource, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure,
+    MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore, SparseSource, SparseStructure,
 };
 
 /// indptr is read in pieces of this many entries.
@@ -446,7 +446,7 @@ pub(super) fn scipy_index_dtype(meta: &crate::store::MatrixMeta) -> DType {
 
 /// Reads and checks the whole `indptr` (`n_rows` + 1 entries): starts at 0, never decreases,
 /// ends at the number of stored values. Kept in memory: 8 bytes a row.
-pub(super) fn read_indptr(job: &Job, source: &dyn MatrixSource, n_rows: u64) -> Result<Vec<i64>> {
+pub(super) fn read_indptr(job: &Job, source: &dyn SparseSource, n_rows: u64) -> Result<Vec<i64>> {
     let len = n_rows + 1;
     let mut indptr = Vec::with_capacity(len as usize);
     let mut at = 0;
@@ -556,7 +556,7 @@ pub(super) fn scale<T: Real>(
     })
 }
 
-pub(super) fn note_nan(job: &Job, nan_values: u64, warnings: &mut Vec<String>) {
+pub(super) fn note_nan<S: ?Sized>(job: &Job<'_, S>, nan_values: u64, warnings: &mut Vec<String>) {
     if nan_values > 0 {
         let message = format!(
             "{nan_values} values of the output are NaN, as scanpy leaves them \

@@ -6,7 +6,7 @@ use super::csr::{note_nan, BlockBuf};
 use super::pipeline::{consume_pooled, stream_pooled};
 use super::plan::{dense_blocks, streamed_block_values, Block, BLOCKS_IN_FLIGHT};
 use super::scale::{dense_totals_parallel, scale_dense};
-use super::{Job, Normalized};
+use super::{DenseJob, Normalized};
 use crate::error::Result;
 use crate::fit;
 use crate::kernel::mask::dense_mark_highly_expressed;
@@ -15,7 +15,10 @@ use crate::kernel::totals::{dense_row_totals_kept_ordered, KeptSumOrder};
 use crate::kernel::Real;
 use crate::store::{MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure};
 
-pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result<Normalized<T>> {
+pub(super) fn normalize<T: Real>(
+    job: &DenseJob,
+    out: &mut dyn OutputStore,
+) -> Result<Normalized<T>> {
     let (n_obs, n_vars) = (job.meta.n_obs, job.meta.n_vars);
     let n_cols = n_vars as usize;
     let blocks = blocks_of::<T>(job);
@@ -66,7 +69,7 @@ pub(super) fn normalize<T: Real>(job: &Job, out: &mut dyn OutputStore) -> Result
 }
 
 /// Row blocks of every dense pass: the raw values and the converted ones in flight.
-pub(super) fn blocks_of<T: Real>(job: &Job) -> Vec<Block> {
+pub(super) fn blocks_of<T: Real>(job: &DenseJob) -> Vec<Block> {
     let bytes = job.meta.data_dtype.size() + std::mem::size_of::<T>();
     dense_blocks(
         job.meta.n_obs,
@@ -77,7 +80,7 @@ pub(super) fn blocks_of<T: Real>(job: &Job) -> Vec<Block> {
 
 /// Pass 1: numpy's pairwise row sums into `totals`, the gene mask into `excluded`.
 pub(super) fn totals_pass<T: Real>(
-    job: &Job,
+    job: &DenseJob,
     blocks: &[Block],
     totals: &mut [T],
     mut excluded: Option<&mut Vec<bool>>,
@@ -114,7 +117,7 @@ pub(super) fn totals_pass<T: Real>(
 
 /// Pass 1b: row sums over the genes `mask` leaves, in numpy's order for the whole matrix.
 pub(super) fn kept_totals_pass<T: Real>(
-    job: &Job,
+    job: &DenseJob,
     blocks: &[Block],
     mask: &[bool],
     totals: &mut [T],
@@ -153,7 +156,7 @@ pub(super) fn kept_totals_pass<T: Real>(
 /// log-transformed). With `fused_target` (fixed target, no gene mask) the totals are computed
 /// here too and `factors` receives them block by block.
 pub(super) fn scale_pass<T: Real>(
-    job: &Job,
+    job: &DenseJob,
     mut sink: Box<dyn MatrixSink + '_>,
     blocks: Vec<Block>,
     fused_target: Option<T>,
@@ -194,7 +197,7 @@ pub(super) fn scale_pass<T: Real>(
 }
 
 /// Reads a block's rows into `buf` and converts them to T.
-fn read_rows<T: Real>(job: &Job, b: &Block, buf: &mut BlockBuf) -> Result<()> {
+fn read_rows<T: Real>(job: &DenseJob, b: &Block, buf: &mut BlockBuf) -> Result<()> {
     job.source.read_rows_into(b.rows.clone(), &mut buf.data)?;
     buf.convert::<T>();
     Ok(())

@@ -1,5 +1,5 @@
 //! The engine: plans row blocks, streams them through the kernels, and joins a
-//! [`MatrixSource`] to an [`OutputStore`] ([`normalize_stores`]). Opening files and
+//! [`MatrixSource`](store::MatrixSource) to an [`OutputStore`] ([`normalize_stores`]). Opening files and
 //! choosing their backends is the store crate's job.
 //!
 //! Per cell it keeps the totals (then factors) and, for CSR, `indptr`: at most 16 bytes a
@@ -26,7 +26,9 @@ use crate::kernel::log1p::Log1p;
 use crate::kernel::Real;
 use crate::params::Params;
 use crate::report::{Progress, Report};
-use crate::store::{self, ElementPath, MatrixLayout, MatrixMeta, MatrixSource, OutputStore};
+use crate::store::{
+    self, DenseSource, ElementPath, MatrixLayout, MatrixMeta, MatrixRef, OutputStore, SparseSource,
+};
 
 /// The element `params` chooses: X or `layers/NAME`.
 pub fn element_of(opts: &Params) -> ElementPath {
@@ -48,13 +50,14 @@ pub fn normalize_stores(
     opts.validate()?;
     let element = element_of(opts);
     let source = input.open_matrix(&element)?;
-    let mut warnings = preflight(input, source.meta(), opts, progress)?;
+    let meta = source.meta().clone();
+    let mut warnings = preflight(input, &meta, opts, progress)?;
     let job = Job {
         input: input.path(),
         element: element.store_path(),
         element_path: element,
-        source: source.as_ref(),
-        meta: source.meta().clone(),
+        source: &(),
+        meta: meta.clone(),
         opts,
         progress,
         threads: rayon::current_num_threads(),
@@ -62,18 +65,18 @@ pub fn normalize_stores(
             .log1p
             .then(|| Log1p::new(opts.log1p_kernel, opts.log1p_base)),
         origin: Origin::default(),
-        n_obs_total: source.meta().n_obs,
+        n_obs_total: meta.n_obs,
     };
-    let summary = match job.meta.data_dtype {
-        DType::F64 => finish::<f64>(&job, out.as_mut(), input)?,
-        _ => finish::<f32>(&job, out.as_mut(), input)?,
+    let summary = match meta.data_dtype {
+        DType::F64 => finish::<f64>(&job, source.as_ref(), out.as_mut(), input)?,
+        _ => finish::<f32>(&job, source.as_ref(), out.as_mut(), input)?,
     };
     out.commit()?;
     warnings.extend(summary.warnings);
     Ok(Report {
-        n_obs: job.meta.n_obs,
-        n_vars: job.meta.n_vars,
-        nnz: job.meta.nnz,
+        n_obs: meta.n_obs,
+        n_vars: meta.n_vars,
+        nnz: meta.nnz,
         target: summary.target,
         target_is_median: opts.target_sum.is_none(),
         zero_count_cells: summary.zero_count_cells,
@@ -170,17 +173,24 @@ struct Summary {
     warnings: Vec<String>,
 }
 
-/// Runs the layout's passes in working dtype `T`, then writes `obs[key_added]` and
-/// `uns["log1p"]`.
+/// Runs the layout's passes in working dtype `T` (`job` has no source yet: `source` is it),
+/// then writes `obs[key_added]` and `uns["log1p"]`.
 fn finish<T: Real>(
-    job: &Job,
+    job: &Job<'_, ()>,
+    source: MatrixRef<'_>,
     out: &mut dyn OutputStore,
     input: &dyn store::InputStore,
 ) -> Result<Summary> {
-    let done: Normalized<T> = match job.meta.layout {
-        MatrixLayout::Csr => csr::normalize(job, out)?,
-        MatrixLayout::Csc => csc::normalize(job, out)?,
-        MatrixLayout::Dense => dense::normalize(job, out)?,
+    let done: Normalized<T> = match (source, job.meta.layout) {
+        (MatrixRef::Sparse(s), MatrixLayout::Csr) => csr::normalize(&job.over(s), out)?,
+        (MatrixRef::Sparse(s), MatrixLayout::Csc) => csc::normalize(&job.over(s), out)?,
+        (MatrixRef::Dense(d), MatrixLayout::Dense) => dense::normalize(&job.over(d), out)?,
+        (_, layout) => {
+            return Err(Error::Internal(format!(
+                "{}: the backend opened a {layout:?} matrix as the other kind",
+                job.element
+            )))
+        }
     };
     let mut warnings = done.warnings;
     let zero_count_cells = conclude(
@@ -201,13 +211,14 @@ fn finish<T: Real>(
     })
 }
 
-/// State shared by the passes of one run.
-pub(crate) struct Job<'a> {
+/// State shared by the passes of one run, over a sparse source (the default) or a dense one
+/// ([`DenseJob`]).
+pub(crate) struct Job<'a, S: ?Sized + 'a = dyn SparseSource + 'a> {
     pub input: &'a Path,
     /// `X` or `layers/NAME`, for messages.
     pub element: String,
     pub element_path: ElementPath,
-    pub source: &'a dyn MatrixSource,
+    pub source: &'a S,
     pub meta: MatrixMeta,
     pub opts: &'a Params,
     pub progress: &'a dyn Progress,
@@ -221,6 +232,31 @@ pub(crate) struct Job<'a> {
     pub n_obs_total: u64,
 }
 
+/// The passes' state over a dense source.
+pub(crate) type DenseJob<'a> = Job<'a, dyn DenseSource + 'a>;
+
+impl<'a, S: ?Sized> Job<'a, S> {
+    /// The same job over `source`.
+    pub fn over<'b, R: ?Sized>(&self, source: &'b R) -> Job<'b, R>
+    where
+        'a: 'b,
+    {
+        Job {
+            input: self.input,
+            element: self.element.clone(),
+            element_path: self.element_path.clone(),
+            source,
+            meta: self.meta.clone(),
+            opts: self.opts,
+            progress: self.progress,
+            threads: self.threads,
+            log1p: self.log1p,
+            origin: self.origin,
+            n_obs_total: self.n_obs_total,
+        }
+    }
+}
+
 /// The position of a part of a matrix in the whole: first row, first stored value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
@@ -230,7 +266,7 @@ pub struct Origin {
     pub values: u64,
 }
 
-impl Job<'_> {
+impl<S: ?Sized> Job<'_, S> {
     /// An input error about `member` of the element (`data`, `indptr`, ...).
     pub fn error(&self, member: &str, problem: impl Into<String>) -> Error {
         let element = if member.is_empty() {

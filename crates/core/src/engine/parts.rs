@@ -4,7 +4,7 @@
 //! of stored values.
 //!
 //! Each function runs the very pass code of [`normalize_stores`](super::normalize_stores) on a
-//! [`PartSource`], a view of the part as a matrix of its own, so a matrix split into parts
+//! [`SparsePart`] or [`DensePart`], a view of the part as a matrix of its own, so a matrix split into parts
 //! gives the bits of one run: totals are per row, the mask an OR over rows, the target comes
 //! from all totals ([`factors`]), and scaling is per value. CSR and dense only: a CSC matrix's
 //! totals run along columns and need the whole matrix in one pass.
@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::csr::{self, Scaling};
 use super::dense;
-use super::{Job, Origin};
+use super::{DenseJob, Job, Origin};
 use crate::array::NumVec;
 use crate::error::{Error, Result};
 use crate::fit;
@@ -22,7 +22,10 @@ use crate::kernel::log1p::Log1p;
 use crate::kernel::Real;
 use crate::params::Params;
 use crate::report::Silent;
-use crate::store::{ElementPath, MatrixLayout, MatrixMeta, MatrixSink, MatrixSource};
+use crate::store::{
+    DenseSource, ElementPath, MatrixLayout, MatrixMeta, MatrixRef, MatrixSink, SparseSource,
+    StoredMatrix,
+};
 
 /// The matrix a task works on and how: what every pass over a part needs.
 pub struct PartOf<'a> {
@@ -31,86 +34,82 @@ pub struct PartOf<'a> {
     /// X or the layer.
     pub element: &'a ElementPath,
     /// The whole stored matrix.
-    pub source: &'a dyn MatrixSource,
+    pub source: MatrixRef<'a>,
     /// What to compute.
     pub params: &'a Params,
 }
 
-/// A part of a CSR or dense matrix seen as a whole matrix: rows `rows` and, for CSR, only the
-/// stored values `values` of those rows (the first and last row may then be partial: a range
-/// of values cut where an output chunk ends). Indices into the view are relative to the part.
-pub struct PartSource<'a> {
-    inner: &'a dyn MatrixSource,
+/// Rows `rows` of a CSR matrix and only the stored values `values` of those rows, seen as a
+/// whole matrix (the first and last row may then be partial: a range of values cut where an
+/// output chunk ends). Indices into the view are relative to the part.
+pub struct SparsePart<'a> {
+    inner: &'a dyn SparseSource,
     meta: MatrixMeta,
     origin: Origin,
-    /// CSR: the part's indptr, starting at 0.
+    /// The part's indptr, starting at 0.
     indptr: Vec<i64>,
 }
 
-impl<'a> PartSource<'a> {
-    /// The view of `rows` of `inner` (CSR: with their stored values `values`, which must lie
-    /// within the rows' values; `None`: all of them).
+/// Rows `rows` of a dense matrix, seen as a whole matrix.
+pub struct DensePart<'a> {
+    inner: &'a dyn DenseSource,
+    meta: MatrixMeta,
+    origin: Origin,
+}
+
+/// The part's meta: `rows` of `whole`, checked to lie within it.
+fn part_meta(whole: &MatrixMeta, rows: &Range<u64>) -> Result<MatrixMeta> {
+    if rows.start > rows.end || rows.end > whole.n_obs {
+        return Err(Error::Internal(format!(
+            "rows {}..{} of a matrix of {} rows",
+            rows.start, rows.end, whole.n_obs
+        )));
+    }
+    let mut meta = whole.clone();
+    meta.n_obs = rows.end - rows.start;
+    Ok(meta)
+}
+
+impl<'a> SparsePart<'a> {
+    /// The view of `rows` of `inner` with their stored values `values`, which must lie within
+    /// the rows' values (`None`: all of them).
     ///
     /// # Errors
     /// [`Error::Internal`] when the part is out of the matrix's bounds, or for CSC;
     /// [`Error::Input`] when `indptr` cannot be read.
     pub fn new(
-        inner: &'a dyn MatrixSource,
+        inner: &'a dyn SparseSource,
         rows: Range<u64>,
         values: Option<Range<u64>>,
     ) -> Result<Self> {
-        let whole = inner.meta();
-        if rows.start > rows.end || rows.end > whole.n_obs {
+        let mut meta = part_meta(inner.meta(), &rows)?;
+        if meta.layout != MatrixLayout::Csr {
+            return Err(Error::Internal(
+                "a CSC matrix cannot be split into row parts (its totals run along columns)".into(),
+            ));
+        }
+        let stored = inner.read_indptr(rows.start..rows.end + 1)?;
+        let (first, last) = (stored[0], stored[stored.len() - 1]);
+        let values = values.unwrap_or(first.max(0) as u64..last.max(0) as u64);
+        if (values.start as i64) < first || (values.end as i64) > last || values.start > values.end
+        {
             return Err(Error::Internal(format!(
-                "rows {}..{} of a matrix of {} rows",
-                rows.start, rows.end, whole.n_obs
+                "values {}..{} outside rows {}..{} (values {first}..{last})",
+                values.start, values.end, rows.start, rows.end
             )));
         }
-        let mut meta = whole.clone();
-        meta.n_obs = rows.end - rows.start;
-        match whole.layout {
-            MatrixLayout::Csr => {
-                let stored = inner.read_indptr(rows.start..rows.end + 1)?;
-                let (first, last) = (stored[0], stored[stored.len() - 1]);
-                let values = values.unwrap_or(first.max(0) as u64..last.max(0) as u64);
-                if (values.start as i64) < first
-                    || (values.end as i64) > last
-                    || values.start > values.end
-                {
-                    return Err(Error::Internal(format!(
-                        "values {}..{} outside rows {}..{} (values {first}..{last})",
-                        values.start, values.end, rows.start, rows.end
-                    )));
-                }
-                let (lo, hi) = (values.start as i64, values.end as i64);
-                let indptr = stored.iter().map(|&p| p.clamp(lo, hi) - lo).collect();
-                meta.nnz = values.end - values.start;
-                Ok(PartSource {
-                    inner,
-                    meta,
-                    origin: Origin {
-                        rows: rows.start,
-                        values: values.start,
-                    },
-                    indptr,
-                })
-            }
-            MatrixLayout::Dense => {
-                meta.nnz = meta.n_obs * meta.n_vars;
-                Ok(PartSource {
-                    inner,
-                    meta,
-                    origin: Origin {
-                        rows: rows.start,
-                        values: rows.start * whole.n_vars,
-                    },
-                    indptr: Vec::new(),
-                })
-            }
-            MatrixLayout::Csc => Err(Error::Internal(
-                "a CSC matrix cannot be split into row parts (its totals run along columns)".into(),
-            )),
-        }
+        let (lo, hi) = (values.start as i64, values.end as i64);
+        let indptr = stored.iter().map(|&p| p.clamp(lo, hi) - lo).collect();
+        meta.nnz = values.end - values.start;
+        Ok(SparsePart {
+            inner,
+            meta,
+            origin: Origin {
+                rows: rows.start,
+                values: values.start,
+            },
+            indptr,
+        })
     }
 
     fn shifted(&self, range: &Range<u64>) -> Range<u64> {
@@ -118,11 +117,36 @@ impl<'a> PartSource<'a> {
     }
 }
 
-impl MatrixSource for PartSource<'_> {
+impl<'a> DensePart<'a> {
+    /// The view of `rows` of `inner`.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the part is out of the matrix's bounds.
+    pub fn new(inner: &'a dyn DenseSource, rows: Range<u64>) -> Result<Self> {
+        let mut meta = part_meta(inner.meta(), &rows)?;
+        meta.nnz = meta.n_obs * meta.n_vars;
+        Ok(DensePart {
+            origin: Origin {
+                rows: rows.start,
+                values: rows.start * meta.n_vars,
+            },
+            inner,
+            meta,
+        })
+    }
+
+    fn shifted(&self, rows: &Range<u64>) -> Range<u64> {
+        rows.start + self.origin.rows..rows.end + self.origin.rows
+    }
+}
+
+impl StoredMatrix for SparsePart<'_> {
     fn meta(&self) -> &MatrixMeta {
         &self.meta
     }
+}
 
+impl SparseSource for SparsePart<'_> {
     fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
         Ok(self.indptr[range.start as usize..range.end as usize].to_vec())
     }
@@ -135,11 +159,6 @@ impl MatrixSource for PartSource<'_> {
         self.inner.read_data(self.shifted(&range))
     }
 
-    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
-        self.inner
-            .read_rows(rows.start + self.origin.rows..rows.end + self.origin.rows)
-    }
-
     fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
         self.inner.read_data_into(self.shifted(&range), out)
     }
@@ -147,33 +166,38 @@ impl MatrixSource for PartSource<'_> {
     fn read_indices_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
         self.inner.read_indices_into(self.shifted(&range), out)
     }
+}
+
+impl StoredMatrix for DensePart<'_> {
+    fn meta(&self) -> &MatrixMeta {
+        &self.meta
+    }
+}
+
+impl DenseSource for DensePart<'_> {
+    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
+        self.inner.read_rows(self.shifted(&rows))
+    }
 
     fn read_rows_into(&self, rows: Range<u64>, out: &mut NumVec) -> Result<()> {
-        self.inner.read_rows_into(
-            rows.start + self.origin.rows..rows.end + self.origin.rows,
-            out,
-        )
+        self.inner.read_rows_into(self.shifted(&rows), out)
     }
 }
 
 impl PartOf<'_> {
-    fn job<'s>(&'s self, view: &'s PartSource<'s>) -> Job<'s> {
-        self.job_over(view, view.meta.clone(), view.origin)
-    }
-
     /// A job over `source` (a part's view, or the whole matrix).
-    fn job_over<'s>(
+    fn job_over<'s, S: ?Sized>(
         &'s self,
-        source: &'s dyn MatrixSource,
-        meta: MatrixMeta,
+        source: &'s S,
+        meta: &MatrixMeta,
         origin: Origin,
-    ) -> Job<'s> {
+    ) -> Job<'s, S> {
         Job {
             input: self.input,
             element: self.element.store_path(),
             element_path: self.element.clone(),
             source,
-            meta,
+            meta: meta.clone(),
             opts: self.params,
             progress: &Silent,
             threads: rayon::current_num_threads(),
@@ -186,15 +210,32 @@ impl PartOf<'_> {
         }
     }
 
+    fn sparse_job<'s>(&'s self, view: &'s SparsePart<'s>) -> Job<'s> {
+        self.job_over(view as &dyn SparseSource, &view.meta, view.origin)
+    }
+
+    fn dense_job<'s>(&'s self, view: &'s DensePart<'s>) -> DenseJob<'s> {
+        self.job_over(view as &dyn DenseSource, &view.meta, view.origin)
+    }
+
+    /// The whole matrix, sparse: the parts of a CSC matrix or a dense one have no indptr.
+    fn sparse(&self) -> Result<&dyn SparseSource> {
+        match self.source {
+            MatrixRef::Sparse(s) => Ok(s),
+            MatrixRef::Dense(_) => Err(Error::Internal("a dense matrix has no indptr".into())),
+        }
+    }
+
     /// The whole matrix's `indptr`, read and checked as a whole run's first pass checks it
     /// (starts at 0, never decreases, ends at the number of stored values; CSR only).
     ///
     /// # Errors
     /// [`Error::Input`] naming `indptr` when it is malformed or cannot be read.
     pub fn indptr(&self) -> Result<Vec<i64>> {
-        let meta = self.source.meta().clone();
-        let job = self.job_over(self.source, meta.clone(), Origin::default());
-        csr::read_indptr(&job, self.source, meta.n_obs)
+        let source = self.sparse()?;
+        let meta = source.meta();
+        let job = self.job_over(source, meta, Origin::default());
+        csr::read_indptr(&job, source, meta.n_obs)
     }
 
     /// The totals of `rows` and, when genes are excluded, the genes these rows mark as highly
@@ -204,24 +245,29 @@ impl PartOf<'_> {
     /// # Errors
     /// [`Error::Input`] naming the element when the part cannot be read or is malformed.
     pub fn totals<T: Real>(&self, rows: Range<u64>) -> Result<(Vec<T>, Option<Vec<bool>>)> {
-        let view = PartSource::new(self.source, rows, None)?;
-        let job = self.job(&view);
-        let mut totals = vec![T::default(); view.meta.n_obs as usize];
         let mut mask = self
             .params
             .exclude_highly_expressed
-            .then(|| vec![false; view.meta.n_vars as usize]);
-        match view.meta.layout {
-            MatrixLayout::Csr => {
+            .then(|| vec![false; self.source.meta().n_vars as usize]);
+        let totals = match self.source {
+            MatrixRef::Sparse(s) => {
+                let view = SparsePart::new(s, rows, None)?;
+                let job = self.sparse_job(&view);
+                let mut totals = vec![T::default(); view.meta.n_obs as usize];
                 let indptr = csr::read_indptr(&job, &view, view.meta.n_obs)?;
                 let blocks = csr::totals_blocks::<T>(&job, &indptr);
                 csr::totals_pass(&job, &indptr, &blocks, &mut totals, mask.as_mut())?;
+                totals
             }
-            _ => {
+            MatrixRef::Dense(d) => {
+                let view = DensePart::new(d, rows)?;
+                let job = self.dense_job(&view);
+                let mut totals = vec![T::default(); view.meta.n_obs as usize];
                 let blocks = dense::blocks_of::<T>(&job);
                 dense::totals_pass(&job, &blocks, &mut totals, mask.as_mut())?;
+                totals
             }
-        }
+        };
         Ok((totals, mask))
     }
 
@@ -230,21 +276,25 @@ impl PartOf<'_> {
     /// # Errors
     /// [`Error::Input`] when the part cannot be read.
     pub fn kept_totals<T: Real>(&self, rows: Range<u64>, mask: &[bool]) -> Result<Vec<T>> {
-        let view = PartSource::new(self.source, rows, None)?;
-        let job = self.job(&view);
-        let mut totals = vec![T::default(); view.meta.n_obs as usize];
-        match view.meta.layout {
-            MatrixLayout::Csr => {
+        match self.source {
+            MatrixRef::Sparse(s) => {
+                let view = SparsePart::new(s, rows, None)?;
+                let job = self.sparse_job(&view);
+                let mut totals = vec![T::default(); view.meta.n_obs as usize];
                 let indptr = csr::read_indptr(&job, &view, view.meta.n_obs)?;
                 let blocks = csr::totals_blocks::<T>(&job, &indptr);
                 csr::kept_totals_pass(&job, &indptr, blocks, mask, &mut totals)?;
+                Ok(totals)
             }
-            _ => {
+            MatrixRef::Dense(d) => {
+                let view = DensePart::new(d, rows)?;
+                let job = self.dense_job(&view);
+                let mut totals = vec![T::default(); view.meta.n_obs as usize];
                 let blocks = dense::blocks_of::<T>(&job);
                 dense::kept_totals_pass(&job, &blocks, mask, &mut totals)?;
+                Ok(totals)
             }
         }
-        Ok(totals)
     }
 
     /// Scales the stored values `values` of `rows` (CSR; dense: all values of the rows) by
@@ -261,32 +311,37 @@ impl PartOf<'_> {
         factors: &[T],
         sink: Box<dyn MatrixSink + '_>,
     ) -> Result<u64> {
-        let view = PartSource::new(self.source, rows, values)?;
-        if factors.len() as u64 != view.meta.n_obs {
-            return Err(Error::Internal(format!(
-                "{} factors for {} rows",
-                factors.len(),
-                view.meta.n_obs
-            )));
-        }
-        let job = self.job(&view);
-        let mut factors = factors.to_vec();
-        match view.meta.layout {
-            MatrixLayout::Csr => {
-                let indptr = view.indptr.clone();
+        let check = |n_rows: u64| {
+            if factors.len() as u64 == n_rows {
+                Ok(factors.to_vec())
+            } else {
+                Err(Error::Internal(format!(
+                    "{} factors for {n_rows} rows",
+                    factors.len()
+                )))
+            }
+        };
+        match self.source {
+            MatrixRef::Sparse(s) => {
+                let view = SparsePart::new(s, rows, values)?;
+                let mut factors = check(view.meta.n_obs)?;
+                let job = self.sparse_job(&view);
                 let scaling = Scaling {
                     job: &job,
-                    indptr: &indptr,
+                    indptr: &view.indptr,
                     rewrite: false,
                     fused_target: None,
                 };
                 scaling.run(
                     sink,
-                    csr::scale_blocks::<T>(&job, &indptr, false),
+                    csr::scale_blocks::<T>(&job, &view.indptr, false),
                     &mut factors,
                 )
             }
-            _ => {
+            MatrixRef::Dense(d) => {
+                let view = DensePart::new(d, rows)?;
+                let mut factors = check(view.meta.n_obs)?;
+                let job = self.dense_job(&view);
                 let blocks = dense::blocks_of::<T>(&job);
                 dense::scale_pass(&job, sink, blocks, None, &mut factors)
             }
@@ -310,7 +365,7 @@ impl PartOf<'_> {
     /// # Errors
     /// [`Error::Input`] when scanpy would refuse the matrix's index dtypes.
     pub fn output_structure(&self) -> Result<crate::store::SparseStructure> {
-        let meta = self.source.meta().clone();
-        csr::output_structure(&self.job_over(self.source, meta, Origin::default()))
+        let source = self.sparse()?;
+        csr::output_structure(&self.job_over(source, source.meta(), Origin::default()))
     }
 }

@@ -64,24 +64,32 @@ const ROOT_KEYS: &[&str] = &[
 ];
 
 /// Checks every element of `input` but the matrix `normalized` (whose shape `meta` gives)
-/// as anndata's reader would, reading arrays in blocks of at most `budget` bytes.
+/// as anndata's reader would, reading arrays in blocks of at most `budget` bytes. A 10x
+/// input is built as scanpy's reader builds it: nothing to check.
 pub fn check_input(
-    input: &dyn InputStore,
+    input: &super::Input,
     normalized: &ElementPath,
     meta: &MatrixMeta,
     budget: u64,
 ) -> Result<()> {
-    let any = input.as_any();
-    let (reader, hdf5): (&dyn TreeReader, bool) =
-        if let Some(i) = any.downcast_ref::<super::h5ad::H5adInput>() {
-            (i, true)
-        } else if let Some(i) = any.downcast_ref::<super::zarr::ZarrInput>() {
-            (i, false)
-        } else {
-            return Ok(());
-        };
+    match input {
+        super::Input::H5ad(i) => check_tree(i, true, normalized, meta, budget),
+        super::Input::Zarr(i) => check_tree(i, false, normalized, meta, budget),
+        super::Input::Tenx(_) => Ok(()),
+    }
+}
+
+/// [`check_input`] over an AnnData tree, read from HDF5 (`hdf5`: its rules on strings) or
+/// zarr; its path names it in errors.
+pub fn check_tree<R: TreeReader + InputStore>(
+    input: &R,
+    hdf5: bool,
+    normalized: &ElementPath,
+    meta: &MatrixMeta,
+    budget: u64,
+) -> Result<()> {
     let mut c = Checker {
-        reader,
+        reader: input,
         hdf5,
         file: input.path(),
         normalized: normalized.store_path(),

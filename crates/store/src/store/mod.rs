@@ -21,16 +21,63 @@ use std::path::Path;
 use crate::error::Result;
 pub use atlasnorm_core::store::*;
 
+/// An opened input, by backend. The engine reads it as an [`InputStore`]; the checks and the
+/// output read its whole tree ([`Input::tree`]), and an output of the same backend copies
+/// from it as encoded bytes.
+pub enum Input {
+    /// An `.h5ad` file.
+    H5ad(h5ad::H5adInput),
+    /// A `.zarr` store, local or on object storage.
+    Zarr(zarr::ZarrInput),
+    /// A Cell Ranger `.h5` or matrix directory, as scanpy's reader builds the `AnnData`.
+    Tenx(tenx::TenxInput),
+}
+
+impl Input {
+    /// The input as the engine reads it.
+    pub fn store(&self) -> &dyn InputStore {
+        match self {
+            Input::H5ad(i) => i,
+            Input::Zarr(i) => i,
+            Input::Tenx(i) => i,
+        }
+    }
+
+    /// Every element of the input, as a tree.
+    pub fn tree(&self) -> &dyn tree::TreeReader {
+        match self {
+            Input::H5ad(i) => i,
+            Input::Zarr(i) => i,
+            Input::Tenx(i) => i,
+        }
+    }
+}
+
+impl InputStore for Input {
+    fn path(&self) -> &Path {
+        self.store().path()
+    }
+    fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>> {
+        self.store().open_matrix(element)
+    }
+    fn has_uns_log1p(&self) -> Result<bool> {
+        self.store().has_uns_log1p()
+    }
+    fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {
+        self.store().var_names(positions)
+    }
+}
+
 /// Opens an AnnData input, choosing the backend by the path's form.
-pub fn open_input(path: &Path) -> Result<Box<dyn InputStore>> {
+pub fn open_input(path: &Path) -> Result<Input> {
     open_input_with(path, &zarr::s3::S3Config::default())
 }
 
 /// [`open_input`], reaching `s3://` stores with `s3` (environment plus overrides).
-pub fn open_input_with(path: &Path, s3: &zarr::s3::S3Config) -> Result<Box<dyn InputStore>> {
+pub fn open_input_with(path: &Path, s3: &zarr::s3::S3Config) -> Result<Input> {
     match backend_of(path) {
-        Backend::H5ad => Ok(Box::new(h5ad::H5adInput::open(path)?)),
-        Backend::Zarr => Ok(Box::new(zarr::ZarrInput::open_with(path, s3)?)),
+        Backend::H5ad => Ok(Input::H5ad(h5ad::H5adInput::open(path)?)),
+        Backend::Zarr => Ok(Input::Zarr(zarr::ZarrInput::open_with(path, s3)?)),
     }
 }
 
@@ -38,18 +85,14 @@ pub fn open_input_with(path: &Path, s3: &zarr::s3::S3Config) -> Result<Box<dyn I
 /// directory) as scanpy's reader would build it, else an AnnData store by the path's form.
 /// `output`: a 10x matrix.mtx is sorted next to it (in the system's temporary directory
 /// when it is on object storage).
-pub fn open_input_for(
-    path: &Path,
-    output: &Path,
-    options: &crate::Options,
-) -> Result<Box<dyn InputStore>> {
+pub fn open_input_for(path: &Path, output: &Path, options: &crate::Options) -> Result<Input> {
     if tenx::detect(path).is_some() {
         // A matrix.mtx is sorted next to a local OUTPUT; for object storage, locally.
         let scratch = match is_object_storage(output) {
             false => output.to_path_buf(),
             true => std::env::temp_dir().join(format!("atlasnorm-{}", std::process::id())),
         };
-        return Ok(Box::new(tenx::TenxInput::open(
+        return Ok(Input::Tenx(tenx::TenxInput::open(
             path,
             &options.tenx,
             &scratch,
@@ -80,32 +123,30 @@ pub fn is_object_storage(path: &Path) -> bool {
 /// except `normalized`, which the engine then writes through [`OutputStore::create_matrix`].
 /// `options` supplies the zarr output layout and the memory budget for copying.
 pub fn create_output(
-    input: &dyn InputStore,
+    input: &Input,
     output: &Path,
     normalized: &ElementPath,
     options: &crate::Options,
 ) -> Result<Box<dyn OutputStore>> {
     let element = normalized.store_path();
     let budget = options.params.memory / 2;
-    let input_any = input.as_any();
-    match backend_of(output) {
-        Backend::H5ad => {
-            if let Some(h5ad_input) = input_any.downcast_ref::<h5ad::H5adInput>() {
-                return Ok(Box::new(h5ad::H5adOutput::create(
-                    h5ad_input, output, normalized,
-                )?));
-            }
-            let reader = tree_reader(input_any).ok_or_else(|| unknown_backend(output))?;
-            Ok(Box::new(h5ad::H5adOutput::create_from_tree(
-                reader,
-                input.path(),
-                output,
-                normalized,
-                budget,
-            )?))
-        }
-        Backend::Zarr => {
-            if let Some(zarr_input) = input_any.downcast_ref::<zarr::ZarrInput>() {
+    match (backend_of(output), input) {
+        (Backend::H5ad, Input::H5ad(h5ad_input)) => Ok(Box::new(h5ad::H5adOutput::create(
+            h5ad_input, output, normalized,
+        )?)),
+        (Backend::H5ad, _) => Ok(Box::new(h5ad::H5adOutput::create_from_tree(
+            input.tree(),
+            input.path(),
+            output,
+            normalized,
+            budget,
+        )?)),
+        (Backend::Zarr, _) => {
+            let zarr_input = match input {
+                Input::Zarr(i) => Some(i),
+                _ => None,
+            };
+            if let Some(zarr_input) = zarr_input {
                 // Same format and layout: untouched elements (and a CSR matrix's structure)
                 // are copied as encoded bytes. A format, codec, chunk or shard choice means
                 // re-encoding: through the tree below.
@@ -125,37 +166,13 @@ pub fn create_output(
                 }
             }
             // Another format, zarr version or layout: re-encode the tree.
-            let reader = tree_reader(input_any).ok_or_else(|| unknown_backend(output))?;
-            let layout_from = input_any
-                .downcast_ref::<zarr::ZarrInput>()
-                .and_then(zarr::input_storage);
+            let layout_from = zarr_input.and_then(zarr::input_storage);
             let mut out =
                 zarr::ZarrOutput::create_for_tree(layout_from, output, normalized, options)?;
-            tree::copy_all_but_matrix(reader, &mut out, &element, budget)?;
+            tree::copy_all_but_matrix(input.tree(), &mut out, &element, budget)?;
             Ok(Box::new(out))
         }
     }
-}
-
-/// The input's tree, whatever its backend.
-fn tree_reader(input: &dyn std::any::Any) -> Option<&dyn tree::TreeReader> {
-    if let Some(i) = input.downcast_ref::<h5ad::H5adInput>() {
-        return Some(i);
-    }
-    if let Some(i) = input.downcast_ref::<zarr::ZarrInput>() {
-        return Some(i);
-    }
-    if let Some(i) = input.downcast_ref::<tenx::TenxInput>() {
-        return Some(i);
-    }
-    None
-}
-
-fn unknown_backend(output: &Path) -> crate::error::Error {
-    crate::error::Error::Internal(format!(
-        "{}: the input's backend cannot be carried into another format",
-        output.display()
-    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

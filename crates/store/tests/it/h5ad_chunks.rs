@@ -10,7 +10,7 @@ use std::path::Path;
 
 use atlasnorm_store::array::{DType, NumVec};
 use atlasnorm_store::store::h5ad::{AnnDataWriter, Compression};
-use atlasnorm_store::store::{open_input, ElementPath};
+use atlasnorm_store::store::{open_input, ElementPath, InputStore as _};
 use atlasnorm_store::{Error, Options, Params};
 use h5ad_common::{run_py, s, tempdir, PY_MATRIX};
 
@@ -147,6 +147,7 @@ fn raw_chunk_reads_equal_hyperslab_reads() {
             );
         } else {
             let src = opened.unwrap();
+            let src = src.sparse().expect("a sparse X");
             let nnz = src.meta().nnz;
             assert!(nnz > 15_000, "{name}: {nnz}");
             let stored = src.meta().data_dtype;
@@ -171,6 +172,7 @@ fn raw_chunk_reads_equal_hyperslab_reads() {
         let dense = input
             .open_matrix(&ElementPath::Layer("dense".into()))
             .unwrap();
+        let dense = dense.dense().expect("a dense layer");
         let ds = file.dataset("layers/dense").unwrap();
         let all: Vec<f64> = ds.read_raw::<f64>().unwrap();
         for rows in [
@@ -336,6 +338,7 @@ with h5py.File(p, "r") as f:
     corrupt(&p, offset + size / 3, 8);
     let input = open_input(&p).unwrap();
     let src = input.open_matrix(&ElementPath::X).unwrap();
+    let src = src.sparse().expect("a sparse X");
     assert!(src.read_data(0..5000).is_ok());
     assert!(src.read_data(6000..nnz).is_ok());
     for r in [4500..7000, 5999..6000, 0..nnz] {

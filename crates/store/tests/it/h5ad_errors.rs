@@ -8,7 +8,8 @@ use std::path::Path;
 use atlasnorm_store::array::DType;
 use atlasnorm_store::store::h5ad::{H5adInput, H5adOutput};
 use atlasnorm_store::store::{
-    create_output, open_input, ElementPath, OutputLayout, OutputMatrixSpec, SparseStructure,
+    create_output, open_input, ElementPath, Input, InputStore as _, OutputLayout, OutputMatrixSpec,
+    SparseStructure,
 };
 use atlasnorm_store::Error;
 use h5ad_common::{run_py, s, tempdir, PY_MATRIX};
@@ -171,6 +172,7 @@ fn bad_inputs_give_clear_errors() {
     std::fs::write(&corrupt, &bytes).unwrap();
     let input = open_input(&corrupt).unwrap();
     let src = input.open_matrix(&ElementPath::X).unwrap();
+    let src = src.sparse().expect("a sparse X");
     assert_eq!(src.meta().nnz, nnz);
     assert!(src.read_data(0..150).is_ok());
     let (e, p) = problem(src.read_data(100..nnz).unwrap_err());
@@ -188,7 +190,7 @@ fn temporary_output_is_removed_on_drop() {
     let dir = tempdir();
     let d = dir.path();
     run_py(&format!("{PY_MATRIX}{MAKE}"), &[s(d)]);
-    let input = H5adInput::open(&d.join("good.h5ad")).unwrap();
+    let h5ad_input = H5adInput::open(&d.join("good.h5ad")).unwrap();
     let target = d.join("out.h5ad");
     let tmps = || -> Vec<String> {
         std::fs::read_dir(d)
@@ -198,7 +200,7 @@ fn temporary_output_is_removed_on_drop() {
             .collect()
     };
     {
-        let out = H5adOutput::create(&input, &target, &ElementPath::X).unwrap();
+        let out = H5adOutput::create(&h5ad_input, &target, &ElementPath::X).unwrap();
         assert!(out.temp_path().exists());
         assert_eq!(tmps().len(), 1);
         assert!(out
@@ -211,6 +213,7 @@ fn temporary_output_is_removed_on_drop() {
     assert!(tmps().is_empty());
     assert!(!target.exists());
     // error path: a sink that is asked for the wrong thing, then dropped
+    let input = Input::H5ad(h5ad_input);
     {
         let mut out = create_output(
             &input,

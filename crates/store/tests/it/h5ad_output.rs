@@ -116,6 +116,7 @@ fn stream_sparse(
     factor: f64,
 ) {
     let src = input.open_matrix(element).unwrap();
+    let src = src.sparse().expect("a sparse matrix");
     let m = src.meta().clone();
     assert_eq!(m.layout, MatrixLayout::Csr);
     let spec = OutputMatrixSpec {
@@ -269,7 +270,8 @@ fn dense_x_no_columns_no_uns() {
     let inp = d.join("dense.h5ad");
     let outp = d.join("out.h5ad");
     let input = H5adInput::open(&inp).unwrap();
-    let src = input.open_matrix(&ElementPath::X).unwrap();
+    let opened = input.open_matrix(&ElementPath::X).unwrap();
+    let src = opened.dense().expect("a dense matrix");
     let m = src.meta().clone();
     assert_eq!(m.layout, MatrixLayout::Dense);
     let mut out = H5adOutput::create(&input, &outp, &ElementPath::X).unwrap();
@@ -299,7 +301,7 @@ fn dense_x_no_columns_no_uns() {
         }
         sink.finish().unwrap();
     }
-    drop(src);
+    drop(opened);
     out.write_obs_column("f", &NumVec::F64(vec![0.25; 37]))
         .unwrap();
     out.write_uns_log1p(None).unwrap();
@@ -332,7 +334,8 @@ fn csc_input_to_csr_output() {
     let inp = d.join("csc_lzf.h5ad");
     let outp = d.join("out.h5ad");
     let input = H5adInput::open(&inp).unwrap();
-    let src = input.open_matrix(&ElementPath::X).unwrap();
+    let opened = input.open_matrix(&ElementPath::X).unwrap();
+    let src = opened.sparse().expect("a sparse matrix");
     let m = src.meta().clone();
     assert_eq!(m.layout, MatrixLayout::Csc);
     // transpose in memory (small test) and write CSR
@@ -345,7 +348,7 @@ fn csc_input_to_csr_output() {
             dense[rows[k] as usize * m.n_vars as usize + j] = vals[k];
         }
     }
-    drop(src);
+    drop(opened);
     let mut out = H5adOutput::create(&input, &outp, &ElementPath::X).unwrap();
     let spec = OutputMatrixSpec {
         layout: OutputLayout::Csr,

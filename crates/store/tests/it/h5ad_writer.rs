@@ -63,6 +63,7 @@ fn written_files_read_back() {
         let nnz = write(&p, comp, data, indptr);
         let input = H5adInput::open(&p).unwrap();
         let src = input.open_matrix(&ElementPath::X).unwrap();
+        let src = src.sparse().expect("a sparse matrix");
         let m = src.meta();
         assert_eq!(m.layout, MatrixLayout::Csr);
         assert_eq!((m.n_obs, m.n_vars, m.nnz), (N_OBS, N_VARS, nnz));

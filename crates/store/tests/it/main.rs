@@ -9,6 +9,7 @@ mod h5ad_output;
 mod h5ad_read;
 mod h5ad_writer;
 mod s3_store;
+mod source_conformance;
 mod tree_copy;
 mod zarr_read;
 mod zarr_write;

@@ -140,6 +140,7 @@ fn output_from_a_tree_reader() {
         let mut out = H5adOutput::create_from_tree(reader, &inp, &outp, &element, 1024).unwrap();
         assert_eq!(out.input_path(), inp.as_path());
         let src = input.open_matrix(&element).unwrap();
+        let src = src.sparse().expect("a sparse matrix");
         let m = src.meta().clone();
         assert_eq!(m.layout, MatrixLayout::Csr);
         let spec = OutputMatrixSpec {

@@ -1,7 +1,7 @@
 //! The .h5ad (HDF5) backend.
 //!
 //! * [`H5adInput`]: an AnnData file opened read-only (no HDF5 file locking), with
-//!   [`MatrixSource`]s for X and layers (`csr_matrix`, `csc_matrix`, dense `array`, legacy
+//!   [`MatrixSource`]s (sparse or dense) for X and layers (`csr_matrix`, `csc_matrix`, dense `array`, legacy
 //!   `h5sparse_format`), any numeric dtype, chunked or contiguous, gzip/lzf/shuffle.
 //! * [`H5adOutput`]: the output, a raw (`H5Ocopy`) copy of everything but the normalized
 //!   element, under a temporary name until [`OutputStore::commit`].
@@ -89,15 +89,15 @@ impl InputStore for H5adInput {
         &self.path
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn open_matrix(&self, element: &ElementPath) -> Result<Box<dyn MatrixSource + '_>> {
+    fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>> {
         let path = element.store_path();
         let elem = encoding::open_matrix(self.root(), &path, self.obs_len, self.var_len)
             .map_err(|p| p.into_input(&self.path))?;
-        Ok(Box::new(H5adSource::new(self.path.clone(), path, elem)))
+        Ok(MatrixSource::by_layout(H5adSource::new(
+            self.path.clone(),
+            path,
+            elem,
+        )))
     }
 
     fn has_uns_log1p(&self) -> Result<bool> {

@@ -1,4 +1,4 @@
-//! Hyperslab reads of a stored matrix ([`MatrixSource`]).
+//! Hyperslab reads of a stored matrix ([`SparseSource`] and [`DenseSource`]).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use super::file::read_problem;
 use crate::array::by_dtype;
 use crate::array::{as_bytes_mut, DType, NumVec, Plain};
 use crate::error::{Error, Result};
-use crate::store::{MatrixLayout, MatrixMeta, MatrixSource};
+use crate::store::{DenseSource, MatrixLayout, MatrixMeta, SparseSource, StoredMatrix};
 
 enum Arrays {
     Sparse {
@@ -285,11 +285,13 @@ pub(crate) fn read_1d(ds: &Dataset, dtype: DType, range: Range<u64>) -> hdf5::Re
     by_dtype!(dtype, slice_1d(ds, range))
 }
 
-impl MatrixSource for H5adSource {
+impl StoredMatrix for H5adSource {
     fn meta(&self) -> &MatrixMeta {
         &self.meta
     }
+}
 
+impl SparseSource for H5adSource {
     fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
         let (_, _, indptr) = self.sparse("indptr")?;
         let major = match self.meta.layout {
@@ -368,7 +370,9 @@ impl MatrixSource for H5adSource {
             out,
         )
     }
+}
 
+impl DenseSource for H5adSource {
     fn read_rows_into(&self, rows: Range<u64>, out: &mut NumVec) -> Result<()> {
         if let (Arrays::Dense(ds), Some(raw)) = (&self.arrays, &self.raw.data) {
             if rows.start <= rows.end && rows.end <= self.meta.n_obs {

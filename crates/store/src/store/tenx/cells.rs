@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
-use crate::store::{MatrixLayout, MatrixMeta, MatrixSource};
+use crate::store::{MatrixLayout, MatrixMeta, SparseSource, StoredMatrix};
 
 /// Rows read at once while the selected indptr is computed, at most.
 const COUNT_VALUES: u64 = 1 << 22;
@@ -30,7 +30,7 @@ struct Selection {
 pub struct Cells {
     file: PathBuf,
     element: String,
-    stored: Box<dyn MatrixSource>,
+    stored: Box<dyn SparseSource>,
     meta: MatrixMeta,
     selection: Option<Selection>,
     /// Stored int32 values served as float32 (scanpy's h5 readers convert them on read).
@@ -55,7 +55,7 @@ impl Cells {
     pub fn new(
         file: &Path,
         element: &str,
-        stored: Box<dyn MatrixSource>,
+        stored: Box<dyn SparseSource>,
         keep: Option<&[bool]>,
         int32_as_f32: bool,
     ) -> Result<Cells> {
@@ -119,6 +119,17 @@ impl Cells {
     }
 
     /// The selected entries `range`: their stored indices and which stored entries they are.
+    /// An error unless `range` lies within the served values.
+    fn within(&self, range: &Range<u64>) -> Result<()> {
+        if range.start > range.end || range.end > self.meta.nnz {
+            return Err(self.fail(format!(
+                "values {}..{} requested, but it has {}",
+                range.start, range.end, self.meta.nnz
+            )));
+        }
+        Ok(())
+    }
+
     fn selected(&self, s: &Selection, range: &Range<u64>) -> Result<(Vec<i64>, Vec<bool>, u64)> {
         let (stored, first) = Self::stored_range(s, range);
         let indices = self
@@ -136,7 +147,7 @@ impl Cells {
 
 /// Computes the selected indptr, checking the stored one and the stored indices' range.
 fn select(
-    stored: &dyn MatrixSource,
+    stored: &dyn SparseSource,
     m: &MatrixMeta,
     keep: &[bool],
 ) -> std::result::Result<Selection, String> {
@@ -250,11 +261,13 @@ fn index_vec(values: Vec<i64>, dtype: DType) -> NumVec {
     }
 }
 
-impl MatrixSource for Cells {
+impl StoredMatrix for Cells {
     fn meta(&self) -> &MatrixMeta {
         &self.meta
     }
+}
 
+impl SparseSource for Cells {
     fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
         match &self.selection {
             None => self.stored.read_indptr(range),
@@ -267,6 +280,7 @@ impl MatrixSource for Cells {
     }
 
     fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
+        self.within(&range)?;
         let dtype = self.meta.indices_dtype.unwrap_or(DType::I64);
         let Some(s) = &self.selection else {
             let stored = self.stored.read_indices(range)?;
@@ -292,6 +306,7 @@ impl MatrixSource for Cells {
     }
 
     fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
+        self.within(&range)?;
         let Some(s) = &self.selection else {
             return Ok(self.as_served(self.stored.read_data(range)?));
         };
@@ -300,10 +315,6 @@ impl MatrixSource for Cells {
         let kept = keep_values(self.stored.read_data(stored)?, &keep);
         let n = (range.end - range.start) as usize;
         Ok(self.as_served(kept.slice(skip as usize..skip as usize + n)))
-    }
-
-    fn read_rows(&self, _rows: Range<u64>) -> Result<NumVec> {
-        Err(self.fail("a sparse matrix has no dense rows"))
     }
 
     fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
@@ -328,7 +339,7 @@ mod tests {
         indptr: Vec<i64>,
         indices: Vec<i64>,
         data: NumVec,
-    ) -> Box<dyn MatrixSource> {
+    ) -> Box<dyn SparseSource> {
         Box::new(MemoryMatrix {
             meta: MatrixMeta {
                 layout: MatrixLayout::Csr,
@@ -346,7 +357,7 @@ mod tests {
     }
 
     // 3 cells × 4 features: rows [0:1, 2:2, 3:3], [], [1:4, 3:5]
-    fn stored() -> Box<dyn MatrixSource> {
+    fn stored() -> Box<dyn SparseSource> {
         csr(
             3,
             4,

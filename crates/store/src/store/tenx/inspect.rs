@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{TenxInput, TenxOptions};
 use crate::error::Result;
-use crate::store::MatrixSource;
+use crate::store::StoredMatrix as _;
 
 /// The 10x layout, the matrix (cells × features, nnz, dtypes) and obs/var columns as scanpy
 /// reads them (all feature types, no genome filter). A matrix.mtx is sorted into a

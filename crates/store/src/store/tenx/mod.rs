@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeReader};
-use crate::store::{ElementPath, InputStore, MatrixSource};
+use crate::store::{ElementPath, InputStore, MatrixSource, SparseSource as _, StoredMatrix as _};
 
 pub use inspect::inspect;
 
@@ -114,42 +114,14 @@ impl TenxInput {
     }
 }
 
-/// Borrows the input's matrix as the engine's source.
-struct Borrowed<'a>(&'a cells::Cells);
-
-impl MatrixSource for Borrowed<'_> {
-    fn meta(&self) -> &crate::store::MatrixMeta {
-        self.0.meta()
-    }
-    fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
-        self.0.read_indptr(range)
-    }
-    fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
-        self.0.read_indices(range)
-    }
-    fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
-        self.0.read_data(range)
-    }
-    fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
-        self.0.read_rows(rows)
-    }
-    fn read_data_into(&self, range: Range<u64>, out: &mut NumVec) -> Result<()> {
-        self.0.read_data_into(range, out)
-    }
-}
-
 impl InputStore for TenxInput {
     fn path(&self) -> &Path {
         &self.path
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn open_matrix(&self, element: &ElementPath) -> Result<Box<dyn MatrixSource + '_>> {
+    fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>> {
         match element {
-            ElementPath::X => Ok(Box::new(Borrowed(&self.matrix))),
+            ElementPath::X => Ok(MatrixSource::Sparse(Box::new(&self.matrix))),
             ElementPath::Layer(name) => Err(Error::input(
                 &self.path,
                 format!("layers/{name}"),

@@ -32,7 +32,7 @@ use super::frame::{make_unique, Column, Frame};
 use super::h5::Read;
 use crate::array::{as_bytes_mut, DType, NumVec};
 use crate::error::{Error, Result};
-use crate::store::{MatrixLayout, MatrixMeta, MatrixSource};
+use crate::store::{MatrixLayout, MatrixMeta, SparseSource, StoredMatrix};
 
 /// Bytes one entry takes while it is sorted.
 const ENTRY_BYTES: u64 = 16;
@@ -886,7 +886,23 @@ pub struct SortedMtx {
 }
 
 impl SortedMtx {
+    /// An error unless `range` lies within `len` elements of `member`.
+    fn within(&self, member: &str, range: &Range<u64>, len: u64) -> Result<()> {
+        if range.start > range.end || range.end > len {
+            return Err(Error::input(
+                &self.file,
+                "matrix.mtx",
+                format!(
+                    "{member}: elements {}..{} requested, but it has {len}",
+                    range.start, range.end
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn pread<T: crate::array::Plain>(&self, f: &File, range: Range<u64>) -> Result<Vec<T>> {
+        self.within("values", &range, self.meta.nnz)?;
         let mut v = vec![T::default(); (range.end - range.start) as usize];
         let size = std::mem::size_of::<T>() as u64;
         f.read_exact_at(as_bytes_mut(&mut v), range.start * size)
@@ -895,25 +911,24 @@ impl SortedMtx {
     }
 }
 
-impl MatrixSource for SortedMtx {
+impl StoredMatrix for SortedMtx {
     fn meta(&self) -> &MatrixMeta {
         &self.meta
     }
+}
+
+impl SparseSource for SortedMtx {
     fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
+        self.within("indptr", &range, self.indptr.len() as u64)?;
         Ok(self.indptr[range.start as usize..range.end as usize].to_vec())
     }
+
     fn read_indices(&self, range: Range<u64>) -> Result<NumVec> {
         Ok(NumVec::I32(self.pread(&self.indices, range)?))
     }
+
     fn read_data(&self, range: Range<u64>) -> Result<NumVec> {
         Ok(NumVec::F32(self.pread(&self.data, range)?))
-    }
-    fn read_rows(&self, _rows: Range<u64>) -> Result<NumVec> {
-        Err(Error::input(
-            &self.file,
-            "matrix.mtx",
-            "a sparse matrix has no dense rows",
-        ))
     }
 }
 

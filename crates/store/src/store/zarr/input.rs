@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::options::ZarrFormat;
 use crate::store::labels;
 use crate::store::tree::NodeKind;
-use crate::store::{ElementPath, InputStore, MatrixSource};
+use crate::store::{ElementPath, InputStore, MatrixSource, StoredMatrix as _};
 
 /// An AnnData `.zarr` store opened for reading.
 pub struct ZarrInput {
@@ -261,11 +261,7 @@ impl InputStore for ZarrInput {
         &self.path
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn open_matrix(&self, element: &ElementPath) -> Result<Box<dyn MatrixSource + '_>> {
+    fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>> {
         let path = element.store_path();
         let source = open_matrix(self, &path)?;
         let (n_obs, n_vars) = (source.meta().n_obs, source.meta().n_vars);
@@ -285,7 +281,7 @@ impl InputStore for ZarrInput {
                 return Err(mismatch("var", len));
             }
         }
-        Ok(Box::new(source) as Box<dyn MatrixSource + '_>)
+        Ok(MatrixSource::by_layout(source))
     }
 
     fn has_uns_log1p(&self) -> Result<bool> {

@@ -1,5 +1,5 @@
 //! Reads of zarr arrays: [`ZArray`] (any array, by rows along axis 0) and [`ZarrSource`]
-//! (a stored matrix, [`MatrixSource`]).
+//! (a stored matrix, [`SparseSource`] and [`DenseSource`]).
 //!
 //! Numeric reads decode straight into the returned buffer (no staging copy) through zarrs,
 //! which decodes the chunks (or a shard's inner chunks) a range covers in parallel on the
@@ -33,7 +33,9 @@ use crate::array::by_dtype;
 use crate::array::{as_bytes_mut, DType, NumVec, Plain};
 use crate::error::{Error, Result};
 use crate::store::tree::{ElemType, NodeKind};
-use crate::store::{InputStore as _, MatrixLayout, MatrixMeta, MatrixSource};
+use crate::store::{
+    DenseSource, InputStore as _, MatrixLayout, MatrixMeta, SparseSource, StoredMatrix,
+};
 
 type ZStore = dyn ReadableWritableListableStorageTraits;
 
@@ -837,11 +839,13 @@ impl ZarrSource {
     }
 }
 
-impl MatrixSource for ZarrSource {
+impl StoredMatrix for ZarrSource {
     fn meta(&self) -> &MatrixMeta {
         &self.meta
     }
+}
 
+impl SparseSource for ZarrSource {
     fn read_indptr(&self, range: Range<u64>) -> Result<Vec<i64>> {
         let (_, _, indptr) = self.sparse("indptr")?;
         let v = indptr
@@ -870,7 +874,9 @@ impl MatrixSource for ZarrSource {
         let (data, _, _) = self.sparse("data")?;
         data.read_num(range).map_err(|p| p.into_input(&self.file))
     }
+}
 
+impl DenseSource for ZarrSource {
     fn read_rows(&self, rows: Range<u64>) -> Result<NumVec> {
         let Arrays::Dense(a) = &self.arrays else {
             return Err(self.fail("is sparse: read it with read_indptr/read_data"));
