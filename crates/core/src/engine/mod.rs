@@ -28,6 +28,7 @@ use crate::params::Params;
 use crate::report::{Progress, Report};
 use crate::store::{
     self, DenseSource, ElementPath, MatrixLayout, MatrixMeta, MatrixRef, OutputStore, SparseSource,
+    StoredMatrix,
 };
 
 /// The element `params` chooses: X or `layers/NAME`.
@@ -52,24 +53,23 @@ pub fn normalize_stores(
     let source = input.open_matrix(&element)?;
     let meta = source.meta().clone();
     let mut warnings = preflight(input, &meta, opts, progress)?;
-    let job = Job {
-        input: input.path(),
-        element: element.store_path(),
-        element_path: element,
-        source: &(),
-        meta: meta.clone(),
-        opts,
-        progress,
-        threads: rayon::current_num_threads(),
-        log1p: opts
-            .log1p
-            .then(|| Log1p::new(opts.log1p_kernel, opts.log1p_base)),
-        origin: Origin::default(),
-        n_obs_total: meta.n_obs,
-    };
     let summary = match meta.data_dtype {
-        DType::F64 => finish::<f64>(&job, source.as_ref(), out.as_mut(), input)?,
-        _ => finish::<f32>(&job, source.as_ref(), out.as_mut(), input)?,
+        DType::F64 => finish::<f64>(
+            input,
+            &element,
+            source.as_ref(),
+            opts,
+            progress,
+            out.as_mut(),
+        )?,
+        _ => finish::<f32>(
+            input,
+            &element,
+            source.as_ref(),
+            opts,
+            progress,
+            out.as_mut(),
+        )?,
     };
     out.commit()?;
     warnings.extend(summary.warnings);
@@ -173,22 +173,31 @@ struct Summary {
     warnings: Vec<String>,
 }
 
-/// Runs the layout's passes in working dtype `T` (`job` has no source yet: `source` is it),
-/// then writes `obs[key_added]` and `uns["log1p"]`.
+/// Runs the passes of `source`'s layout in working dtype `T`, then writes `obs[key_added]`
+/// and `uns["log1p"]`.
 fn finish<T: Real>(
-    job: &Job<'_, ()>,
-    source: MatrixRef<'_>,
-    out: &mut dyn OutputStore,
     input: &dyn store::InputStore,
+    element: &ElementPath,
+    source: MatrixRef<'_>,
+    opts: &Params,
+    progress: &dyn Progress,
+    out: &mut dyn OutputStore,
 ) -> Result<Summary> {
-    let done: Normalized<T> = match (source, job.meta.layout) {
-        (MatrixRef::Sparse(s), MatrixLayout::Csr) => csr::normalize(&job.over(s), out)?,
-        (MatrixRef::Sparse(s), MatrixLayout::Csc) => csc::normalize(&job.over(s), out)?,
-        (MatrixRef::Dense(d), MatrixLayout::Dense) => dense::normalize(&job.over(d), out)?,
+    let path = input.path();
+    let done: Normalized<T> = match (source, source.meta().layout) {
+        (MatrixRef::Sparse(s), MatrixLayout::Csr) => {
+            csr::normalize(&Job::whole(path, element, s, opts, progress), out)?
+        }
+        (MatrixRef::Sparse(s), MatrixLayout::Csc) => {
+            csc::normalize(&Job::whole(path, element, s, opts, progress), out)?
+        }
+        (MatrixRef::Dense(d), MatrixLayout::Dense) => {
+            dense::normalize(&Job::whole(path, element, d, opts, progress), out)?
+        }
         (_, layout) => {
             return Err(Error::Internal(format!(
                 "{}: the backend opened a {layout:?} matrix as the other kind",
-                job.element
+                element.store_path()
             )))
         }
     };
@@ -196,8 +205,8 @@ fn finish<T: Real>(
     let zero_count_cells = conclude(
         out,
         input,
-        job.opts,
-        job.progress,
+        opts,
+        progress,
         done.factors,
         &done.excluded,
         &mut warnings,
@@ -235,24 +244,31 @@ pub(crate) struct Job<'a, S: ?Sized + 'a = dyn SparseSource + 'a> {
 /// The passes' state over a dense source.
 pub(crate) type DenseJob<'a> = Job<'a, dyn DenseSource + 'a>;
 
-impl<'a, S: ?Sized> Job<'a, S> {
-    /// The same job over `source`.
-    pub fn over<'b, R: ?Sized>(&self, source: &'b R) -> Job<'b, R>
-    where
-        'a: 'b,
-    {
+impl<'a, S: StoredMatrix + ?Sized> Job<'a, S> {
+    /// A job over the whole of `source` (a part's view is a whole matrix of its own; the
+    /// caller then sets where it sits, [`Job::origin`] and [`Job::n_obs_total`]).
+    pub fn whole(
+        input: &'a Path,
+        element: &ElementPath,
+        source: &'a S,
+        opts: &'a Params,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        let meta = source.meta().clone();
         Job {
-            input: self.input,
-            element: self.element.clone(),
-            element_path: self.element_path.clone(),
+            input,
+            element: element.store_path(),
+            element_path: element.clone(),
             source,
-            meta: self.meta.clone(),
-            opts: self.opts,
-            progress: self.progress,
-            threads: self.threads,
-            log1p: self.log1p,
-            origin: self.origin,
-            n_obs_total: self.n_obs_total,
+            n_obs_total: meta.n_obs,
+            meta,
+            opts,
+            progress,
+            threads: rayon::current_num_threads(),
+            log1p: opts
+                .log1p
+                .then(|| Log1p::new(opts.log1p_kernel, opts.log1p_base)),
+            origin: Origin::default(),
         }
     }
 }

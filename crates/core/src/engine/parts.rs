@@ -18,7 +18,6 @@ use super::{DenseJob, Job, Origin};
 use crate::array::NumVec;
 use crate::error::{Error, Result};
 use crate::fit;
-use crate::kernel::log1p::Log1p;
 use crate::kernel::Real;
 use crate::params::Params;
 use crate::report::Silent;
@@ -185,37 +184,21 @@ impl DenseSource for DensePart<'_> {
 }
 
 impl PartOf<'_> {
-    /// A job over `source` (a part's view, or the whole matrix).
-    fn job_over<'s, S: ?Sized>(
-        &'s self,
-        source: &'s S,
-        meta: &MatrixMeta,
-        origin: Origin,
-    ) -> Job<'s, S> {
+    /// A job over a part's view: the view's own meta, where it sits in the whole.
+    fn part_job<'s, S: StoredMatrix + ?Sized>(&'s self, view: &'s S, origin: Origin) -> Job<'s, S> {
         Job {
-            input: self.input,
-            element: self.element.store_path(),
-            element_path: self.element.clone(),
-            source,
-            meta: meta.clone(),
-            opts: self.params,
-            progress: &Silent,
-            threads: rayon::current_num_threads(),
-            log1p: self
-                .params
-                .log1p
-                .then(|| Log1p::new(self.params.log1p_kernel, self.params.log1p_base)),
             origin,
             n_obs_total: self.source.meta().n_obs,
+            ..Job::whole(self.input, self.element, view, self.params, &Silent)
         }
     }
 
     fn sparse_job<'s>(&'s self, view: &'s SparsePart<'s>) -> Job<'s> {
-        self.job_over(view as &dyn SparseSource, &view.meta, view.origin)
+        self.part_job(view as &dyn SparseSource, view.origin)
     }
 
     fn dense_job<'s>(&'s self, view: &'s DensePart<'s>) -> DenseJob<'s> {
-        self.job_over(view as &dyn DenseSource, &view.meta, view.origin)
+        self.part_job(view as &dyn DenseSource, view.origin)
     }
 
     /// The whole matrix, sparse: the parts of a CSC matrix or a dense one have no indptr.
@@ -233,9 +216,8 @@ impl PartOf<'_> {
     /// [`Error::Input`] naming `indptr` when it is malformed or cannot be read.
     pub fn indptr(&self) -> Result<Vec<i64>> {
         let source = self.sparse()?;
-        let meta = source.meta();
-        let job = self.job_over(source, meta, Origin::default());
-        csr::read_indptr(&job, source, meta.n_obs)
+        let job = Job::whole(self.input, self.element, source, self.params, &Silent);
+        csr::read_indptr(&job, source, job.meta.n_obs)
     }
 
     /// The totals of `rows` and, when genes are excluded, the genes these rows mark as highly
@@ -366,6 +348,12 @@ impl PartOf<'_> {
     /// [`Error::Input`] when scanpy would refuse the matrix's index dtypes.
     pub fn output_structure(&self) -> Result<crate::store::SparseStructure> {
         let source = self.sparse()?;
-        csr::output_structure(&self.job_over(source, source.meta(), Origin::default()))
+        csr::output_structure(&Job::whole(
+            self.input,
+            self.element,
+            source,
+            self.params,
+            &Silent,
+        ))
     }
 }

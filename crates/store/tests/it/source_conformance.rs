@@ -319,23 +319,19 @@ fn the_memory_backend_keeps_the_contract() {
 #[test]
 fn a_10x_matrix_directory_keeps_the_contract() {
     let scratch = tempfile::tempdir().unwrap();
-    let input = TenxInput::open(
-        &dir().join("tenx"),
-        &TenxOptions::default(),
-        scratch.path(),
-        64 << 20,
-    )
-    .unwrap();
-    conforms("10x", &input, ElementPath::X, MatrixLayout::Csr);
+    let open = |name: &str| {
+        TenxInput::open(
+            &dir().join(name),
+            &TenxOptions::default(),
+            scratch.path(),
+            64 << 20,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    conforms("10x", &open("tenx"), ElementPath::X, MatrixLayout::Csr);
     // Cell Ranger 3 with feature types: the served matrix is a selection of the stored one
     // (its columns renumbered), read through the same contract.
-    let input = TenxInput::open(
-        &dir().join("tenx3"),
-        &TenxOptions::default(),
-        scratch.path(),
-        64 << 20,
-    )
-    .unwrap();
+    let input = open("tenx3");
     let gex = read_f64("truth_gex.f64");
     conforms_to("10x v3", &input, ElementPath::X, MatrixLayout::Csr, &gex);
 }
