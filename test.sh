@@ -29,6 +29,13 @@ if cargo tree -p atlasnorm-core -e normal --prefix none | grep -Eq '^(hdf5|zarrs
   cargo tree -p atlasnorm-core -e normal >&2
   exit 1
 fi
+# The store without its S3 client (cargo feature `s3`): it builds, with no tokio or object_store.
+cargo check -p atlasnorm-store --release --no-default-features --quiet
+if cargo tree -p atlasnorm-store --no-default-features -e normal --prefix none | grep -Eq '^(object_store|zarrs_object_store|tokio) '; then
+  echo "atlasnorm-store without the s3 feature still depends on the S3 client:" >&2
+  cargo tree -p atlasnorm-store --no-default-features -e normal >&2
+  exit 1
+fi
 cargo test --release --workspace
 
 # The Python package, installed as a user installs it (pip install ./python), against

@@ -59,9 +59,12 @@ WORKER_SILENCE = float(os.environ.get("ATLASNORM_FUZZ_SILENCE", str(4 * NORMALIZ
 WORKER_ADDRESS_SPACE = 16 << 30  # a judge reading a corrupt 2^32-element array fails, not the machine
 CLI_ADDRESS_SPACE = 4 << 30  # RLIMIT_AS of a CLI run: a huge allocation fails fast, the machine survives
 
+# glibc's heap checks print "malloc(): ...", "free(): ...", "corrupted size vs. prev_size",
+# "corrupted double-linked list"; a codec's own word for damaged input (zstd's "Dictionary is
+# corrupted", inside one clean error line) is no crash.
 CRASH = re.compile(r"panicked at|RUST_BACKTRACE|stack backtrace|Traceback|malloc\(\)|free\(\)|double free|"
-                   r"corrupted|Segmentation fault|core dumped|Aborted|memory allocation of \d+ bytes failed|"
-                   r"internal error")
+                   r"corrupted size vs|corrupted double-linked|Segmentation fault|core dumped|Aborted|"
+                   r"memory allocation of \d+ bytes failed|internal error")
 NOISE = re.compile(r"HDF5-DIAG|#\d{3}:|major: |minor: |errno = |file descriptor = |buf = 0x|addr = |"
                    r"H5[A-Z][A-Za-z_]*\(|H5F_|H5D_|H5O_|\bError \{|Os \{ code|Custom \{ kind")
 

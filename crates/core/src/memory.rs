@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::array::NumVec;
 use crate::store::{
     DenseSource, ElementPath, InputStore, MatrixLayout, MatrixMeta, MatrixSink, MatrixSource,
-    OutputMatrixSpec, OutputStore, SparseSource, StoredMatrix,
+    OutputMatrixSpec, OutputStore, SparseSource, StoredMatrix, UnsValue,
 };
 use crate::Result;
 
@@ -87,7 +87,7 @@ impl InputStore for MemoryInput {
             )),
         }
     }
-    fn has_uns_log1p(&self) -> Result<bool> {
+    fn has_uns(&self, _key: &str) -> Result<bool> {
         Ok(false)
     }
     fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {
@@ -108,8 +108,8 @@ pub struct Written {
     pub indptr: Vec<i64>,
     /// obs columns written, in order.
     pub obs: Vec<(String, NumVec)>,
-    /// `uns["log1p"]["base"]`, when written.
-    pub uns_log1p: Option<Option<f64>>,
+    /// `uns` entries written, in order.
+    pub uns: Vec<(String, UnsValue)>,
     /// Whether the output was committed.
     pub committed: bool,
 }
@@ -176,8 +176,10 @@ impl OutputStore for MemoryOutput {
             .push((name.to_string(), values.clone()));
         Ok(())
     }
-    fn write_uns_log1p(&mut self, base: Option<f64>) -> Result<()> {
-        self.0.lock().unwrap().uns_log1p = Some(base);
+    fn write_uns(&mut self, key: &str, value: &UnsValue) -> Result<()> {
+        let mut written = self.0.lock().unwrap();
+        written.uns.retain(|(k, _)| k != key);
+        written.uns.push((key.to_string(), value.clone()));
         Ok(())
     }
     fn commit(self: Box<Self>) -> Result<()> {

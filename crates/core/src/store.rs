@@ -257,6 +257,18 @@ pub struct OutputMatrixSpec {
     pub structure: SparseStructure,
 }
 
+/// A value written into `uns`, in the forms anndata reads back: a `dict`, a float
+/// `numeric-scalar`, or `None` (a `null` element).
+#[derive(Clone, Debug, PartialEq)]
+pub enum UnsValue {
+    /// Python's `None`.
+    None,
+    /// A float64 scalar.
+    Float(f64),
+    /// A dict, its entries in order.
+    Dict(Vec<(String, UnsValue)>),
+}
+
 /// Sequential writes of the normalized matrix.
 ///
 /// # Errors
@@ -285,8 +297,8 @@ pub trait InputStore: Send + Sync {
     fn path(&self) -> &Path;
     /// Opens X or a layer; a clear error when it is missing or not a supported encoding.
     fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>>;
-    /// Whether `uns/log1p` exists (scanpy then warns that the data seem log-transformed).
-    fn has_uns_log1p(&self) -> Result<bool>;
+    /// Whether `uns[key]` exists.
+    fn has_uns(&self, key: &str) -> Result<bool>;
     /// Names of the variables at the given positions (for the excluded-genes message).
     fn var_names(&self, positions: &[u64]) -> Result<Vec<String>>;
 }
@@ -308,8 +320,8 @@ pub trait OutputStore: Send {
     /// Sets `obs[name]` to `values` (F32 or F64), replacing a column of that name and keeping
     /// its position, or appending it to `column-order`.
     fn write_obs_column(&mut self, name: &str, values: &NumVec) -> Result<()>;
-    /// Sets `uns["log1p"] = {"base": base}` (`None` is stored as a null element).
-    fn write_uns_log1p(&mut self, base: Option<f64>) -> Result<()>;
+    /// Sets `uns[key]` to `value`, replacing an element of that name.
+    fn write_uns(&mut self, key: &str, value: &UnsValue) -> Result<()>;
     /// Closes the output and moves it to its final name (replacing what is there, which the
     /// caller has allowed with `--force`).
     fn commit(self: Box<Self>) -> Result<()>;

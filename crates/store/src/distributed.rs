@@ -454,7 +454,7 @@ fn open_staging(plan: &Plan, opts: &Options) -> Result<Staging> {
         Location::Local(_) => (storage::open_with(&location, &opts.s3, Purpose::Any)?, None),
         Location::S3 { bucket, prefix } => {
             let s3 = crate::store::zarr::s3::open(bucket, prefix, &opts.s3)?;
-            (s3.clone() as crate::store::zarr::Storage, Some(s3))
+            (s3.as_storage(), Some(s3))
         }
     })
 }

@@ -113,7 +113,7 @@ pub fn preflight(
         ));
     }
     let mut warnings = Vec::new();
-    if opts.log1p && input.has_uns_log1p()? {
+    if opts.log1p && input.has_uns("log1p")? {
         warnings.push("adata.X seems to be already log-transformed.".to_string());
         progress.warn(warnings.last().unwrap());
     }
@@ -160,9 +160,16 @@ pub fn conclude<T: Real>(
         out.write_obs_column(key, &T::into_numvec(factors))?;
     }
     if opts.log1p {
-        out.write_uns_log1p(opts.log1p_base)?;
+        out.write_uns("log1p", &uns_log1p(opts.log1p_base))?;
     }
     Ok(zero_count_cells)
+}
+
+/// What scanpy's `log1p` records: `uns["log1p"] = {"base": base}` (`None` for the natural
+/// logarithm).
+pub fn uns_log1p(base: Option<f64>) -> store::UnsValue {
+    let base = base.map_or(store::UnsValue::None, store::UnsValue::Float);
+    store::UnsValue::Dict(vec![("base".to_string(), base)])
 }
 
 struct Summary {

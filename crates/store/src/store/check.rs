@@ -340,6 +340,9 @@ impl Checker<'_> {
             if (name == "obs" || name == "var") && *kind == NodeKind::Array {
                 continue; // anndata < 0.7's record-array dataframe
             }
+            if (name == "obs" || name == "var") && *kind == NodeKind::Group {
+                self.frame_encoded(name)?;
+            }
             match name.as_str() {
                 "obsm" | "varm" | "obsp" | "varp" | "layers" if *kind == NodeKind::Group => {
                     self.mapping(name, n_obs, n_vars)?
@@ -352,6 +355,30 @@ impl Checker<'_> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// In a zarr store, `obs`/`var` must say what they are: a group without encoding
+    /// attributes is read by anndata as a dict of columns in the order zarr-python lists the
+    /// store's directory — an order that depends on the filesystem, so no output can be
+    /// known to match it. (An `.h5ad` group lists its members by name, which the copy keeps.)
+    fn frame_encoded(&self, path: &str) -> Result<()> {
+        if self.hdf5 {
+            return Ok(());
+        }
+        let Some(attrs) = self.attrs(path, NodeKind::Group)? else {
+            return Ok(());
+        };
+        let (kind, version) = spec_of(&attrs).map_err(|p| self.fail(path, p))?;
+        if kind.is_empty() && version.is_empty() {
+            return Err(self.fail(
+                path,
+                "a group without encoding attributes: anndata reads it as a dict of columns \
+                 in the order the store's directory lists them (which depends on the \
+                 filesystem), not as a dataframe, so atlasnorm refuses it (were its .zattrs \
+                 lost? a consolidated .zmetadata may still hold them)",
+            ));
         }
         Ok(())
     }
@@ -468,6 +495,9 @@ impl Checker<'_> {
                     }
                 }
                 _ => {
+                    if member == "var" {
+                        self.frame_encoded(&path)?;
+                    }
                     let got = self.element(&path, *kind)?;
                     if let (true, Some(g), Some(v)) = (member == "var", got, raw_vars) {
                         self.axes(

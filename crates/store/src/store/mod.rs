@@ -6,6 +6,7 @@
 //! (every element but the normalized one already carried over) that only becomes visible
 //! under the output's name on [`OutputStore::commit`].
 
+pub(crate) mod anndata;
 pub mod categorize;
 pub mod check;
 pub mod h5ad;
@@ -60,8 +61,8 @@ impl InputStore for Input {
     fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>> {
         self.store().open_matrix(element)
     }
-    fn has_uns_log1p(&self) -> Result<bool> {
-        self.store().has_uns_log1p()
+    fn has_uns(&self, key: &str) -> Result<bool> {
+        self.store().has_uns(key)
     }
     fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {
         self.store().var_names(positions)

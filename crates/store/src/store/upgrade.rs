@@ -22,7 +22,9 @@ use super::tree::{ArrayInfo, Attrs, ElemType};
 
 /// The `(encoding-type, encoding-version)` anndata 0.13 writes for an array stored without
 /// one, of element type `elem` and shape `shape`: `None` when `attrs` already name an
-/// encoding.
+/// encoding, or carry either encoding attribute (anndata reads an element as an old one only
+/// when both are absent; an `encoding-version` without `encoding-type` is an encoding it has
+/// no reader for, which the checks refuse — upgraded, it would be copied as readable).
 ///
 /// `scalars_only`: only 0-d arrays (scalars) are upgraded — what applies anywhere in the
 /// tree; n-d arrays only in `uns` and dataframes (elsewhere, e.g. the members of a sparse
@@ -33,7 +35,7 @@ pub fn legacy_encoding(
     attrs: &Attrs,
     scalars_only: bool,
 ) -> Option<(&'static str, &'static str)> {
-    if attrs.contains_key("encoding-type") {
+    if has_encoding_attr(attrs) {
         return None;
     }
     let kind = match (shape.is_empty(), elem) {
@@ -68,9 +70,14 @@ pub fn is_legacy_dataframe(attrs: &Attrs) -> bool {
 pub fn upgrade_group(attrs: &mut Attrs, in_uns: bool) {
     if is_legacy_dataframe(attrs) {
         attrs.insert("encoding-version".into(), "0.2.0".into());
-    } else if in_uns && !attrs.contains_key("encoding-type") {
+    } else if in_uns && !has_encoding_attr(attrs) {
         set_encoding(attrs, "dict", "0.1.0");
     }
+}
+
+/// Whether either encoding attribute is present.
+fn has_encoding_attr(attrs: &Attrs) -> bool {
+    attrs.contains_key("encoding-type") || attrs.contains_key("encoding-version")
 }
 
 /// Whether `path` (no leading `/`) is `uns` or lies inside it.
@@ -128,5 +135,14 @@ mod tests {
         upgrade_group(&mut g, true);
         assert_eq!(g["encoding-type"], "dict");
         assert!(in_uns("uns") && in_uns("uns/a/b") && !in_uns("unsx") && !in_uns("obs"));
+
+        // A version without a type is no old element: left for the checks to refuse
+        // (anndata: "No read method registered for IOSpec(encoding_type='', ...)").
+        let mut version_only = Attrs::new();
+        version_only.insert("encoding-version".into(), "0.2.0".into());
+        assert_eq!(legacy_encoding(f, &[3], &version_only, false), None);
+        assert_eq!(legacy_encoding(f, &[], &version_only, true), None);
+        upgrade_group(&mut version_only, true);
+        assert!(!version_only.contains_key("encoding-type"));
     }
 }

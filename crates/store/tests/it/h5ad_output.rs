@@ -5,6 +5,7 @@ use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::Path;
 
+use atlasnorm_core::engine::uns_log1p;
 use atlasnorm_store::array::{DType, NumVec};
 use atlasnorm_store::store::h5ad::{H5adInput, H5adOutput};
 use atlasnorm_store::store::{
@@ -175,7 +176,7 @@ fn csr_x_with_copied_structure_obs_column_and_null_log1p() {
         let factors: Vec<f64> = (0..37).map(|i| i as f64 / 4.0).collect();
         out.write_obs_column("size_factor", &NumVec::F64(factors))
             .unwrap();
-        out.write_uns_log1p(None).unwrap();
+        out.write_uns("log1p", &uns_log1p(None)).unwrap();
         Box::new(out).commit().unwrap();
         compare(&inp, &outp, "X/data");
         let r = run_py(
@@ -235,7 +236,7 @@ fn layer_with_written_structure_replaced_column_and_numeric_log1p() {
         .unwrap();
     out.write_obs_column("batch", &NumVec::F64(vec![2.0; 37]))
         .unwrap();
-    out.write_uns_log1p(Some(2.0)).unwrap();
+    out.write_uns("log1p", &uns_log1p(Some(2.0))).unwrap();
     Box::new(out).commit().unwrap();
     compare(&inp, &outp, "layers/counts,obs/score,obs/batch");
     let r = run_py(
@@ -304,7 +305,7 @@ fn dense_x_no_columns_no_uns() {
     drop(opened);
     out.write_obs_column("f", &NumVec::F64(vec![0.25; 37]))
         .unwrap();
-    out.write_uns_log1p(None).unwrap();
+    out.write_uns("log1p", &uns_log1p(None)).unwrap();
     Box::new(out).commit().unwrap();
     compare(&inp, &outp, "X,uns");
     let r = run_py(

@@ -7,6 +7,7 @@ use atlasnorm_testkit::python as h5ad_common;
 
 use std::path::Path;
 
+use atlasnorm_core::engine::uns_log1p;
 use atlasnorm_store::array::{DType, NumVec};
 use atlasnorm_store::store::h5ad::{H5adInput, H5adOutput, H5adTreeWriter};
 use atlasnorm_store::store::tree::{
@@ -167,7 +168,7 @@ fn output_from_a_tree_reader() {
         }
         out.write_obs_column("factor", &NumVec::F64((0..37).map(f64::from).collect()))
             .unwrap();
-        out.write_uns_log1p(Some(2.0)).unwrap();
+        out.write_uns("log1p", &uns_log1p(Some(2.0))).unwrap();
         Box::new(out).commit().unwrap();
         let path = element.store_path();
         compare(&inp, &outp, &format!("{path},uns/log1p,obs"));

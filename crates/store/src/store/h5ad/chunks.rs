@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use hdf5::filters::Filter;
 use hdf5::Dataset;
 use hdf5_sys::h5::{haddr_t, herr_t, hsize_t, HADDR_UNDEF};
-use hdf5_sys::h5d::{H5Dchunk_iter, H5Dget_chunk_info_by_coord, H5Dread_chunk2, H5Dwrite_chunk};
+use hdf5_sys::h5d::{H5Dchunk_iter, H5Dread_chunk2, H5Dwrite_chunk};
 use hdf5_sys::h5p::H5P_DEFAULT;
 use libdeflater::{CompressionLvl, Compressor, Decompressor};
 use rayon::prelude::*;
@@ -108,13 +108,53 @@ unsafe extern "C" fn chunk_cb(
     0
 }
 
+/// The stored size of the chunk at `offset` as HDF5's reads find it (`H5Dread_chunk2`
+/// without a buffer: the lookup `H5Dread` makes, no data read); `None` when no chunk is
+/// found there. (`H5Dget_chunk_info_by_coord` walks the whole index on every call and does
+/// not go by the lookup's keys.) Call it under HDF5's lock.
+pub(crate) fn stored_size(ds: &Dataset, offset: &[hsize_t]) -> Option<u64> {
+    let (mut mask, mut size): (u32, usize) = (0, 0);
+    // SAFETY: `ds` is open; `offset` has the dataset's rank; with a null buffer HDF5 only
+    // reports the chunk's size into `size` (and its filter mask into `mask`).
+    let status = unsafe {
+        H5Dread_chunk2(
+            ds.id(),
+            H5P_DEFAULT,
+            offset.as_ptr(),
+            &mut mask,
+            std::ptr::null_mut(),
+            &mut size,
+        )
+    };
+    (status >= 0).then_some(size as u64)
+}
+
 impl ChunkMap {
     /// The chunk table of `ds` (laid out as `raw` says) in the file at `path`; `None` when it
     /// cannot be read or looks wrong (HDF5's own reads then judge the file).
     pub fn of(ds: &Dataset, raw: &RawChunks, path: &Path) -> Option<Self> {
         let file = File::open(path).ok()?;
         let file_len = file.metadata().ok()?.len();
-        Self::build(ds, raw, file, file_len)
+        let map = Self::build(ds, raw, file, file_len)?;
+        map.lookups_agree(ds, raw.chunk_rows).then_some(map)
+    }
+
+    /// Whether HDF5's own lookup of each chunk — what `H5Dread`, and so anndata, goes by —
+    /// finds it as the iteration listed it. A damaged key in an inner node of a chunk B-tree
+    /// can hide a chunk from lookups (HDF5 then reads fill values there) while the iteration,
+    /// which walks every leaf, still lists it; reading it from the listing would give other
+    /// values than anndata reads.
+    fn lookups_agree(&self, ds: &Dataset, chunk_rows: u64) -> bool {
+        let mut offset = vec![0 as hsize_t; ds.ndim().max(1)];
+        hdf5::sync::sync(|| {
+            self.chunks.iter().enumerate().all(|(k, listed)| {
+                let Some((_, size, _)) = *listed else {
+                    return true;
+                };
+                offset[0] = k as u64 * chunk_rows;
+                stored_size(ds, &offset) == Some(size)
+            })
+        })
     }
 
     /// The chunk table of `ds`, a dataset being written in the file at `path` whose chunks
@@ -469,22 +509,11 @@ impl RawChunks {
             for k in c0..c1 {
                 let offset = self.offset(k);
                 let mut mask: u32 = 0;
-                let mut addr: haddr_t = 0;
-                let mut size: hsize_t = 0;
-                // SAFETY: `offset` has the dataset's rank; the out-pointers are locals.
-                let status = unsafe {
-                    H5Dget_chunk_info_by_coord(
-                        ds.id(),
-                        offset.as_ptr(),
-                        &mut mask,
-                        &mut addr,
-                        &mut size,
-                    )
+                // None: the chunk was never written (fill values).
+                let size = match stored_size(ds, &offset) {
+                    Some(size) if size > 0 && size as usize <= max_stored => size,
+                    _ => return Err(NotRaw),
                 };
-                // size 0: the chunk was never written (fill values).
-                if status < 0 || size == 0 || size as usize > max_stored {
-                    return Err(NotRaw);
-                }
                 let mut buf = vec![0u8; size as usize];
                 let mut buf_size = buf.len();
                 // SAFETY: `buf` holds buf_size bytes; H5Dread_chunk2 writes only when the

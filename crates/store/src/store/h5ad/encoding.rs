@@ -5,29 +5,13 @@ use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Dataset, File, Group, LocationType};
 
 use super::file::{dataset_strings, dims, int_array_attr, str_attr};
+use super::layout::foreign_order;
 use crate::array::DType;
+use crate::store::anndata::{self, Member, ShapeAttr};
 use crate::store::labels;
 use crate::store::MatrixLayout;
 
-/// Something wrong with one element of a file (the caller adds the file name).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Problem {
-    pub element: String,
-    pub problem: String,
-}
-
-impl Problem {
-    pub fn new(element: impl Into<String>, problem: impl Into<String>) -> Self {
-        Problem {
-            element: element.into(),
-            problem: problem.into(),
-        }
-    }
-
-    pub fn into_input(self, file: &std::path::Path) -> crate::Error {
-        crate::Error::input(file, self.element, self.problem)
-    }
-}
+pub(crate) use crate::store::anndata::Problem;
 
 /// A node of the file: a group or a dataset.
 pub(crate) enum Node {
@@ -154,7 +138,8 @@ pub(crate) fn describe_node(node: &Node) -> String {
     }
 }
 
-/// Opens X or a layer as a matrix and checks its structure.
+/// Opens X or a layer as a matrix and checks its structure (by the rules of
+/// [`crate::store::anndata`]).
 pub(crate) fn open_matrix(
     root: &Group,
     path: &str,
@@ -162,219 +147,84 @@ pub(crate) fn open_matrix(
     var_len: Option<u64>,
 ) -> Result<MatrixElem, Problem> {
     let Some(node) = node(root, path) else {
-        let what = if path == "X" {
-            "this file has no X matrix".to_string()
-        } else {
-            format!("no layer named '{}'", path.trim_start_matches("layers/"))
-        };
-        return Err(Problem::new(path, what));
+        return Err(anndata::missing_matrix(path, "file"));
     };
     let elem = match &node {
-        Node::Group(g) => {
-            let sparse = open_sparse(g, path, &node)?;
-            check_byte_order(&sparse, path)?;
-            MatrixElem::Sparse(sparse)
-        }
+        Node::Group(g) => MatrixElem::Sparse(open_sparse(g, path, &node)?),
         Node::Dataset(ds) => MatrixElem::Dense(open_dense(ds, path, &node)?),
     };
-    let (n_obs, n_vars) = elem.shape();
-    let mismatch = |axis: &str, len: u64| {
-        Problem::new(
-            path,
-            format!("shape ({n_obs}, {n_vars}) does not match the {len} entries of {axis}"),
-        )
-    };
-    if let Some(len) = obs_len {
-        if len != n_obs {
-            return Err(mismatch("obs", len));
-        }
-    }
-    if let Some(len) = var_len {
-        if len != n_vars {
-            return Err(mismatch("var", len));
-        }
-    }
+    anndata::check_shape(path, elem.shape(), obs_len, var_len)?;
     Ok(elem)
 }
 
-/// Big-endian arrays of a sparse matrix that scanpy 1.12.4 + anndata 0.13.4 cannot process
-/// (checked with both): `data` (scipy.sparse refuses the dtype, so anndata cannot read the
-/// matrix), and `indices`/`indptr` of a CSR matrix with float data (scanpy's numba kernels
-/// raise "Unsupported array dtype"; with two different index dtypes scanpy raises its own
-/// TypeError first). CSC matrices and integer data are rebuilt by scipy with native index
-/// arrays and are fine; so are dense big-endian matrices.
-fn check_byte_order(m: &SparseElem, path: &str) -> Result<(), Problem> {
-    use super::layout::foreign_order;
-    use crate::store::check::big_endian_name;
-    if foreign_order(&m.data) {
-        return Err(Problem::new(
-            format!("{path}/data"),
-            crate::store::check::big_endian_sparse_data(m.data_dtype),
-        ));
-    }
-    if m.layout == MatrixLayout::Csr && m.data_dtype.is_float() {
-        for (name, ds, t) in [
-            ("indices", &m.indices, m.indices_dtype),
-            ("indptr", &m.indptr, m.indptr_dtype),
-        ] {
-            if foreign_order(ds) {
-                return Err(Problem::new(
-                    format!("{path}/{name}"),
-                    format!(
-                        "stored big-endian ({}): scanpy's normalize_total raises on a CSR \
-                         matrix with big-endian index arrays (\"Unsupported array dtype: {}\", \
-                         or \"indptr and indices must have the same dtype\"), so atlasnorm \
-                         refuses too; rewrite it little-endian first",
-                        big_endian_name(t),
-                        big_endian_name(t)
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn unsupported(path: &str, node: &Node) -> Problem {
-    Problem::new(
-        path,
-        format!(
-            "unsupported encoding: found {}, expected csr_matrix, csc_matrix or a 2-D numeric array",
-            describe_node(node)
-        ),
-    )
+    anndata::unsupported(path, &describe_node(node))
 }
 
 fn open_sparse(g: &Group, path: &str, node: &Node) -> Result<SparseElem, Problem> {
-    let (layout, _legacy, shape_attr) = match str_attr(g, "encoding-type").as_deref() {
-        Some("csr_matrix") => (MatrixLayout::Csr, false, "shape"),
-        Some("csc_matrix") => (MatrixLayout::Csc, false, "shape"),
-        Some(_) => return Err(unsupported(path, node)),
-        None => match str_attr(g, "h5sparse_format").as_deref() {
-            Some("csr") => (MatrixLayout::Csr, true, "h5sparse_shape"),
-            Some("csc") => (MatrixLayout::Csc, true, "h5sparse_shape"),
-            Some(other) => {
-                return Err(Problem::new(
-                    path,
-                    format!("unsupported legacy sparse format '{other}'"),
-                ))
+    let encoding = anndata::sparse_encoding(
+        path,
+        str_attr(g, "encoding-type").as_deref(),
+        str_attr(g, "h5sparse_format").as_deref(),
+    )?
+    .ok_or_else(|| unsupported(path, node))?;
+    let shape = anndata::sparse_shape(
+        path,
+        encoding,
+        match int_array_attr(g, encoding.shape_attr) {
+            Some(s) if s.len() == 2 && s[0] >= 0 && s[1] >= 0 => {
+                ShapeAttr::Pair(s[0] as u64, s[1] as u64)
             }
-            None => return Err(unsupported(path, node)),
+            Some(s) => ShapeAttr::Other(format!("{s:?}")),
+            None => ShapeAttr::Missing,
         },
-    };
-    let shape = match int_array_attr(g, shape_attr) {
-        Some(s) if s.len() == 2 && s[0] >= 0 && s[1] >= 0 => (s[0] as u64, s[1] as u64),
-        Some(s) => {
-            return Err(Problem::new(
-                path,
-                format!("attribute '{shape_attr}' is {s:?}, expected two non-negative integers"),
-            ))
-        }
-        None => {
-            return Err(Problem::new(
-                path,
-                format!("sparse matrix without a '{shape_attr}' attribute"),
-            ))
-        }
-    };
-    let member = |name: &str| -> Result<(Dataset, u64), Problem> {
-        let elem = format!("{path}/{name}");
-        let ds = match g.link_exists(name).then(|| g.dataset(name).ok()).flatten() {
-            Some(ds) => ds,
-            None => {
-                return Err(Problem::new(
-                    &elem,
-                    "missing (sparse matrices need data, indices and indptr)",
-                ))
-            }
+    )?;
+    let member = |name: &str| -> Result<(Dataset, Member), Problem> {
+        let Some(ds) = g.link_exists(name).then(|| g.dataset(name).ok()).flatten() else {
+            return Err(anndata::missing_member(path, name));
         };
-        match dims(&ds) {
-            Some(d) if d.len() == 1 => Ok((ds, d[0])),
-            Some(d) => Err(Problem::new(
-                &elem,
-                format!("is {}-D, expected a 1-D array", d.len()),
-            )),
-            None => Err(Problem::new(
-                &elem,
-                "is an empty (null) dataset, expected a 1-D array",
-            )),
-        }
-    };
-    let (data, n_data) = member("data")?;
-    let (indices, n_indices) = member("indices")?;
-    let (indptr, n_indptr) = member("indptr")?;
-    let typed = |ds: &Dataset, name: &str, integer: bool| -> Result<DType, Problem> {
-        let elem = format!("{path}/{name}");
-        match dtype_of(ds) {
-            Ok(t) if integer && !t.is_integer() => {
-                Err(Problem::new(elem, format!("holds {t}, expected integers")))
-            }
-            Ok(t) => Ok(t),
-            Err(what) => Err(Problem::new(elem, format!("unsupported: holds {what}"))),
-        }
-    };
-    let data_dtype = typed(&data, "data", false)?;
-    let indices_dtype = typed(&indices, "indices", true)?;
-    let indptr_dtype = typed(&indptr, "indptr", true)?;
-    let major = if layout == MatrixLayout::Csr {
-        shape.0
-    } else {
-        shape.1
-    };
-    if n_indptr != major + 1 {
-        let axis = if layout == MatrixLayout::Csr {
-            "rows"
-        } else {
-            "columns"
+        let found = Member {
+            dims: dims(&ds),
+            dtype: dtype_of(&ds),
+            big_endian: foreign_order(&ds),
         };
-        return Err(Problem::new(
-            format!("{path}/indptr"),
-            format!(
-                "has {n_indptr} entries, expected {} ({major} {axis} + 1) for shape ({}, {})",
-                major + 1,
-                shape.0,
-                shape.1
-            ),
-        ));
-    }
-    if n_indices != n_data {
-        return Err(Problem::new(
-            format!("{path}/indices"),
-            format!("has {n_indices} entries but data has {n_data}"),
-        ));
-    }
+        Ok((ds, found))
+    };
+    let (data, data_found) = member("data")?;
+    let (indices, indices_found) = member("indices")?;
+    let (indptr, indptr_found) = member("indptr")?;
+    let meta = anndata::sparse_meta(
+        path,
+        encoding.layout,
+        shape,
+        [&data_found, &indices_found, &indptr_found],
+    )?;
     Ok(SparseElem {
-        layout,
+        layout: meta.layout,
         shape,
         data,
         indices,
         indptr,
-        data_dtype,
-        indices_dtype,
-        indptr_dtype,
-        nnz: n_data,
+        data_dtype: meta.data_dtype,
+        indices_dtype: meta.indices_dtype.unwrap_or(DType::I64),
+        indptr_dtype: meta.indptr_dtype.unwrap_or(DType::I64),
+        nnz: meta.nnz,
     })
 }
 
 fn open_dense(ds: &Dataset, path: &str, node: &Node) -> Result<DenseElem, Problem> {
-    match str_attr(ds, "encoding-type").as_deref() {
-        None | Some("array") => {}
-        Some(_) => return Err(unsupported(path, node)),
+    if !anndata::is_dense_encoding(str_attr(ds, "encoding-type").as_deref()) {
+        return Err(unsupported(path, node));
     }
     let shape = match dims(ds) {
         Some(d) if d.len() == 2 => (d[0], d[1]),
         _ => return Err(unsupported(path, node)),
     };
-    let dtype = dtype_of(ds).map_err(|what| {
-        Problem::new(
-            path,
-            format!("unsupported: a 2-D array of {what}, expected numbers"),
-        )
-    })?;
+    let meta = anndata::dense_meta(path, shape, dtype_of(ds))?;
     Ok(DenseElem {
         ds: ds.clone(),
         shape,
-        dtype,
+        dtype: meta.data_dtype,
     })
 }
 

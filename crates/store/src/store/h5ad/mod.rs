@@ -100,8 +100,8 @@ impl InputStore for H5adInput {
         )))
     }
 
-    fn has_uns_log1p(&self) -> Result<bool> {
-        Ok(encoding::node(self.root(), "uns/log1p").is_some())
+    fn has_uns(&self, key: &str) -> Result<bool> {
+        Ok(encoding::node(self.root(), &format!("uns/{key}")).is_some())
     }
 
     fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {

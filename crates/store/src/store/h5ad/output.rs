@@ -24,11 +24,12 @@ use super::tree::H5adTreeWriter;
 use super::H5adInput;
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
+use crate::store::anndata;
 use crate::store::temp::TempFile;
 use crate::store::tree::{copy_all_but_matrix, TreeReader};
 use crate::store::{
     ElementPath, MatrixLayout, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore,
-    SparseStructure,
+    SparseStructure, UnsValue,
 };
 
 /// Bytes of strings held at a time while `uns` strings are rewritten ([`super::upgrade`]).
@@ -437,9 +438,10 @@ impl OutputStore for H5adOutput {
                                     &e,
                                 )
                             };
-                            if foreign_order(src) {
+                            if foreign_order(src) || !rawcopy::chunk_index_consistent(src) {
                                 // Integer data: scipy rebuilds the matrix with native index
-                                // arrays (float data with these was refused on opening).
+                                // arrays (float data with these was refused on opening). A
+                                // damaged chunk index: copied as HDF5 (and anndata) reads it.
                                 copy_native(src, &group, member).map_err(blame)?;
                             } else {
                                 copy_structure(&input_group, member, &group).map_err(blame)?;
@@ -521,9 +523,6 @@ impl OutputStore for H5adOutput {
 
     fn write_obs_column(&mut self, name: &str, values: &NumVec) -> Result<()> {
         let elem = format!("obs/{name}");
-        if name.is_empty() || name.contains('/') {
-            return Err(self.fail(format!("{elem}: not a valid column name")));
-        }
         let obs = match node(self.file(), "obs") {
             Some(Node::Group(g)) => g,
             Some(Node::Dataset(_)) => {
@@ -534,18 +533,15 @@ impl OutputStore for H5adOutput {
             }
             None => return Err(self.fail("the output has no obs")),
         };
-        if str_attr(&obs, "_index").as_deref() == Some(name) {
-            return Err(self.fail(format!("{elem}: this is the name of the obs index")));
-        }
-        if let Some(n_obs) = encoding::dataframe_len(self.file(), "obs") {
-            if values.len() as u64 != n_obs {
-                return Err(self.fail(format!(
-                    "{elem}: {} values for {n_obs} observations",
-                    values.len()
-                )));
-            }
-        }
-        let mut order: Vec<String> = if has_attr(&obs, "column-order") {
+        anndata::check_new_column(
+            "obs",
+            name,
+            str_attr(&obs, "_index").as_deref(),
+            encoding::dataframe_len(self.file(), "obs"),
+            values.len(),
+        )
+        .map_err(|p| self.fail(p))?;
+        let order: Vec<String> = if has_attr(&obs, "column-order") {
             let attr = obs.attr("column-order").map_err(self.h5fail(&elem))?;
             // anndata writes an empty float64 array when there are no columns.
             attr_strings(&attr).unwrap_or_default()
@@ -566,15 +562,13 @@ impl OutputStore for H5adOutput {
             .map_err(self.h5fail(&elem))?;
         app.append(values).map_err(|p| self.fail(p))?;
         app.finish().map_err(|p| self.fail(p))?;
-        if !order.iter().any(|c| c == name) {
-            order.push(name.to_string());
-        }
+        let order = anndata::column_order_with(order, name);
         set_str_array_attr(&obs, "column-order", &order).map_err(self.h5fail(&elem))?;
         self.written.push(elem);
         Ok(())
     }
 
-    fn write_uns_log1p(&mut self, base: Option<f64>) -> Result<()> {
+    fn write_uns(&mut self, key: &str, value: &UnsValue) -> Result<()> {
         let file = self.file().clone();
         let uns = match node(&file, "uns") {
             Some(Node::Group(g)) => g,
@@ -587,17 +581,10 @@ impl OutputStore for H5adOutput {
                 g
             }
         };
-        unlink_if_present(&uns, "log1p").map_err(self.h5fail("uns/log1p"))?;
-        self.written.push("uns/log1p".to_string());
-        let log1p = uns
-            .create_group("log1p")
-            .map_err(self.h5fail("cannot create uns/log1p"))?;
-        set_encoding(&log1p, "dict", "0.1.0").map_err(self.h5fail("uns/log1p"))?;
-        match base {
-            None => write_null(&log1p, "base"),
-            Some(b) => write_numeric_scalar(&log1p, "base", b),
-        }
-        .map_err(self.h5fail("cannot write uns/log1p/base"))
+        let elem = format!("uns/{key}");
+        unlink_if_present(&uns, key).map_err(self.h5fail(&elem))?;
+        self.written.push(elem.clone());
+        write_uns_value(&uns, key, value).map_err(self.h5fail(&format!("cannot write {elem}")))
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
@@ -672,6 +659,21 @@ impl H5adOutput {
 }
 
 /// anndata's `None`: an empty-dataspace dataset (`h5py.Empty("f")`), encoding `null` 0.1.0.
+/// `value` as anndata writes it, under `parent/name`.
+fn write_uns_value(parent: &Group, name: &str, value: &UnsValue) -> hdf5::Result<()> {
+    match value {
+        UnsValue::None => write_null(parent, name),
+        UnsValue::Float(x) => write_numeric_scalar(parent, name, *x),
+        UnsValue::Dict(entries) => {
+            let group = parent.create_group(name)?;
+            set_encoding(&group, "dict", "0.1.0")?;
+            entries
+                .iter()
+                .try_for_each(|(k, v)| write_uns_value(&group, k, v))
+        }
+    }
+}
+
 pub(crate) fn write_null(group: &Group, name: &str) -> hdf5::Result<()> {
     let c = CString::new(name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
     let f32_type = super::layout::datatype(DType::F32)?;

@@ -45,6 +45,16 @@ fn hdf5_error() -> hdf5::Error {
 }
 
 /// Every stored chunk of `ds`, in the order of its chunk index (`H5Dchunk_iter`).
+/// Why a chunk could not be copied.
+enum Failed {
+    /// HDF5 reported an error (read it from its error stack).
+    Hdf5,
+    /// The chunk is listed but HDF5's lookup does not find it.
+    Hidden,
+    /// The chunk holds this many bytes, not what its index says.
+    Size(usize),
+}
+
 fn stored_chunks(ds: &Dataset) -> hdf5::Result<Vec<StoredChunk>> {
     // A chunk larger than the whole file is damage, not data (and would be allocated).
     let max_size = ds.file()?.size();
@@ -162,10 +172,13 @@ pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Resu
                     &mut n,
                 );
                 if r < 0 {
-                    return Err(None);
+                    return Err(match super::chunks::stored_size(src, &chunk.offset) {
+                        None => Failed::Hidden,
+                        Some(_) => Failed::Hdf5,
+                    });
                 }
                 if n != buf.len() {
-                    return Err(Some(n));
+                    return Err(Failed::Size(n));
                 }
                 if H5Dwrite_chunk(
                     out.id(),
@@ -176,15 +189,22 @@ pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Resu
                     buf.as_ptr().cast(),
                 ) < 0
                 {
-                    return Err(None);
+                    return Err(Failed::Hdf5);
                 }
                 Ok(())
             }
         });
         match status {
             Ok(()) => {}
-            Err(None) => return Err(hdf5_error()),
-            Err(Some(n)) => {
+            Err(Failed::Hdf5) => return Err(hdf5_error()),
+            Err(Failed::Hidden) => {
+                return Err(error(format!(
+                    "its chunk index is damaged: the chunk at {:?} is listed but HDF5's lookup \
+                     does not find it (so anndata reads fill values there, not the stored ones)",
+                    chunk.offset
+                )))
+            }
+            Err(Failed::Size(n)) => {
                 return Err(error(format!(
                     "the chunk at {:?} holds {n} bytes, but its index says {}",
                     chunk.offset, chunk.size
@@ -201,6 +221,33 @@ type Placed = (Vec<hsize_t>, u64, u64);
 
 /// Every stored chunk of `ds` with its file address, sorted by logical offset; `None` when a
 /// chunk had a filter skipped (impossible without filters) or looks damaged.
+/// Whether HDF5's lookup finds every chunk the iteration listed, with the listed size (see
+/// `ChunkMap::lookups_agree` in chunks.rs): a damaged chunk B-tree can hide a listed chunk
+/// from lookups, and so from every reader; copying it by the listing would make it visible
+/// in the output.
+fn found_by_lookup<'a>(
+    ds: &Dataset,
+    listed: impl IntoIterator<Item = (&'a [hsize_t], u64)>,
+) -> bool {
+    hdf5::sync::sync(|| {
+        listed
+            .into_iter()
+            .all(|(offset, size)| super::chunks::stored_size(ds, offset) == Some(size))
+    })
+}
+
+/// Whether every stored chunk of `ds` is where HDF5's reads find it (true for a dataset
+/// that is not chunked, or whose chunks cannot be listed: HDF5 then reads it as it does).
+pub(crate) fn chunk_index_consistent(ds: &Dataset) -> bool {
+    if !ds.is_chunked() {
+        return true;
+    }
+    match stored_chunks(ds) {
+        Ok(chunks) => found_by_lookup(ds, chunks.iter().map(|c| (&c.offset[..], c.size))),
+        Err(_) => true,
+    }
+}
+
 fn placed_chunks(ds: &Dataset, max_size: u64) -> hdf5::Result<Option<Vec<Placed>>> {
     let mut chunks = Vec::new();
     let mut bad = false;
@@ -254,6 +301,10 @@ fn copy_plain(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<boo
         || from.iter().any(|(_, addr, size)| {
             *size != chunk_bytes || addr.checked_add(*size).is_none_or(|e| e > src_len)
         })
+        || !found_by_lookup(
+            src,
+            from.iter().map(|(offset, _, size)| (&offset[..], *size)),
+        )
     {
         return Ok(None);
     }

@@ -29,7 +29,8 @@ use hdf5_sys::h5s::{
     H5S_ALL,
 };
 use hdf5_sys::h5t::{
-    H5T_direction_t, H5Tclose, H5Tget_native_type, H5Tget_size, H5Tis_variable_str,
+    H5T_cset_t, H5T_direction_t, H5Tclose, H5Tget_cset, H5Tget_native_type, H5Tget_size,
+    H5Tis_variable_str,
 };
 use serde_json::Value;
 
@@ -335,63 +336,93 @@ fn read_block(ds: &Dataset, info: &ArrayInfo, rows: Range<u64>) -> hdf5::Result<
             let v: Vec<u8> = typed_read(ds, shape, &rows, n, &mt)?;
             ArrayData::Bool(v.into_iter().map(|b| b != 0).collect())
         }
-        ElemType::String | ElemType::Bytes => ArrayData::String(read_strings(ds, shape, &rows, n)?),
+        ElemType::String => ArrayData::String(read_strings(ds, shape, &rows, n, true)?),
+        ElemType::Bytes => ArrayData::String(read_strings(ds, shape, &rows, n, false)?),
     })
 }
 
 /// Reads `n` strings (variable- or fixed-length, ASCII or UTF-8) with the stored type as
-/// memory type.
+/// memory type. `decode`: anndata decodes them (h5py's `asstr()`, strictly, in the type's
+/// character set), so a string that is not valid ASCII or UTF-8 is an error here too; else
+/// (an anndata 0.7 column it keeps as `bytes`) bytes outside UTF-8 are replaced.
 fn read_strings(
     ds: &Dataset,
     shape: &[u64],
     rows: &Range<u64>,
     n: usize,
+    decode: bool,
 ) -> hdf5::Result<Vec<String>> {
     if n == 0 {
         return Ok(Vec::new());
     }
     // SAFETY: ds.id() is an open dataset; the file type is closed once, the memory type is
     // returned to be closed below.
-    let (mem_type, size, vlen) = hdf5::sync::sync(|| unsafe {
+    let (mem_type, size, vlen, ascii) = hdf5::sync::sync(|| unsafe {
         let ftype = H5Dget_type(ds.id());
         if ftype < 0 {
-            return (-1, 0, false);
+            return (-1, 0, false, false);
         }
         let mtype = H5Tget_native_type(ftype, H5T_direction_t::H5T_DIR_ASCEND);
         H5Tclose(ftype);
         if mtype < 0 {
-            return (-1, 0, false);
+            return (-1, 0, false, false);
         }
-        (mtype, H5Tget_size(mtype), H5Tis_variable_str(mtype) > 0)
+        let ascii = H5Tget_cset(mtype) == H5T_cset_t::H5T_CSET_ASCII;
+        (
+            mtype,
+            H5Tget_size(mtype),
+            H5Tis_variable_str(mtype) > 0,
+            ascii,
+        )
     });
     if mem_type < 0 {
         return Err(last_error());
     }
+    let first = rows.start * (n as u64 / (rows.end - rows.start).max(1));
+    let text = |i: usize, bytes: &[u8]| -> hdf5::Result<String> {
+        if decode {
+            undecodable(bytes, ascii).map_or(Ok(()), |why| {
+                Err(hdf5::Error::from(format!(
+                    "element {} is {} ({}): anndata reads it with h5py's asstr(), which \
+                     raises on it",
+                    first + i as u64,
+                    why,
+                    shown_bytes(bytes)
+                )))
+            })?;
+        }
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    };
     let result = if vlen {
         let mut ptrs: Vec<*mut c_char> = vec![std::ptr::null_mut(); n];
         let buf = (ptrs.as_mut_ptr().cast(), std::mem::size_of_val(&ptrs[..]));
-        transfer(ds, shape, rows, mem_type, buf, false).map(|()| {
-            ptrs.iter()
-                .map(|&p| {
+        transfer(ds, shape, rows, mem_type, buf, false).and_then(|()| {
+            let strings: Vec<hdf5::Result<String>> = ptrs
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| {
                     if p.is_null() {
-                        return String::new();
+                        return Ok(String::new());
                     }
                     // SAFETY: HDF5 wrote NUL-terminated strings it allocated.
-                    let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-                    // SAFETY: `p` was allocated by HDF5 for this read and is freed once.
+                    let s = text(i, unsafe { CStr::from_ptr(p) }.to_bytes());
+                    // SAFETY: `p` was allocated by HDF5 for this read and is freed once (every
+                    // pointer is visited before any error is returned).
                     hdf5::sync::sync(|| unsafe { hdf5_sys::h5::H5free_memory(p.cast()) });
                     s
                 })
-                .collect()
+                .collect();
+            strings.into_iter().collect()
         })
     } else {
         let mut buf = vec![0u8; n * size.max(1)];
         let raw = (buf.as_mut_ptr().cast(), buf.len());
-        transfer(ds, shape, rows, mem_type, raw, false).map(|()| {
+        transfer(ds, shape, rows, mem_type, raw, false).and_then(|()| {
             buf.chunks(size.max(1))
-                .map(|c| {
+                .enumerate()
+                .map(|(i, c)| {
                     let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
-                    String::from_utf8_lossy(&c[..end]).into_owned()
+                    text(i, &c[..end])
                 })
                 .collect()
         })
@@ -399,6 +430,35 @@ fn read_strings(
     // SAFETY: mem_type was created above and is closed once.
     hdf5::sync::sync(|| unsafe { H5Tclose(mem_type) });
     result
+}
+
+/// Why h5py cannot decode `bytes` in the character set of their type (`None`: it can).
+fn undecodable(bytes: &[u8], ascii: bool) -> Option<&'static str> {
+    if ascii && !bytes.is_ascii() {
+        Some("not ASCII, the character set of its string type")
+    } else if std::str::from_utf8(bytes).is_err() {
+        Some("not valid UTF-8")
+    } else {
+        None
+    }
+}
+
+/// `bytes` as Python shows a `bytes` value (at most 24 of them), for messages.
+fn shown_bytes(bytes: &[u8]) -> String {
+    let mut s = String::from("b'");
+    for &b in bytes.iter().take(24) {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            b'\'' => s.push_str("\\'"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if bytes.len() > 24 {
+        s.push_str("...");
+    }
+    s.push('\'');
+    s
 }
 
 /// All attributes of an HDF5 object as JSON.

@@ -130,7 +130,8 @@ impl InputStore for TenxInput {
         }
     }
 
-    fn has_uns_log1p(&self) -> Result<bool> {
+    fn has_uns(&self, _key: &str) -> Result<bool> {
+        // scanpy's 10x readers leave uns empty.
         Ok(false)
     }
 

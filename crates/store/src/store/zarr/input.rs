@@ -10,6 +10,7 @@ use super::storage::{self, Location};
 use super::Storage;
 use crate::error::{Error, Result};
 use crate::options::ZarrFormat;
+use crate::store::anndata;
 use crate::store::labels;
 use crate::store::tree::NodeKind;
 use crate::store::{ElementPath, InputStore, MatrixSource, StoredMatrix as _};
@@ -264,28 +265,14 @@ impl InputStore for ZarrInput {
     fn open_matrix(&self, element: &ElementPath) -> Result<MatrixSource<'_>> {
         let path = element.store_path();
         let source = open_matrix(self, &path)?;
-        let (n_obs, n_vars) = (source.meta().n_obs, source.meta().n_vars);
-        let mismatch = |axis: &str, len: u64| {
-            self.fail(
-                &path,
-                format!("shape ({n_obs}, {n_vars}) does not match the {len} entries of {axis}"),
-            )
-        };
-        if let Some(len) = self.obs_len {
-            if len != n_obs {
-                return Err(mismatch("obs", len));
-            }
-        }
-        if let Some(len) = self.var_len {
-            if len != n_vars {
-                return Err(mismatch("var", len));
-            }
-        }
+        let meta = source.meta();
+        anndata::check_shape(&path, (meta.n_obs, meta.n_vars), self.obs_len, self.var_len)
+            .map_err(|p| p.into_input(&self.path))?;
         Ok(MatrixSource::by_layout(source))
     }
 
-    fn has_uns_log1p(&self) -> Result<bool> {
-        Ok(self.node("uns/log1p")?.is_some())
+    fn has_uns(&self, key: &str) -> Result<bool> {
+        Ok(self.node(&format!("uns/{key}"))?.is_some())
     }
 
     fn var_names(&self, positions: &[u64]) -> Result<Vec<String>> {

@@ -10,25 +10,7 @@ use crate::array::DType;
 use crate::options::ZarrFormat;
 use crate::store::tree::{Attrs, ElemType, NodeKind};
 
-/// Something wrong with one element of a store (the caller adds the store's name).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Problem {
-    pub element: String,
-    pub problem: String,
-}
-
-impl Problem {
-    pub fn new(element: impl Into<String>, problem: impl Into<String>) -> Self {
-        Problem {
-            element: element.into(),
-            problem: problem.into(),
-        }
-    }
-
-    pub fn into_input(self, file: &std::path::Path) -> crate::Error {
-        crate::Error::input(file, self.element, self.problem)
-    }
-}
+pub(crate) use crate::store::anndata::Problem;
 
 /// How an element is named in messages: `/` for the root.
 pub(crate) fn display(path: &str) -> &str {
@@ -570,6 +552,7 @@ fn check_chain(codecs: Option<&Value>, what: &str) -> Result<(), String> {
             .and_then(Value::as_str)
             .or_else(|| c.as_str())
             .unwrap_or("");
+        check_codec_config(name, c.get("configuration").and_then(Value::as_object))?;
         match name {
             "transpose" => {
                 if stage != 0 {
@@ -600,6 +583,98 @@ fn check_chain(codecs: Option<&Value>, what: &str) -> Result<(), String> {
     }
     if stage == 0 {
         return Err(format!("'{what}' has no array-to-bytes codec"));
+    }
+    Ok(())
+}
+
+/// What a codec configuration value must be for zarr-python, which builds each codec from its
+/// configuration as keyword arguments validated strictly (msgspec: an integer is a JSON
+/// integer, not `true` or `"0"`).
+#[derive(Clone, Copy)]
+enum Param {
+    /// An integer in the range.
+    Int(i64, i64),
+    /// `true` or `false`.
+    Bool,
+    /// One of these names.
+    Name(&'static [&'static str]),
+    /// One of these names, or `null` (the default).
+    NameOrNull(&'static [&'static str]),
+    /// A positive integer, or `null` (the default).
+    PositiveOrNull,
+    /// A list of integers.
+    Ints,
+}
+
+/// The configuration keys zarr-python accepts for the codecs it builds from a v3 document
+/// (`zarr/codecs/*.py`, the `__init__` keywords and their parsers); `None` for a codec whose
+/// configuration is checked elsewhere (sharding) or left to zarrs.
+fn codec_params(name: &str) -> Option<&'static [(&'static str, Param)]> {
+    const CNAMES: &[&str] = &["lz4", "lz4hc", "blosclz", "snappy", "zstd", "zlib"];
+    const SHUFFLES: &[&str] = &["noshuffle", "shuffle", "bitshuffle"];
+    Some(match name {
+        "gzip" => &[("level", Param::Int(0, 9))],
+        "zstd" => &[
+            ("level", Param::Int(i64::MIN, 22)),
+            ("checksum", Param::Bool),
+        ],
+        "blosc" => &[
+            ("typesize", Param::PositiveOrNull),
+            ("cname", Param::Name(CNAMES)),
+            ("clevel", Param::Int(i64::MIN, i64::MAX)),
+            ("shuffle", Param::NameOrNull(SHUFFLES)),
+            ("blocksize", Param::Int(i64::MIN, i64::MAX)),
+        ],
+        "bytes" => &[("endian", Param::NameOrNull(&["little", "big"]))],
+        "crc32c" | "vlen-utf8" | "vlen-bytes" => &[],
+        "transpose" => &[("order", Param::Ints)],
+        _ => return None,
+    })
+}
+
+/// A codec's configuration as zarr-python checks it: only known keys, each of the right type.
+fn check_codec_config(
+    name: &str,
+    conf: Option<&serde_json::Map<String, Value>>,
+) -> Result<(), String> {
+    let (Some(params), Some(conf)) = (codec_params(name), conf) else {
+        return Ok(());
+    };
+    for (key, value) in conf {
+        let Some((_, param)) = params.iter().find(|(k, _)| k == key) else {
+            return Err(format!(
+                "codec '{name}' has the configuration key '{key}', which zarr-python's codec \
+                 does not take"
+            ));
+        };
+        let int = value.as_i64().filter(|_| value.is_i64() || value.is_u64());
+        let ok = match *param {
+            Param::Int(lo, hi) => int.is_some_and(|v| (lo..=hi).contains(&v)),
+            Param::Bool => value.is_boolean(),
+            Param::Name(names) => value.as_str().is_some_and(|v| names.contains(&v)),
+            Param::NameOrNull(names) => {
+                value.is_null() || value.as_str().is_some_and(|v| names.contains(&v))
+            }
+            Param::PositiveOrNull => value.is_null() || int.is_some_and(|v| v > 0),
+            Param::Ints => value
+                .as_array()
+                .is_some_and(|a| a.iter().all(|v| v.is_i64() || v.is_u64())),
+        };
+        if !ok {
+            let expected = match *param {
+                Param::Int(lo, hi) if lo == i64::MIN && hi == i64::MAX => "an integer".to_string(),
+                Param::Int(lo, hi) if lo == i64::MIN => format!("an integer up to {hi}"),
+                Param::Int(lo, hi) => format!("an integer from {lo} to {hi}"),
+                Param::Bool => "true or false".to_string(),
+                Param::Name(names) => format!("one of {names:?}"),
+                Param::NameOrNull(names) => format!("null or one of {names:?}"),
+                Param::PositiveOrNull => "null or a positive integer".to_string(),
+                Param::Ints => "a list of integers".to_string(),
+            };
+            return Err(format!(
+                "codec '{name}': configuration '{key}' is {value}, expected {expected}"
+            ));
+        }
     }
     Ok(())
 }
@@ -873,5 +948,40 @@ mod tests {
         assert!(check_v2_fill_value(&doc("<f8", serde_json::json!([1]))).is_err());
         // other types are zarrs' business
         assert!(check_v2_fill_value(&doc("<i4", "0x1".into())).is_ok());
+    }
+
+    #[test]
+    fn codec_configurations_as_zarr_python_parses_them() {
+        use serde_json::json;
+        let check = |name: &str, conf: Value| check_codec_config(name, conf.as_object());
+        // what anndata 0.13 / zarr-python write
+        assert!(check("zstd", json!({"level": 0, "checksum": false})).is_ok());
+        assert!(check("gzip", json!({"level": 5})).is_ok());
+        assert!(check("bytes", json!({"endian": "little"})).is_ok());
+        assert!(check("bytes", json!({"endian": null})).is_ok());
+        assert!(check(
+            "blosc",
+            json!({"typesize": 4, "cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0})
+        )
+        .is_ok());
+        assert!(check("transpose", json!({"order": [1, 0]})).is_ok());
+        // msgspec's strict parsing: no strings or booleans for integers, ranges, names
+        let err = check("zstd", json!({"level": "0"})).unwrap_err();
+        assert!(err.contains("'level' is \"0\""), "{err}");
+        assert!(check("gzip", json!({"level": true})).is_err());
+        assert!(check("gzip", json!({"level": 10})).is_err());
+        assert!(check("gzip", json!({"level": 1.0})).is_err());
+        assert!(check("zstd", json!({"level": 23})).is_err());
+        assert!(check("zstd", json!({"checksum": 0})).is_err());
+        assert!(check("blosc", json!({"cname": "lzma"})).is_err());
+        assert!(check("blosc", json!({"typesize": 0})).is_err());
+        assert!(check("bytes", json!({"endian": "middle"})).is_err());
+        assert!(check("transpose", json!({"order": ["1", 0]})).is_err());
+        // an unknown key is a keyword argument zarr-python's codec does not take
+        assert!(check("gzip", json!({"level": 1, "lvl": 1})).is_err());
+        assert!(check("crc32c", json!({"x": 1})).is_err());
+        // codecs checked elsewhere, or unknown to this table
+        assert!(check("sharding_indexed", json!({"chunk_shape": [4]})).is_ok());
+        assert!(check("numcodecs.lzma", json!({"preset": "x"})).is_ok());
     }
 }

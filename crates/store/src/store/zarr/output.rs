@@ -17,9 +17,10 @@ use super::{key_in, Storage};
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
 use crate::options::{Options, ZarrFormat, ZarrOutputOptions};
+use crate::store::anndata;
 use crate::store::tree::{Attrs, ElemType, TreeReader};
 use crate::store::{
-    ElementPath, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure,
+    ElementPath, MatrixSink, OutputLayout, OutputMatrixSpec, OutputStore, SparseStructure, UnsValue,
 };
 
 /// A `.zarr` output under construction.
@@ -482,9 +483,6 @@ impl OutputStore for ZarrOutput {
 
     fn write_obs_column(&mut self, name: &str, values: &NumVec) -> Result<()> {
         let elem = format!("obs/{name}");
-        if name.is_empty() || name.contains('/') {
-            return Err(self.fail(format!("{elem}: not a valid column name")));
-        }
         let mut attrs = match self.node_attrs("obs").map_err(|e| self.wrap(e))? {
             Some((true, attrs)) => attrs,
             Some((false, _)) => {
@@ -497,17 +495,8 @@ impl OutputStore for ZarrOutput {
             .and_then(|v| v.as_str())
             .unwrap_or("_index")
             .to_string();
-        if index == name {
-            return Err(self.fail(format!("{elem}: this is the name of the obs index")));
-        }
-        if let Some(n_obs) = self.n_obs(&index) {
-            if values.len() as u64 != n_obs {
-                return Err(self.fail(format!(
-                    "{elem}: {} values for {n_obs} observations",
-                    values.len()
-                )));
-            }
-        }
+        anndata::check_new_column("obs", name, Some(&index), self.n_obs(&index), values.len())
+            .map_err(|p| self.fail(p))?;
         self.erase(&elem).map_err(|e| self.wrap(e))?;
         let mut w = self
             .new_array(
@@ -527,7 +516,7 @@ impl OutputStore for ZarrOutput {
         w.append_numvec(values).map_err(|e| self.wrap(e))?;
         w.finish().map_err(|e| self.wrap(e))?;
         // anndata writes an empty float64 array when there are no columns.
-        let mut order: Vec<String> = attrs
+        let order: Vec<String> = attrs
             .get("column-order")
             .and_then(|v| v.as_array())
             .map(|a| {
@@ -536,42 +525,17 @@ impl OutputStore for ZarrOutput {
                     .collect()
             })
             .unwrap_or_default();
-        if !order.iter().any(|c| c == name) {
-            order.push(name.to_string());
-        }
+        let order = anndata::column_order_with(order, name);
         attrs.insert("column-order".into(), json!(order));
         self.put_group("obs", &attrs).map_err(|e| self.wrap(e))
     }
 
-    fn write_uns_log1p(&mut self, base: Option<f64>) -> Result<()> {
+    fn write_uns(&mut self, key: &str, value: &UnsValue) -> Result<()> {
         self.ensure_group("uns", encoding("dict", "0.1.0"))
             .map_err(|e| self.wrap(e))?;
-        self.erase("uns/log1p").map_err(|e| self.wrap(e))?;
-        self.put_group("uns/log1p", &encoding("dict", "0.1.0"))
-            .map_err(|e| self.wrap(e))?;
-        match base {
-            None => self
-                .put_null("uns/log1p/base", &encoding("null", "0.1.0"))
-                .map_err(|e| self.wrap(e)),
-            Some(b) => {
-                let mut w = self
-                    .new_array(
-                        "uns/log1p/base",
-                        ElemType::Num(DType::F64),
-                        &[],
-                        &LayoutHint {
-                            codec: self.zarr.codec,
-                            ..LayoutHint::default()
-                        },
-                        self.writer_budget(),
-                        encoding("numeric-scalar", "0.2.0"),
-                    )
-                    .map_err(|e| self.wrap(e))?;
-                w.append_numvec(&NumVec::F64(vec![b]))
-                    .map_err(|e| self.wrap(e))?;
-                w.finish().map(|_| ()).map_err(|e| self.wrap(e))
-            }
-        }
+        let path = format!("uns/{key}");
+        self.erase(&path).map_err(|e| self.wrap(e))?;
+        self.put_uns_value(&path, value)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
@@ -585,6 +549,40 @@ impl OutputStore for ZarrOutput {
 }
 
 impl ZarrOutput {
+    /// `value` as anndata writes it, at `path`.
+    fn put_uns_value(&mut self, path: &str, value: &UnsValue) -> Result<()> {
+        match value {
+            UnsValue::None => self
+                .put_null(path, &encoding("null", "0.1.0"))
+                .map_err(|e| self.wrap(e)),
+            UnsValue::Float(x) => {
+                let mut w = self
+                    .new_array(
+                        path,
+                        ElemType::Num(DType::F64),
+                        &[],
+                        &LayoutHint {
+                            codec: self.zarr.codec,
+                            ..LayoutHint::default()
+                        },
+                        self.writer_budget(),
+                        encoding("numeric-scalar", "0.2.0"),
+                    )
+                    .map_err(|e| self.wrap(e))?;
+                w.append_numvec(&NumVec::F64(vec![*x]))
+                    .map_err(|e| self.wrap(e))?;
+                w.finish().map(|_| ()).map_err(|e| self.wrap(e))
+            }
+            UnsValue::Dict(entries) => {
+                self.put_group(path, &encoding("dict", "0.1.0"))
+                    .map_err(|e| self.wrap(e))?;
+                entries
+                    .iter()
+                    .try_for_each(|(k, v)| self.put_uns_value(&format!("{path}/{k}"), v))
+            }
+        }
+    }
+
     /// anndata's `None` in zarr: a 0-d bool array (no chunk stored) with the given attributes.
     pub(super) fn put_null(&self, path: &str, attrs: &Attrs) -> Result<()> {
         let spec = layout::plan(

@@ -32,10 +32,9 @@ use super::Storage;
 use crate::array::by_dtype;
 use crate::array::{as_bytes_mut, DType, NumVec, Plain};
 use crate::error::{Error, Result};
+use crate::store::anndata::{self, Member, ShapeAttr};
 use crate::store::tree::{ElemType, NodeKind};
-use crate::store::{
-    DenseSource, InputStore as _, MatrixLayout, MatrixMeta, SparseSource, StoredMatrix,
-};
+use crate::store::{DenseSource, InputStore as _, MatrixMeta, SparseSource, StoredMatrix};
 
 type ZStore = dyn ReadableWritableListableStorageTraits;
 
@@ -101,12 +100,23 @@ fn decode_into<T: Plain>(
             ArrayBytesDecodeIntoTarget::Fixed(&mut view),
             &CodecOptions::default(),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(read_failure)?;
     Ok(v)
 }
 
 /// Runs a zarrs call, turning a panic inside it (damaged data zarrs did not expect) into an
 /// error message.
+/// A failed read of stored chunks, worded: a codec's failure is said to be one (zarrs shows
+/// the library's own text alone, e.g. zstd's "Dictionary is corrupted" for damaged data).
+fn read_failure(e: zarrs::array::ArrayError) -> String {
+    match e {
+        zarrs::array::ArrayError::CodecError(c) => {
+            format!("a stored chunk cannot be decoded: {c}")
+        }
+        other => other.to_string(),
+    }
+}
+
 fn guarded<T>(
     f: impl FnOnce() -> std::result::Result<T, String>,
 ) -> std::result::Result<T, String> {
@@ -279,7 +289,7 @@ impl ZArray {
         guarded(|| {
             self.array
                 .retrieve_array_subset_opt::<Vec<bool>>(&subset, &CodecOptions::default())
-                .map_err(|e| e.to_string())
+                .map_err(read_failure)
         })
         .map_err(|e| self.fail(&rows, e))
     }
@@ -297,7 +307,7 @@ impl ZArray {
                         &subset,
                         &CodecOptions::default(),
                     )
-                    .map_err(|e| e.to_string())?
+                    .map_err(read_failure)?
                     .into_fixed()
                     .map_err(|e| e.to_string())?;
                 decode_utf32(&bytes, width)
@@ -307,7 +317,7 @@ impl ZArray {
         guarded(|| {
             self.array
                 .retrieve_array_subset_opt::<Vec<String>>(&subset, &CodecOptions::default())
-                .map_err(|e| e.to_string())
+                .map_err(read_failure)
         })
         .map_err(|e| self.fail(&rows, e))
     }
@@ -549,48 +559,25 @@ pub struct ZarrSource {
     arrays: Arrays,
 }
 
-/// The dtype of a zarr v2 array stored big-endian (`>f4`), which zarr-python hands to
-/// anndata as it is (a v3 `bytes` codec's endianness is undone on read, so only v2 counts).
-fn v2_big_endian(m: &NodeMeta) -> Option<String> {
-    let dt = m.array.as_ref()?.get("dtype")?.as_str()?;
-    (dt.starts_with('>') && dt.len() > 2).then(|| dt.to_string())
+/// Whether a zarr v2 array is stored big-endian (`>f4`), which zarr-python hands to anndata
+/// as it is (a v3 `bytes` codec's endianness is undone on read, so only v2 counts).
+fn v2_big_endian(m: &NodeMeta) -> bool {
+    let dt = m
+        .array
+        .as_ref()
+        .and_then(|a| a.get("dtype"))
+        .and_then(Value::as_str);
+    dt.is_some_and(|dt| dt.starts_with('>') && dt.len() > 2)
 }
 
-/// Big-endian members of a sparse matrix that anndata 0.13.4 + scanpy 1.12.4 cannot process
-/// (the same rule as `.h5ad`'s, h5ad/encoding.rs `check_byte_order`): `data` (scipy.sparse
-/// refuses the dtype), and `indices`/`indptr` of a CSR matrix with float data (scanpy raises
-/// "indptr and indices must have the same dtype", or numba's typing error).
-fn check_byte_order(
-    path: &str,
-    layout: MatrixLayout,
-    data_dtype: DType,
-    big: &[(String, String)],
-) -> std::result::Result<(), Problem> {
-    for (name, dt) in big {
-        if name == "data" {
-            return Err(Problem::new(
-                format!("{path}/data"),
-                format!(
-                    "stored big-endian ({dt}): anndata cannot read such a sparse matrix \
-                     (\"scipy.sparse does not support dtype {dt}\"), so atlasnorm refuses too; \
-                     rewrite it little-endian first"
-                ),
-            ));
-        }
+/// The dtype of an array, or what it holds instead, in the words of
+/// [`crate::store::anndata`].
+fn numeric_dtype(m: &NodeMeta) -> std::result::Result<DType, String> {
+    match m.elem_type()? {
+        ElemType::Num(t) => Ok(t),
+        ElemType::Bool => Err("boolean data".into()),
+        ElemType::String | ElemType::Bytes => Err("string data".into()),
     }
-    if layout == MatrixLayout::Csr && data_dtype.is_float() {
-        if let Some((name, dt)) = big.iter().find(|(n, _)| n == "indices" || n == "indptr") {
-            return Err(Problem::new(
-                format!("{path}/{name}"),
-                format!(
-                    "stored big-endian ({dt}): scanpy's normalize_total raises on a CSR matrix \
-                     with big-endian index arrays (\"indptr and indices must have the same \
-                     dtype\"), so atlasnorm refuses too; rewrite it little-endian first"
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn unsupported(path: &str, meta: &NodeMeta) -> Problem {
@@ -602,24 +589,14 @@ fn unsupported(path: &str, meta: &NodeMeta) -> Problem {
             None => "an array".into(),
         },
     };
-    Problem::new(
-        path,
-        format!(
-            "unsupported encoding: found {found}, expected csr_matrix, csc_matrix or a 2-D numeric array"
-        ),
-    )
+    anndata::unsupported(path, &found)
 }
 
-/// Opens X or a layer and checks its structure.
+/// Opens X or a layer and checks its structure (by the rules of [`crate::store::anndata`]).
 pub(crate) fn open_matrix(input: &ZarrInput, path: &str) -> Result<ZarrSource> {
     let file = input.path().to_path_buf();
     let Some(meta) = input.node(path)? else {
-        let what = if path == "X" {
-            "this store has no X matrix".to_string()
-        } else {
-            format!("no layer named '{}'", path.trim_start_matches("layers/"))
-        };
-        return Err(Error::input(&file, path, what));
+        return Err(anndata::missing_matrix(path, "store").into_input(&file));
     };
     let storage = input.storage();
     let result = match meta.kind {
@@ -641,120 +618,55 @@ fn open_sparse(
     path: &str,
     meta: &NodeMeta,
 ) -> std::result::Result<(MatrixMeta, Arrays), Problem> {
-    let layout = match meta.encoding() {
-        Some("csr_matrix") => MatrixLayout::Csr,
-        Some("csc_matrix") => MatrixLayout::Csc,
-        _ => return Err(unsupported(path, meta)),
-    };
-    let shape = match meta.attrs.get("shape") {
-        Some(Value::Array(v)) if v.len() == 2 && v.iter().all(|x| x.as_u64().is_some()) => {
-            (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0))
-        }
-        Some(other) => {
-            return Err(Problem::new(
-                path,
-                format!("attribute 'shape' is {other}, expected two non-negative integers"),
-            ))
-        }
-        None => {
-            return Err(Problem::new(
-                path,
-                "sparse matrix without a 'shape' attribute",
-            ))
-        }
-    };
-    let big_endian: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-    let member =
-        |name: &str, integer: bool| -> std::result::Result<(ZArray, DType, u64), Problem> {
-            let elem = format!("{path}/{name}");
-            let m = match input.node(&elem) {
-                Ok(Some(m)) => m,
-                Ok(None) => {
-                    return Err(Problem::new(
-                        &elem,
-                        "missing (sparse matrices need data, indices and indptr)",
-                    ))
-                }
-                Err(Error::Input {
-                    element, problem, ..
-                }) => return Err(Problem::new(element, problem)),
-                Err(e) => return Err(Problem::new(&elem, e.to_string())),
-            };
-            if m.kind != NodeKind::Array {
-                return Err(Problem::new(&elem, "is a group, expected a 1-D array"));
-            }
-            let dtype = match m.elem_type() {
-                Ok(ElemType::Num(t)) if integer && !t.is_integer() => {
-                    return Err(Problem::new(&elem, format!("holds {t}, expected integers")))
-                }
-                Ok(ElemType::Num(t)) => t,
-                Ok(ElemType::Bool) => {
-                    return Err(Problem::new(&elem, "unsupported: holds boolean data"))
-                }
-                Ok(ElemType::String | ElemType::Bytes) => {
-                    return Err(Problem::new(&elem, "unsupported: holds string data"))
-                }
-                Err(what) => return Err(Problem::new(&elem, format!("unsupported: holds {what}"))),
-            };
-            let len = match m.shape().as_deref() {
-                Some([n]) => *n,
-                Some(s) => {
-                    return Err(Problem::new(
-                        &elem,
-                        format!("is {}-D, expected a 1-D array", s.len()),
-                    ))
-                }
-                None => return Err(Problem::new(&elem, "malformed metadata: no valid 'shape'")),
-            };
-            if let Some(dt) = v2_big_endian(&m) {
-                big_endian
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((name.to_string(), dt));
-            }
-            let a = ZArray::open(storage, &elem, &m, true)?;
-            Ok((a, dtype, len))
-        };
-    let (data, data_dtype, n_data) = member("data", false)?;
-    let (indices, indices_dtype, n_indices) = member("indices", true)?;
-    let (indptr, indptr_dtype, n_indptr) = member("indptr", true)?;
-    check_byte_order(
+    // zarr never had anndata's legacy `h5sparse_format`.
+    let encoding = anndata::sparse_encoding(path, meta.encoding(), None)?
+        .ok_or_else(|| unsupported(path, meta))?;
+    let shape = anndata::sparse_shape(
         path,
-        layout,
-        data_dtype,
-        &big_endian.into_inner().unwrap_or_else(|e| e.into_inner()),
-    )?;
-    let (major, axis) = match layout {
-        MatrixLayout::Csc => (shape.1, "columns"),
-        _ => (shape.0, "rows"),
-    };
-    if n_indptr != major + 1 {
-        return Err(Problem::new(
-            format!("{path}/indptr"),
-            format!(
-                "has {n_indptr} entries, expected {} ({major} {axis} + 1) for shape ({}, {})",
-                major + 1,
-                shape.0,
-                shape.1
-            ),
-        ));
-    }
-    if n_indices != n_data {
-        return Err(Problem::new(
-            format!("{path}/indices"),
-            format!("has {n_indices} entries but data has {n_data}"),
-        ));
-    }
-    Ok((
-        MatrixMeta {
-            layout,
-            n_obs: shape.0,
-            n_vars: shape.1,
-            data_dtype,
-            nnz: n_data,
-            indices_dtype: Some(indices_dtype),
-            indptr_dtype: Some(indptr_dtype),
+        encoding,
+        match meta.attrs.get("shape") {
+            Some(Value::Array(v)) if v.len() == 2 && v.iter().all(|x| x.as_u64().is_some()) => {
+                ShapeAttr::Pair(v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0))
+            }
+            Some(other) => ShapeAttr::Other(other.to_string()),
+            None => ShapeAttr::Missing,
         },
+    )?;
+    let member = |name: &str| -> std::result::Result<(ZArray, Member), Problem> {
+        let elem = format!("{path}/{name}");
+        let m = match input.node(&elem) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(anndata::missing_member(path, name)),
+            Err(Error::Input {
+                element, problem, ..
+            }) => return Err(Problem::new(element, problem)),
+            Err(e) => return Err(Problem::new(&elem, e.to_string())),
+        };
+        if m.kind != NodeKind::Array {
+            return Err(Problem::new(&elem, "is a group, expected a 1-D array"));
+        }
+        let Some(dims) = m.shape() else {
+            return Err(Problem::new(&elem, "malformed metadata: no valid 'shape'"));
+        };
+        let found = Member {
+            dims: Some(dims),
+            dtype: numeric_dtype(&m),
+            big_endian: v2_big_endian(&m),
+        };
+        let a = ZArray::open(storage, &elem, &m, true)?;
+        Ok((a, found))
+    };
+    let (data, data_found) = member("data")?;
+    let (indices, indices_found) = member("indices")?;
+    let (indptr, indptr_found) = member("indptr")?;
+    let matrix = anndata::sparse_meta(
+        path,
+        encoding.layout,
+        shape,
+        [&data_found, &indices_found, &indptr_found],
+    )?;
+    Ok((
+        matrix,
         Arrays::Sparse {
             data: Box::new(data),
             indices: Box::new(indices),
@@ -768,35 +680,14 @@ fn open_dense(
     path: &str,
     meta: &NodeMeta,
 ) -> std::result::Result<(MatrixMeta, Arrays), Problem> {
-    match meta.encoding() {
-        None | Some("array") => {}
-        Some(_) => return Err(unsupported(path, meta)),
+    if !anndata::is_dense_encoding(meta.encoding()) {
+        return Err(unsupported(path, meta));
     }
-    let (n_obs, n_vars) = match meta.shape().as_deref() {
+    let shape = match meta.shape().as_deref() {
         Some([a, b]) => (*a, *b),
         _ => return Err(unsupported(path, meta)),
     };
-    let dtype = match meta.elem_type() {
-        Ok(ElemType::Num(t)) => t,
-        Ok(ElemType::Bool) => {
-            return Err(Problem::new(
-                path,
-                "unsupported: a 2-D array of boolean data, expected numbers",
-            ))
-        }
-        Ok(ElemType::String | ElemType::Bytes) => {
-            return Err(Problem::new(
-                path,
-                "unsupported: a 2-D array of string data, expected numbers",
-            ))
-        }
-        Err(what) => {
-            return Err(Problem::new(
-                path,
-                format!("unsupported: a 2-D array of {what}, expected numbers"),
-            ))
-        }
-    };
+    let matrix = anndata::dense_meta(path, shape, numeric_dtype(meta))?;
     if let Some(a) = &meta.array {
         if let Some(order) = a.get("order").and_then(Value::as_str) {
             if order != "C" {
@@ -808,18 +699,7 @@ fn open_dense(
         }
     }
     let array = ZArray::open(storage, path, meta, false)?;
-    Ok((
-        MatrixMeta {
-            layout: MatrixLayout::Dense,
-            n_obs,
-            n_vars,
-            data_dtype: dtype,
-            nnz: n_obs.saturating_mul(n_vars),
-            indices_dtype: None,
-            indptr_dtype: None,
-        },
-        Arrays::Dense(Box::new(array)),
-    ))
+    Ok((matrix, Arrays::Dense(Box::new(array))))
 }
 
 impl ZarrSource {

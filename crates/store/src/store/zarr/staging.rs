@@ -80,7 +80,7 @@ impl Staging {
                 Error::output(target, format!("cannot clear the existing store: {e}"))
             })?;
         }
-        let root = Arc::new(DeferRoot::new(s3.clone()));
+        let root = Arc::new(DeferRoot::new(s3.as_storage()));
         let storage: Storage = Arc::new(GatedStorage::new(root.clone()));
         let on_interrupt = s3.clone();
         let cleanup = temp::register_cleanup(Box::new(move || match on_interrupt.discard() {

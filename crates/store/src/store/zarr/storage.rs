@@ -87,7 +87,7 @@ pub fn open_with(location: &Location, s3: &S3Config, purpose: Purpose) -> Result
                 Purpose::Input => storage.check_input()?,
                 Purpose::Output => storage.check_output()?,
             }
-            Ok(storage)
+            Ok(storage.as_storage())
         }
     }
 }

@@ -1,10 +1,8 @@
-//! Zarr stores on S3-compatible object storage (AWS S3, MinIO, Ceph, GCS's S3 endpoint, ...).
-//!
-//! [`open`] builds an [`S3Storage`]: `object_store`'s `AmazonS3` client (configured from the
+//! The S3 client (cargo feature `s3`): [`open`] builds an [`S3Storage`]: `object_store`'s `AmazonS3` client (configured from the
 //! standard `AWS_*` environment plus [`S3Config`] overrides), rooted at the store's prefix, with a
 //! bound on requests in flight, retries with backoff for transient failures, and zarrs'
 //! async→sync adapter driven by a tokio runtime the storage owns. It implements zarrs'
-//! synchronous storage traits, so everything above sees a plain [`Storage`](super::Storage).
+//! synchronous storage traits, so everything above sees a plain [`Storage`].
 //!
 //! **Writes are pipelined.** `set` of a chunk starts the upload and returns; up to
 //! [`S3Config::max_concurrency`] uploads are in flight at once (a further `set` waits for a free
@@ -39,60 +37,9 @@ use zarrs_storage::storage_adapter::async_to_sync::{
 };
 use zarrs_storage::{AsyncReadableStorageTraits, AsyncWritableStorageTraits};
 
+use super::S3Config;
 use crate::error::{Error, Result};
-
-/// How to reach object storage. Every `Option` left `None` comes from the environment
-/// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
-/// `AWS_REGION` / `AWS_DEFAULT_REGION`, `AWS_ALLOW_HTTP`, and the other `AWS_*` variables
-/// `object_store` understands); a `Some` overrides it (command-line flags).
-#[derive(Clone, Debug, PartialEq)]
-pub struct S3Config {
-    /// `https://host:port` of an S3-compatible server; `None`: AWS (or `AWS_ENDPOINT_URL`).
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
-    /// Permit `http://` endpoints (no TLS).
-    pub allow_http: Option<bool>,
-    /// Requests in flight at once, reads and writes together (also the number of pipelined
-    /// chunk uploads, each holding its chunk in memory until stored).
-    pub max_concurrency: usize,
-    /// Retries of one request after a transient failure (0: none).
-    pub max_retries: usize,
-    /// No retry starts later than this after a request's first attempt.
-    pub retry_timeout: Duration,
-    /// First backoff between retries (doubling, up to `max_backoff`).
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Establishing a connection.
-    pub connect_timeout: Duration,
-    /// One whole request (sending and receiving the body).
-    pub request_timeout: Duration,
-    /// Threads of the runtime that drives the requests.
-    pub io_threads: usize,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        S3Config {
-            endpoint: None,
-            region: None,
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-            allow_http: None,
-            max_concurrency: 32,
-            max_retries: 6,
-            retry_timeout: Duration::from_secs(60),
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
-            io_threads: 2,
-        }
-    }
-}
+use crate::store::zarr::Storage;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -235,6 +182,11 @@ fn is_metadata(key: &StoreKey) -> bool {
 }
 
 impl S3Storage {
+    /// The storage as zarrs reads and writes it.
+    pub fn as_storage(self: &Arc<Self>) -> Storage {
+        self.clone()
+    }
+
     /// `s3://bucket/prefix`.
     pub fn url(&self) -> &str {
         &self.url
