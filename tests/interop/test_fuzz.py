@@ -46,7 +46,7 @@ def _regressions():
 
 
 # Run seeds whose first 2,000 cases each all kept the contract at the last pinning (2026-12-03,
-# stop 23: explored that day, 9 failures found and fixed, then all 10,000 cases passed at the
+# explored that day, 9 failures found and fixed, then all 10,000 cases passed at the
 # fixed binary, ~25 min on 2 cores; the set before was 20261203-07).
 GATE_SEEDS = [20261210, 20261211, 20261212, 20261213, 20261214]
 
