@@ -214,10 +214,15 @@ pub(crate) fn copy_object(
 /// chunk cache, where `H5Ocopy` of a filtered dataset overflows a heap buffer (see
 /// [`rawcopy`]): chunked ones are copied stored chunk by stored chunk instead. Contiguous
 /// and compact datasets have no chunk cache, and `H5Ocopy` is then safe.
+/// A chunk index HDF5's lookups disagree with is copied as HDF5 (and anndata) reads it.
 fn copy_structure(src: &Group, name: &str, dst: &Group) -> hdf5::Result<()> {
     let ds = src.dataset(name)?;
-    if ds.is_chunked() && rawcopy::copy_chunked(&ds, dst, name)? {
-        return Ok(());
+    if ds.is_chunked() {
+        match rawcopy::copy_chunked(&ds, dst, name)? {
+            rawcopy::Copied::Done => return Ok(()),
+            rawcopy::Copied::IndexDamaged => return copy_native(&ds, dst, name),
+            rawcopy::Copied::Declined => {}
+        }
     }
     copy_object(src, name, dst, name)
 }
@@ -438,10 +443,9 @@ impl OutputStore for H5adOutput {
                                     &e,
                                 )
                             };
-                            if foreign_order(src) || !rawcopy::chunk_index_consistent(src) {
+                            if foreign_order(src) {
                                 // Integer data: scipy rebuilds the matrix with native index
-                                // arrays (float data with these was refused on opening). A
-                                // damaged chunk index: copied as HDF5 (and anndata) reads it.
+                                // arrays (float data with these was refused on opening).
                                 copy_native(src, &group, member).map_err(blame)?;
                             } else {
                                 copy_structure(&input_group, member, &group).map_err(blame)?;
@@ -658,7 +662,6 @@ impl H5adOutput {
     }
 }
 
-/// anndata's `None`: an empty-dataspace dataset (`h5py.Empty("f")`), encoding `null` 0.1.0.
 /// `value` as anndata writes it, under `parent/name`.
 fn write_uns_value(parent: &Group, name: &str, value: &UnsValue) -> hdf5::Result<()> {
     match value {
@@ -674,6 +677,7 @@ fn write_uns_value(parent: &Group, name: &str, value: &UnsValue) -> hdf5::Result
     }
 }
 
+/// anndata's `None`: an empty-dataspace dataset (`h5py.Empty("f")`), encoding `null` 0.1.0.
 pub(crate) fn write_null(group: &Group, name: &str) -> hdf5::Result<()> {
     let c = CString::new(name).map_err(|_| hdf5::Error::from("NUL in a name"))?;
     let f32_type = super::layout::datatype(DType::F32)?;

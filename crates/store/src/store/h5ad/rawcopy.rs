@@ -44,7 +44,21 @@ fn hdf5_error() -> hdf5::Error {
     hdf5::Error::query().unwrap_or_else(|e| e)
 }
 
-/// Every stored chunk of `ds`, in the order of its chunk index (`H5Dchunk_iter`).
+/// What a raw copy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Copied {
+    /// The dataset was copied.
+    Done,
+    /// Nothing was created: HDF5 cannot create a dataset with the source's creation
+    /// properties (copy it another way).
+    Declined,
+    /// Nothing was created: the chunk index is damaged — a chunk it lists is not found by
+    /// HDF5's lookup (so `H5Dread`, and anndata, read fill values there). Copying by the
+    /// listing would make that chunk visible in the output; copy the values as HDF5 reads
+    /// them instead.
+    IndexDamaged,
+}
+
 /// Why a chunk could not be copied.
 enum Failed {
     /// HDF5 reported an error (read it from its error stack).
@@ -55,6 +69,7 @@ enum Failed {
     Size(usize),
 }
 
+/// Every stored chunk of `ds`, in the order of its chunk index (`H5Dchunk_iter`).
 fn stored_chunks(ds: &Dataset) -> hdf5::Result<Vec<StoredChunk>> {
     // A chunk larger than the whole file is damage, not data (and would be allocated).
     let max_size = ds.file()?.size();
@@ -140,16 +155,17 @@ fn create_like(
 }
 
 /// Copies the chunked dataset `src` to `dst/name` stored chunk by stored chunk (see the
-/// module doc). Returns `false` without creating anything when HDF5 cannot create a
+/// module doc). [`Copied::Declined`] without creating anything when HDF5 cannot create a
 /// dataset with `src`'s creation properties (a filter it does not have: it cannot have
-/// decoded, hence cached, any of `src`'s chunks either, and `H5Ocopy` is then safe).
-pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<bool> {
+/// decoded, hence cached, any of `src`'s chunks either, and `H5Ocopy` is then safe);
+/// [`Copied::IndexDamaged`] when a listed chunk is not where HDF5's lookup finds it.
+pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Copied> {
     if let Some(done) = copy_plain(src, dst, name)? {
         return Ok(done);
     }
     let chunks = stored_chunks(src)?;
     let Some(out) = create_like(src, dst, name, false)? else {
-        return Ok(false);
+        return Ok(Copied::Declined);
     };
     let mut buf: Vec<u8> = Vec::new();
     for chunk in &chunks {
@@ -198,11 +214,9 @@ pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Resu
             Ok(()) => {}
             Err(Failed::Hdf5) => return Err(hdf5_error()),
             Err(Failed::Hidden) => {
-                return Err(error(format!(
-                    "its chunk index is damaged: the chunk at {:?} is listed but HDF5's lookup \
-                     does not find it (so anndata reads fill values there, not the stored ones)",
-                    chunk.offset
-                )))
+                drop(out);
+                dst.unlink(name)?;
+                return Ok(Copied::IndexDamaged);
             }
             Err(Failed::Size(n)) => {
                 return Err(error(format!(
@@ -213,14 +227,12 @@ pub(crate) fn copy_chunked(src: &Dataset, dst: &Group, name: &str) -> hdf5::Resu
         }
     }
     copy_attrs(src, &out)?;
-    Ok(true)
+    Ok(Copied::Done)
 }
 
 /// Where one stored chunk lies: logical offset, file address, stored size.
 type Placed = (Vec<hsize_t>, u64, u64);
 
-/// Every stored chunk of `ds` with its file address, sorted by logical offset; `None` when a
-/// chunk had a filter skipped (impossible without filters) or looks damaged.
 /// Whether HDF5's lookup finds every chunk the iteration listed, with the listed size (see
 /// `ChunkMap::lookups_agree` in chunks.rs): a damaged chunk B-tree can hide a listed chunk
 /// from lookups, and so from every reader; copying it by the listing would make it visible
@@ -236,18 +248,8 @@ fn found_by_lookup<'a>(
     })
 }
 
-/// Whether every stored chunk of `ds` is where HDF5's reads find it (true for a dataset
-/// that is not chunked, or whose chunks cannot be listed: HDF5 then reads it as it does).
-pub(crate) fn chunk_index_consistent(ds: &Dataset) -> bool {
-    if !ds.is_chunked() {
-        return true;
-    }
-    match stored_chunks(ds) {
-        Ok(chunks) => found_by_lookup(ds, chunks.iter().map(|c| (&c.offset[..], c.size))),
-        Err(_) => true,
-    }
-}
-
+/// Every stored chunk of `ds` with its file address, sorted by logical offset; `None` when a
+/// chunk had a filter skipped (impossible without filters) or looks damaged.
 fn placed_chunks(ds: &Dataset, max_size: u64) -> hdf5::Result<Option<Vec<Placed>>> {
     let mut chunks = Vec::new();
     let mut bad = false;
@@ -272,7 +274,7 @@ fn placed_chunks(ds: &Dataset, max_size: u64) -> hdf5::Result<Option<Vec<Placed>
 /// system calls does not grow with the number of chunks, only with the runs).
 /// `Ok(None)`: not such a dataset (filtered, a chunk never written, a file that cannot
 /// be opened); nothing was created then.
-fn copy_plain(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<bool>> {
+fn copy_plain(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<Copied>> {
     if !src.filters().is_empty() {
         return Ok(None);
     }
@@ -301,15 +303,17 @@ fn copy_plain(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<boo
         || from.iter().any(|(_, addr, size)| {
             *size != chunk_bytes || addr.checked_add(*size).is_none_or(|e| e > src_len)
         })
-        || !found_by_lookup(
-            src,
-            from.iter().map(|(offset, _, size)| (&offset[..], *size)),
-        )
     {
         return Ok(None);
     }
+    if !found_by_lookup(
+        src,
+        from.iter().map(|(offset, _, size)| (&offset[..], *size)),
+    ) {
+        return Ok(Some(Copied::IndexDamaged));
+    }
     let Some(out) = create_like(src, dst, name, true)? else {
-        return Ok(Some(false));
+        return Ok(Some(Copied::Declined));
     };
     let to = placed_chunks(&out, u64::MAX)?.unwrap_or_default();
     let same =
@@ -335,7 +339,7 @@ fn copy_plain(src: &Dataset, dst: &Group, name: &str) -> hdf5::Result<Option<boo
             .map_err(|e| error(format!("cannot copy {n} bytes of stored chunks: {e}")))?;
     }
     copy_attrs(src, &out)?;
-    Ok(Some(true))
+    Ok(Some(Copied::Done))
 }
 
 /// `len` bytes from `src` at `from` to `dst` at `to`: `copy_file_range` (no copy through
@@ -446,11 +450,14 @@ mod tests {
             assert_eq!(ds.read_raw::<i32>().unwrap(), values); // fills the chunk cache
             let out_path = dir.path().join(format!("out{i}.h5"));
             let out = create_write(&out_path).unwrap();
-            assert!(copy_chunked(&ds, &out, "a").unwrap());
+            assert_eq!(copy_chunked(&ds, &out, "a").unwrap(), Copied::Done);
             // A dataset copied after a read in the same file as well (same chunk cache).
             let root: &Group = &input;
             let g = out.create_group("g").unwrap();
-            assert!(copy_chunked(&root.dataset("a").unwrap(), &g, "b").unwrap());
+            assert_eq!(
+                copy_chunked(&root.dataset("a").unwrap(), &g, "b").unwrap(),
+                Copied::Done
+            );
             out.close().unwrap();
             let out = open_read(&out_path).unwrap();
             for name in ["a", "g/b"] {
@@ -493,7 +500,7 @@ mod tests {
         assert!(ds.read_raw::<i32>().is_err());
         let out_path = dir.path().join("out.h5");
         let out = create_write(&out_path).unwrap();
-        assert!(copy_chunked(&ds, &out, "a").unwrap());
+        assert_eq!(copy_chunked(&ds, &out, "a").unwrap(), Copied::Done);
         out.close().unwrap();
         let out = open_read(&out_path).unwrap();
         assert!(out.dataset("a").unwrap().read_raw::<i32>().is_err());

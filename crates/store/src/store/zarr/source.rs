@@ -104,8 +104,6 @@ fn decode_into<T: Plain>(
     Ok(v)
 }
 
-/// Runs a zarrs call, turning a panic inside it (damaged data zarrs did not expect) into an
-/// error message.
 /// A failed read of stored chunks, worded: a codec's failure is said to be one (zarrs shows
 /// the library's own text alone, e.g. zstd's "Dictionary is corrupted" for damaged data).
 fn read_failure(e: zarrs::array::ArrayError) -> String {
@@ -117,6 +115,8 @@ fn read_failure(e: zarrs::array::ArrayError) -> String {
     }
 }
 
+/// Runs a zarrs call, turning a panic inside it (damaged data zarrs did not expect) into an
+/// error message.
 fn guarded<T>(
     f: impl FnOnce() -> std::result::Result<T, String>,
 ) -> std::result::Result<T, String> {
