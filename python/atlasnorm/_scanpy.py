@@ -18,6 +18,9 @@ import datetime
 import functools
 import math
 import numbers
+import sys
+import sysconfig
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -194,14 +197,53 @@ def _working_dtype(x) -> np.dtype:
     return np.dtype(np.float32) if _is_integer_dtype(dtype) else dtype
 
 
+# CPython with the GIL, whose `sys.getrefcount` counts every reference (3.14 may not count
+# borrowed ones, free-threaded builds defer counts): where `_unseen_data` can be trusted.
+_REFCOUNTS_EXACT = (
+    sys.implementation.name == "cpython"
+    and sys.version_info < (3, 14)
+    and not sysconfig.get_config_var("Py_GIL_DISABLED")
+)
+
+
+def _unseen_data(x) -> bool:
+    """Whether nothing but the matrix ``x`` can see the values of its ``data`` array, so that
+    dividing them in place is indistinguishable from scanpy's new array (which replaces the
+    old one, then freed): no other reference to the array (a variable, a view, a memoryview,
+    a container, another matrix sharing it), no weak reference, and memory that only it
+    reaches — its own, or a base array (scipy's ``copy()`` makes ``data`` a view of one)
+    referred to by it alone, and so on up to an array owning its memory."""
+    d = x.data
+    if not _REFCOUNTS_EXACT or type(d) is not np.ndarray:
+        return False
+    if not (d.flags.writeable and d.flags.c_contiguous):
+        return False
+    # The references counted: the matrix's attribute, `d`, and getrefcount's argument.
+    if sys.getrefcount(d) != 3 or weakref.getweakrefcount(d):
+        return False
+    child = d
+    for _ in range(8):
+        b = child.base
+        if b is None:
+            return child.flags.owndata
+        # The references counted: the child's base pointer, `b`, getrefcount's argument.
+        if type(b) is not np.ndarray or sys.getrefcount(b) != 3 or weakref.getweakrefcount(b):
+            return False
+        child = b
+    return False
+
+
 def _normalize_csr(x, target, exclude, max_fraction):
-    data = x.data
-    dtype = np.dtype(data.dtype.type)  # what numpy's division returns: native
-    out = np.empty(data.shape, dtype=dtype)
+    dtype = np.dtype(x.data.dtype.type)  # what numpy's division returns: native
     factors = np.empty(x.shape[0], dtype=dtype)
+    # scanpy gives CSR a new data array (indices and indptr stay). Where nobody can see the
+    # old one, the values are divided in it instead: the same result, without a new array,
+    # its memory and the page faults of its first touch.
+    in_place = _unseen_data(x) and x.data.dtype.isnative
+    out = None if in_place else np.empty(x.data.shape, dtype=dtype)
     used_target, excluded, _ = _core_call(
         _core.csr_normalize,
-        _native(data),
+        _native(x.data),
         _native(x.indptr),
         _native(x.indices),
         x.shape[1],
@@ -212,8 +254,10 @@ def _normalize_csr(x, target, exclude, max_fraction):
         max_fraction,
     )
     if np.isinf(factors).any():
+        # Nothing was divided (the core checks the factors first), in place or not.
         raise Unsupported("infinite factor (numpy warns dividing by it)")
-    x.data = out  # scanpy gives CSR a new data array, indices and indptr stay
+    if out is not None:
+        x.data = out
     return x, factors, excluded, used_target
 
 

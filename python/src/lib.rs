@@ -239,34 +239,68 @@ fn csr_typed<T: Real + Element>(
     indptr: &Bound<'_, PyAny>,
     indices: &Bound<'_, PyAny>,
     n_vars: usize,
-    out: &Bound<'_, PyAny>,
+    out: Option<&Bound<'_, PyAny>>,
     factors: &Bound<'_, PyAny>,
     p: &Params,
 ) -> PyResult<FitSummary> {
-    let out = Borrowed::<T>::get(out, "out", true)?;
+    let out = out
+        .map(|o| Borrowed::<T>::get(o, "out", true))
+        .transpose()?;
     let factors_out = Borrowed::<T>::get(factors, "factors", true)?;
     let indptr = indptr_i64(indptr)?;
     let indices = IndexBuf::get(indices)?;
-    out.expect_len(data.len())?;
     factors_out.expect_len(indptr.len().saturating_sub(1))?;
-    disjoint(
-        out.span(),
-        &[data.span(), indices.span(), factors_out.span()],
-    )?;
+    if let Some(out) = &out {
+        out.expect_len(data.len())?;
+        disjoint(
+            out.span(),
+            &[data.span(), indices.span(), factors_out.span()],
+        )?;
+    } else {
+        // In place: `data` (acquired writable by the caller) is the written buffer.
+        disjoint(data.span(), &[indices.span(), factors_out.span()])?;
+    }
     disjoint(factors_out.span(), &[data.span(), indices.span()])?;
-    let m = CsrRef {
-        n_vars,
-        indptr: &indptr,
-        indices: indices.indices(),
-        data: data.slice(),
-    };
-    let out_values = out.slice_mut();
     let factor_values = factors_out.slice_mut();
     let pool = pool()?;
     let fitted = py
         .detach(|| {
             pool.install(|| {
-                let (fitted, _) = in_memory::normalize_csr(&m, out_values, p)?;
+                let fitted = match &out {
+                    Some(out) => {
+                        let m = CsrRef {
+                            n_vars,
+                            indptr: &indptr,
+                            indices: indices.indices(),
+                            data: data.slice(),
+                        };
+                        in_memory::normalize_csr(&m, out.slice_mut(), p)?.0
+                    }
+                    None => {
+                        // The fit reads `data`; its borrow ends before the division writes it.
+                        let fitted = in_memory::fit_csr(
+                            &CsrRef {
+                                n_vars,
+                                indptr: &indptr,
+                                indices: indices.indices(),
+                                data: data.slice(),
+                            },
+                            p,
+                        )?;
+                        // Divided only when the caller keeps the result: with an infinite
+                        // factor the call goes to scanpy, which must find the values as
+                        // they were.
+                        if refusal(&fitted).is_none() {
+                            in_memory::chunk::csr_apply(
+                                &indptr,
+                                data.slice_mut(),
+                                &fitted.factors,
+                                p,
+                            )?;
+                        }
+                        fitted
+                    }
+                };
                 factor_values.copy_from_slice(&fitted.factors);
                 Ok::<_, atlasnorm_core::error::Error>(fitted)
             })
@@ -276,8 +310,10 @@ fn csr_typed<T: Real + Element>(
 }
 
 /// Normalizes a CSR matrix (scanpy's `normalize_total` on CSR): `out` receives the new
-/// `data`, `factors` the per-cell factors (`obs[key_added]`). `data`, `out` and `factors` are
-/// all float32 or all float64. Returns (target, excluded gene positions, zero-count cells).
+/// `data`, or with `out=None` the values are divided in `data` itself (which must then be
+/// writable; for a caller that knows no one else sees the old values). `factors` receives
+/// the per-cell factors (`obs[key_added]`). `data`, `out` and `factors` are all float32 or
+/// all float64. Returns (target, excluded gene positions, zero-count cells).
 #[pyfunction]
 #[pyo3(signature = (data, indptr, indices, n_vars, out, factors, target_sum, exclude_highly_expressed, max_fraction))]
 #[allow(clippy::too_many_arguments)]
@@ -287,14 +323,14 @@ fn csr_normalize(
     indptr: &Bound<'_, PyAny>,
     indices: &Bound<'_, PyAny>,
     n_vars: usize,
-    out: &Bound<'_, PyAny>,
+    out: Option<&Bound<'_, PyAny>>,
     factors: &Bound<'_, PyAny>,
     target_sum: Option<f64>,
     exclude_highly_expressed: bool,
     max_fraction: f64,
 ) -> PyResult<FitSummary> {
     let p = params(target_sum, exclude_highly_expressed, max_fraction);
-    match FloatBuf::get(data, "data", false)? {
+    match FloatBuf::get(data, "data", out.is_none())? {
         FloatBuf::F32(d) => csr_typed(py, d, indptr, indices, n_vars, out, factors, &p),
         FloatBuf::F64(d) => csr_typed(py, d, indptr, indices, n_vars, out, factors, &p),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+import weakref
 
 import anndata as ad
 import numpy as np
@@ -368,6 +369,111 @@ def test_float64_target_overflow_goes_to_scanpy(fmt):
     x = np.array([[1.0, 3e38, 0], [2, 0, 3]], np.float32)
     for target in (np.float64(1e300), np.float64(1e-300), np.float64(1e38), np.float64(2.0**-1030)):
         run_both_nt(lambda: make_adata(make_matrix(fmt, x)), target_sum=target)
+
+
+# --- CSR data nobody else sees: divided in its own array ---
+
+
+def data_address(a):
+    """Where X's data lives, as a number (holding no reference to the array)."""
+    return a.X.data.ctypes.data
+
+
+def in_place_expected(fmt, dtype, kwargs):
+    """Where the patch divides CSR values in the old array: CSR float input whose result
+    stays in the working dtype (numpy promotes float32 data divided by an np.float64 or
+    np.int64 target to float64)."""
+    target = kwargs.get("target_sum")
+    wide = target is not None and (np.ones(1, dtype) / target).dtype != np.dtype(dtype)
+    return fmt.startswith("csr") and np.dtype(dtype).kind == "f" and not wide
+
+
+@pytest.mark.parametrize("fmt", list(SPARSE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kwargs", NT_KWARGS, ids=lambda k: ",".join(f"{a}={b!r}" for a, b in k.items()) or "defaults")
+def test_unseen_csr_data_is_divided_in_its_own_array(fmt, dtype, kwargs):
+    """scanpy gives CSR a new data array and the old one is freed; when nothing else refers
+    to the old one (run_both_nt holds it, so it tests the other path), the patch divides the
+    values in it: the same bits, obs, uns, warnings and returns, one array less."""
+    nt, _ = originals()
+    rng = np.random.default_rng(5)
+    spiky = "exclude_highly_expressed" in kwargs
+    x = counts(rng, 60, 300 if spiky else 45, dtype, kind="spiky" if spiky else "poisson")
+    a, b = make_adata(make_matrix(fmt, x)), make_adata(make_matrix(fmt, x))
+    before = data_address(b)
+    want, w_want = call(nt, a, **kwargs)
+    got, w_got = call(sc.pp.normalize_total, b, **kwargs)
+    assert w_got == w_want
+    assert_same_adata(b, a)
+    assert_same_value(got, want)
+    assert atlasnorm.stats()["normalize_total"]["fast"] == 1
+    result = got if kwargs.get("copy") else b
+    if kwargs.get("inplace", True):
+        moved = data_address(result) != before
+        assert moved != (in_place_expected(fmt, dtype, kwargs) and not kwargs.get("copy"))
+
+
+HOLDERS = {
+    "variable": lambda d: d,
+    "view": lambda d: d[:],
+    "memoryview": memoryview,
+    "weakref": weakref.ref,
+    "list": lambda d: [d],
+    "another matrix": None,  # a second csr_matrix over the same arrays
+}
+
+
+@pytest.mark.parametrize("holder", list(HOLDERS))
+@pytest.mark.parametrize("fmt", ["csr_matrix", "csr_array"])
+def test_seen_csr_data_keeps_its_values(holder, fmt):
+    """Anything that can still see the old data array (a variable, a view, a memoryview, a
+    weak reference, a container, another matrix over it) sees after the patched call what it
+    sees after scanpy's: the counts (a weak reference: nothing, the old array is freed)."""
+    nt, _ = originals()
+    rng = np.random.default_rng(6)
+    x = counts(rng, 40, 30, np.float32)
+
+    def hold(adata):
+        m = adata.X
+        if HOLDERS[holder] is None:
+            other = SPARSE[fmt]((m.data, m.indices, m.indptr), shape=m.shape, copy=False)
+            assert np.shares_memory(other.data, m.data)
+            return lambda: other.data
+        kept = HOLDERS[holder](m.data)
+        return {
+            "weakref": lambda: kept(),
+            "list": lambda: kept[0],
+            "memoryview": lambda: np.asarray(kept),
+        }.get(holder, lambda: kept)
+
+    a, b = make_adata(make_matrix(fmt, x)), make_adata(make_matrix(fmt, x))
+    look_a, look_b = hold(a), hold(b)
+    want, w_want = call(nt, a)
+    got, w_got = call(sc.pp.normalize_total, b)
+    assert w_got == w_want
+    assert_same_adata(b, a)
+    seen_a, seen_b = look_a(), look_b()
+    assert (seen_a is None) == (seen_b is None) == (holder == "weakref")
+    if seen_a is not None:
+        assert np.array_equal(bits(seen_b), bits(seen_a))
+        assert np.array_equal(bits(seen_a), bits(x[x != 0]))
+    assert atlasnorm.stats()["normalize_total"]["fast"] == 1
+
+
+def test_unseen_csr_data_with_an_infinite_factor_goes_to_scanpy_unchanged():
+    """A total that overflows float32 makes an infinite factor, where numpy warns: the call
+    goes to scanpy, which must find the values as they were, even on the in-place path."""
+    atlasnorm.deactivate()
+    atlasnorm.activate(on_fallback="count")
+    x = np.array([[3e38, 3e38, 1.0], [2.0, 0.0, 3.0], [1.0, 1.0, 0.0]], np.float32)
+    for kwargs in ({}, {"target_sum": 1e4}, {"target_sum": 1e-30}):
+        nt, _ = originals()
+        a, b = make_adata(sp.csr_matrix(x)), make_adata(sp.csr_matrix(x))
+        want, w_want = call(nt, a, **kwargs)
+        got, w_got = call(sc.pp.normalize_total, b, **kwargs)
+        assert w_got == w_want
+        assert_same_adata(b, a)
+    assert atlasnorm.stats()["normalize_total"]["fallback"] >= 1
 
 
 # --- fallbacks: visible, counted, and scanpy's result ---
