@@ -119,12 +119,45 @@ pub fn scale_sparse<T: Real>(
         data.par_chunks_mut(1 << 14).for_each(|c| log1p.apply(c));
         Ok(count_nan(data))
     } else {
-        // NaN are counted in each piece right after it is computed, while it is in cache.
+        // NaN are counted right after each run of rows is computed, while it is in cache (a
+        // count over the whole piece afterwards would read it from memory again).
         Ok(for_row_parts(data, offsets, parts, |piece, local, rows| {
-            normalize_csr_rows(piece, local, &divisors[rows], log1p);
-            nan_in(piece)
+            let divisors = &divisors[rows];
+            let mut nan = 0;
+            for run in cached_row_runs(local) {
+                normalize_csr_rows(
+                    piece,
+                    &local[run.start..=run.end],
+                    &divisors[run.clone()],
+                    log1p,
+                );
+                nan += nan_in(&piece[local[run.start]..local[run.end]]);
+            }
+            nan
         }))
     }
+}
+
+/// About this many values are scaled (and log-transformed) before their NaN are counted.
+const CACHED_RUN_VALUES: usize = 1 << 14;
+
+/// The rows of `offsets` (rows + 1 entries) in consecutive runs of about
+/// [`CACHED_RUN_VALUES`] values (a longer row is a run of its own).
+fn cached_row_runs(offsets: &[usize]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let n_rows = offsets.len() - 1;
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= n_rows {
+            return None;
+        }
+        let mut end = start + 1;
+        while end < n_rows && offsets[end + 1] - offsets[start] <= CACHED_RUN_VALUES {
+            end += 1;
+        }
+        let run = start..end;
+        start = end;
+        Some(run)
+    })
 }
 
 /// `out = data / divisor[row]` for the CSR rows of a block, reading `data` and writing `out`
@@ -181,4 +214,65 @@ fn count_nan<T: Real>(data: &[T]) -> u64 {
 #[allow(clippy::eq_op)]
 fn nan_in<T: Real>(c: &[T]) -> u64 {
     c.iter().map(|&v| u64::from(v != v)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_runs_cover_every_row_once_in_order() {
+        // Row lengths around the run size: empty rows, short ones, one longer than a run.
+        let lens = [0usize, 5, 9000, 9000, 0, 20000, 1, 16384, 3, 3];
+        let mut offsets = vec![0];
+        for l in lens {
+            offsets.push(offsets.last().unwrap() + l);
+        }
+        let runs: Vec<_> = cached_row_runs(&offsets).collect();
+        assert_eq!(runs.first().unwrap().start, 0);
+        assert_eq!(runs.last().unwrap().end, lens.len());
+        for w in runs.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        for r in &runs {
+            let values = offsets[r.end] - offsets[r.start];
+            assert!(
+                values <= CACHED_RUN_VALUES || r.len() == 1,
+                "{r:?}: {values} values"
+            );
+        }
+    }
+
+    #[test]
+    fn scaling_in_runs_gives_the_bits_and_nan_count_of_one_whole_pass() {
+        use crate::kernel::log1p::Log1pKernel;
+        let lens = [3usize, 0, 40000, 17, 16384, 2, 70000, 1];
+        let mut offsets = vec![0];
+        for l in lens {
+            offsets.push(offsets.last().unwrap() + l);
+        }
+        let n = *offsets.last().unwrap();
+        let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 23) as f32 * 0.5).collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let log1p = Log1p::new(Log1pKernel::numpy_default(), None);
+        // Without log1p, a NaN factor on one row (0/NaN...) makes NaN values to count; with
+        // log1p, finite factors (the path that scales and log-transforms in one go).
+        let nan_factors: Vec<f32> = (0..lens.len())
+            .map(|r| if r == 3 { f32::NAN } else { 0.25 + r as f32 })
+            .collect();
+        let finite: Vec<f32> = (0..lens.len()).map(|r| 0.25 + r as f32).collect();
+        for (factors, l) in [(&nan_factors, None), (&finite, Some(&log1p))] {
+            let divisors: Vec<f32> = factors.iter().map(|&f| divisor(f)).collect();
+            let mut want = data.clone();
+            normalize_csr_rows(&mut want, &offsets, &divisors, l);
+            let want_nan = want.iter().filter(|v| v.is_nan()).count() as u64;
+            assert_eq!(want_nan > 0, l.is_none());
+            for parts in [1, 3, 8] {
+                let mut got = data.clone();
+                let nan = scale_sparse(&mut got, &offsets, factors, l, parts).unwrap();
+                assert_eq!(bits(&got), bits(&want), "parts {parts}");
+                assert_eq!(nan, want_nan, "parts {parts}");
+            }
+        }
+    }
 }

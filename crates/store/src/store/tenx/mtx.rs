@@ -443,16 +443,41 @@ fn block_bytes(memory: u64, threads: usize) -> usize {
 
 /// Parses `path` and writes its entries as a CSR of cells into `scratch` (see the module
 /// doc), with runs of at most half of `memory` sorted in memory.
+///
+/// Entries already in cell order (Cell Ranger writes them so) go straight to the CSR as they
+/// are parsed: no buffer, no run files, no merge. If the order breaks after some were written
+/// that way, the file is read again, sorting (at most one extra read, and only for a file
+/// whose first block was in order).
 fn sort_matrix(path: &Path, scratch: &Scratch, memory: u64) -> Result<SortedMtx> {
+    match sort_matrix_with(path, scratch, memory, true)? {
+        Some(sorted) => Ok(sorted),
+        None => sort_matrix_with(path, scratch, memory, false)?
+            .ok_or_else(|| Error::Internal("mtx: entries out of order while sorting".into())),
+    }
+}
+
+/// [`sort_matrix`] in one read; `None` when `straight` writing met an entry out of order
+/// after others had been written.
+fn sort_matrix_with(
+    path: &Path,
+    scratch: &Scratch,
+    memory: u64,
+    straight: bool,
+) -> Result<Option<SortedMtx>> {
     let mut src = stream(path)?;
     let mut line_no = 0u64;
     let h = parse_header(path, &mut src, &mut line_no)?;
     let cap = ((memory / 2) / ENTRY_BYTES).max(1 << 10) as usize;
+    let mut out = CsrWriter::new(scratch, h.n_cols)?;
     let mut runs = Runs {
         scratch,
         cap,
-        buf: Vec::with_capacity(cap.min(h.nnz as usize + 1)),
+        reserve: cap.min(h.nnz as usize + 1),
+        buf: Vec::new(),
         files: Vec::new(),
+        straight: straight.then_some(Straight::default()),
+        out: &mut out,
+        out_of_order: false,
     };
     let threads = rayon::current_num_threads().max(1);
     let blocks = Blocks {
@@ -462,14 +487,17 @@ fn sort_matrix(path: &Path, scratch: &Scratch, memory: u64) -> Result<SortedMtx>
         block: block_bytes(memory, threads),
         depth: 2 * threads,
     };
-    blocks.parse(src, |entries| runs.extend(&entries))?;
+    let parsed = blocks.parse(src, |entries| runs.extend(&entries));
+    if runs.out_of_order {
+        return Ok(None); // the error that stopped the parse was the signal
+    }
+    parsed?;
     let Runs {
         mut buf,
         files: mut run_files,
         ..
     } = runs;
     sort_entries(&mut buf);
-    let mut out = CsrWriter::new(scratch, h.n_cols)?;
     if run_files.is_empty() {
         for e in &buf {
             out.push(*e)?;
@@ -486,19 +514,58 @@ fn sort_matrix(path: &Path, scratch: &Scratch, memory: u64) -> Result<SortedMtx>
             let _ = std::fs::remove_file(r);
         }
     }
-    out.finish(path, h.n_rows)
+    out.finish(path, h.n_rows).map(Some)
 }
 
-/// Entries gathered in file order into runs of `cap`, each sorted and written to a file.
+/// Straight writing: the last key written, if any.
+#[derive(Default)]
+struct Straight {
+    last: Option<(u32, u32)>,
+}
+
+/// Entries in file order: written straight to `out` while they come in order
+/// (`straight`), else gathered into runs of `cap`, each sorted and written to a file.
 struct Runs<'a> {
     scratch: &'a Scratch,
     cap: usize,
+    /// The buffer's capacity, reserved once when the first entry is buffered (growing it
+    /// would hold two copies for a moment).
+    reserve: usize,
     buf: Vec<Entry>,
     files: Vec<PathBuf>,
+    straight: Option<Straight>,
+    out: &'a mut CsrWriter,
+    /// Set when an entry came out of order after others were written straight.
+    out_of_order: bool,
 }
 
 impl Runs<'_> {
-    fn extend(&mut self, mut entries: &[Entry]) -> Result<()> {
+    fn extend(&mut self, entries: &[Entry]) -> Result<()> {
+        if let Some(st) = &mut self.straight {
+            let mut prev = st.last;
+            let in_order = entries.iter().all(|e| {
+                let ok = prev.is_none_or(|p| p <= e.key());
+                prev = Some(e.key());
+                ok
+            });
+            if in_order {
+                for e in entries {
+                    self.out.push(*e)?;
+                }
+                st.last = prev;
+                return Ok(());
+            }
+            if st.last.is_some() {
+                // Written entries a later one may precede: stop the parse, read again.
+                self.out_of_order = true;
+                return Err(Error::Internal("mtx: entries out of order".into()));
+            }
+            self.straight = None; // nothing written yet: sort as usual
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.reserve);
+        }
+        let mut entries = entries;
         while !entries.is_empty() {
             let take = (self.cap - self.buf.len()).min(entries.len());
             self.buf.extend_from_slice(&entries[..take]);
@@ -1136,5 +1203,107 @@ mod tests {
             8,
             "every kind of error is among the cases: {kinds:?}"
         );
+    }
+
+    /// The sorted CSR of the entries: stable order by (cell, feature), duplicates summed in
+    /// float32 in file order.
+    fn reference_csr(
+        entries: &[(u32, u32, f32)],
+        n_cells: usize,
+    ) -> (Vec<i64>, Vec<i32>, Vec<u32>) {
+        let mut v = entries.to_vec();
+        v.sort_by_key(|&(c, f, _)| (c, f));
+        let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::<f32>::new());
+        let mut last = None;
+        for (c, f, x) in v {
+            if last == Some((c, f)) {
+                *data.last_mut().unwrap() += x;
+                continue;
+            }
+            while indptr.len() <= c as usize {
+                indptr.push(indices.len() as i64);
+            }
+            indices.push(f as i32);
+            data.push(x);
+            last = Some((c, f));
+        }
+        while indptr.len() <= n_cells {
+            indptr.push(indices.len() as i64);
+        }
+        (indptr, indices, data.iter().map(|x| x.to_bits()).collect())
+    }
+
+    fn read_back(m: &SortedMtx) -> (Vec<i64>, Vec<i32>, Vec<u32>) {
+        let nnz = m.meta.nnz;
+        let NumVec::I32(indices) = m.read_indices(0..nnz).unwrap() else {
+            panic!("int32 indices")
+        };
+        let NumVec::F32(data) = m.read_data(0..nnz).unwrap() else {
+            panic!("float32 data")
+        };
+        let indptr = m.read_indptr(0..m.meta.n_obs + 1).unwrap();
+        (indptr, indices, data.iter().map(|x| x.to_bits()).collect())
+    }
+
+    #[test]
+    fn entries_in_order_go_straight_and_any_order_gives_the_sorted_csr() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n_features, n_cells) = (50u32, 400u32);
+        // In cell order with duplicates; out of order only near the end; reversed; shuffled.
+        let mut sorted = Vec::new();
+        for c in 0..n_cells {
+            for f in (0..n_features).filter(|f| (c * 7 + f * 3) % 5 == 0) {
+                sorted.push((c, f, (1 + (c + f) % 9) as f32 * 0.37));
+                if f % 11 == 0 {
+                    sorted.push((c, f, 2.0)); // a duplicate, summed
+                }
+            }
+        }
+        let mut late = sorted.clone();
+        let n = late.len();
+        late.swap(n / 2, n - 3); // in order up to the middle
+        let mut reversed = sorted.clone();
+        reversed.reverse();
+        let mut shuffled = sorted.clone();
+        let mut state = 12345u64;
+        for i in (1..shuffled.len()).rev() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            shuffled.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        for (name, entries, straight_ok) in [
+            ("sorted", &sorted, true),
+            ("out of order late", &late, false),
+            ("reversed", &reversed, true),
+            ("shuffled", &shuffled, true),
+        ] {
+            let path = dir.path().join(format!("{}.mtx", name.replace(' ', "_")));
+            let mut text = format!(
+                "%%MatrixMarket matrix coordinate real general\n{n_features} {n_cells} {}\n",
+                entries.len()
+            );
+            for (c, f, x) in entries.iter() {
+                text.push_str(&format!("{} {} {x}\n", f + 1, c + 1));
+            }
+            std::fs::write(&path, &text).unwrap();
+            let want = reference_csr(entries, n_cells as usize);
+            // 16 KiB: runs of 1,024 entries (several, so the merge runs too), 16 KiB blocks.
+            for memory in [16 << 10, 1 << 30] {
+                let scratch =
+                    Scratch::new(&dir.path().join(format!("{name}-{memory}.out"))).unwrap();
+                let got = sort_matrix(&path, &scratch, memory).unwrap();
+                assert_eq!(read_back(&got), want, "{name}, memory {memory}");
+                let once = sort_matrix_with(&path, &scratch, memory, true).unwrap();
+                // A file out of order only after its first block was written straight needs
+                // a second read; the others are done in one.
+                let one_block = text.len() <= block_bytes(memory, rayon::current_num_threads());
+                assert_eq!(
+                    once.is_some(),
+                    straight_ok || one_block,
+                    "{name}, memory {memory}"
+                );
+            }
+        }
     }
 }
