@@ -234,20 +234,19 @@ def _unseen_data(x) -> bool:
 
 
 def _normalize_csr(x, target, exclude, max_fraction):
-    dtype = np.dtype(x.data.dtype.type)  # what numpy's division returns: native
-    factors = np.empty(x.shape[0], dtype=dtype)
-    # scanpy gives CSR a new data array (indices and indptr stay). Where nobody can see the
-    # old one, the values are divided in it instead: the same result, without a new array,
-    # its memory and the page faults of its first touch.
-    in_place = _unseen_data(x) and x.data.dtype.isnative
-    out = None if in_place else np.empty(x.data.shape, dtype=dtype)
+    factors = np.empty(x.shape[0], dtype=np.dtype(x.data.dtype.type))  # native, as scanpy's
+    # scanpy gives CSR a new data array (indices and indptr stay), whose dtype is spelled as
+    # the old one's (a zarr array's "<f4" stays "<f4"). Where nobody can see the old array,
+    # the values are divided in it instead: the same result, without a new array, its memory
+    # and the page faults of its first touch.
+    out = None if _unseen_data(x) else np.empty(x.data.shape, dtype=x.data.dtype)
     used_target, excluded, _ = _core_call(
         _core.csr_normalize,
         _native(x.data),
         _native(x.indptr),
         _native(x.indices),
         x.shape[1],
-        out,
+        None if out is None else _native(out),
         factors,
         target,
         exclude,
