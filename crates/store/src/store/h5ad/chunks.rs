@@ -113,20 +113,32 @@ unsafe extern "C" fn chunk_cb(
 /// found there. (`H5Dget_chunk_info_by_coord` walks the whole index on every call and does
 /// not go by the lookup's keys.) Call it under HDF5's lock.
 pub(crate) fn stored_size(ds: &Dataset, offset: &[hsize_t]) -> Option<u64> {
-    let (mut mask, mut size): (u32, usize) = (0, 0);
-    // SAFETY: `ds` is open; `offset` has the dataset's rank; with a null buffer HDF5 only
-    // reports the chunk's size into `size` (and its filter mask into `mask`).
+    read_chunk2(ds, offset, None).map(|(_, size)| size as u64)
+}
+
+/// `H5Dread_chunk2` of the chunk at `offset`: its stored bytes into `buf`, or with no buffer
+/// only HDF5's lookup of it. `(filter mask, stored size)`, or `None` when HDF5 fails (no chunk
+/// there, or a buffer too small: it then writes nothing). Call it under HDF5's lock.
+fn read_chunk2(ds: &Dataset, offset: &[hsize_t], buf: Option<&mut [u8]>) -> Option<(u32, usize)> {
+    let mut mask: u32 = 0;
+    let (ptr, mut size) = match buf {
+        Some(b) => (b.as_mut_ptr().cast(), b.len()),
+        None => (std::ptr::null_mut(), 0),
+    };
+    // SAFETY: `ds` is open; `offset` has the dataset's rank; `ptr` is null (HDF5 then only
+    // reports the chunk's size) or holds `size` bytes, which HDF5 writes only when the stored
+    // chunk fits (it reports the size it needs otherwise).
     let status = unsafe {
         H5Dread_chunk2(
             ds.id(),
             H5P_DEFAULT,
             offset.as_ptr(),
             &mut mask,
-            std::ptr::null_mut(),
+            ptr,
             &mut size,
         )
     };
-    (status >= 0).then_some(size as u64)
+    (status >= 0).then_some((mask, size))
 }
 
 impl ChunkMap {
@@ -508,30 +520,16 @@ impl RawChunks {
             let mut raws = Vec::with_capacity((c1 - c0) as usize);
             for k in c0..c1 {
                 let offset = self.offset(k);
-                let mut mask: u32 = 0;
                 // None: the chunk was never written (fill values).
                 let size = match stored_size(ds, &offset) {
                     Some(size) if size > 0 && size as usize <= max_stored => size,
                     _ => return Err(NotRaw),
                 };
                 let mut buf = vec![0u8; size as usize];
-                let mut buf_size = buf.len();
-                // SAFETY: `buf` holds buf_size bytes; H5Dread_chunk2 writes only when the
-                // stored chunk fits (it reports the size it needs otherwise).
-                let status = unsafe {
-                    H5Dread_chunk2(
-                        ds.id(),
-                        H5P_DEFAULT,
-                        offset.as_ptr(),
-                        &mut mask,
-                        buf.as_mut_ptr().cast(),
-                        &mut buf_size,
-                    )
-                };
-                if status < 0 || buf_size != buf.len() {
-                    return Err(NotRaw);
+                match read_chunk2(ds, &offset, Some(&mut buf)) {
+                    Some((mask, read)) if read == buf.len() => raws.push((mask, buf)),
+                    _ => return Err(NotRaw),
                 }
-                raws.push((mask, buf));
             }
             Ok(raws)
         })

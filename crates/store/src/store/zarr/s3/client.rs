@@ -209,13 +209,17 @@ impl S3Storage {
         StorageError::Other(self.explain(what, &e.to_string()))
     }
 
+    /// Waits until no pipelined upload is in flight (every slot free again).
+    fn wait_for_uploads(&self) -> std::result::Result<(), StorageError> {
+        self.runtime
+            .block_on(self.uploads.acquire_many(self.slots))
+            .map(drop)
+            .map_err(|e| StorageError::Other(format!("{}: {e}", self.url)))
+    }
+
     /// Waits until every pipelined upload has finished; the first failure, if any.
     pub fn flush(&self) -> std::result::Result<(), StorageError> {
-        let all = self
-            .runtime
-            .block_on(self.uploads.acquire_many(self.slots))
-            .map_err(|e| StorageError::Other(format!("{}: {e}", self.url)))?;
-        drop(all);
+        self.wait_for_uploads()?;
         self.failed()
     }
 
@@ -277,11 +281,7 @@ impl S3Storage {
     /// removes every object under the prefix. On error the message says which prefix still
     /// holds objects to delete by hand.
     pub fn discard(&self) -> std::result::Result<(), StorageError> {
-        let all = self
-            .runtime
-            .block_on(self.uploads.acquire_many(self.slots))
-            .map_err(|e| StorageError::Other(format!("{}: {e}", self.url)))?;
-        drop(all);
+        self.wait_for_uploads()?;
         self.sync.erase_prefix(&StorePrefix::root()).map_err(|e| {
             StorageError::Other(format!(
                 "{} (a partial store without root metadata is left under {}/: delete it, e.g. \
@@ -341,7 +341,7 @@ impl Drop for S3Storage {
     fn drop(&mut self) {
         // Let pipelined uploads finish (each is bounded by the retry timeout); a failure here
         // has been or will be reported by the metadata write or flush that callers make last.
-        let _ = self.runtime.block_on(self.uploads.acquire_many(self.slots));
+        let _ = self.wait_for_uploads();
     }
 }
 
