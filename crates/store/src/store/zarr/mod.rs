@@ -25,6 +25,7 @@ pub mod parts;
 mod rebase;
 pub mod s3;
 mod sink;
+mod shard_stream;
 mod source;
 pub mod staging;
 pub mod storage;

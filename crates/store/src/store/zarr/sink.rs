@@ -13,6 +13,7 @@ use zarrs::array::codec::{ShardingCodecOptions, SubchunkWriteOrder};
 use zarrs::array::{Array, ArrayBytes, CodecSpecificOptions};
 
 use super::layout::{self, ArraySpec};
+use super::shard_stream::ShardStream;
 use super::Storage;
 use crate::array::{DType, NumVec};
 use crate::error::{Error, Result};
@@ -41,8 +42,11 @@ pub(crate) struct ChunkedWriter {
     row_len: u64,
     /// Bytes per element (0 for strings).
     elem_size: usize,
-    /// Bands (rows of units) encoded per batch.
+    /// Bands (rows of units) encoded per batch; inner chunks when `stream` is set.
     batch: u64,
+    /// Set for a 1-D sharded array of fixed-size values: inner chunks are encoded as they
+    /// complete, not whole shards.
+    stream: Option<ShardStream>,
     pending: Pending,
     /// First row of `pending` (always at a band boundary).
     pending_row: u64,
@@ -74,7 +78,7 @@ impl ChunkedWriter {
         } else {
             (spec.shape.clone(), spec.write_unit().to_vec())
         };
-        Ok(Self::with_array(
+        Self::with_array(
             array,
             path,
             spec.elem,
@@ -82,7 +86,7 @@ impl ChunkedWriter {
             unit,
             spec.shape.is_empty(),
             budget,
-        ))
+        )
     }
 
     fn with_array(
@@ -93,18 +97,30 @@ impl ChunkedWriter {
         unit: Vec<u64>,
         scalar: bool,
         budget: u64,
-    ) -> Self {
+    ) -> Result<Self> {
         let row_len: u64 = shape[1..].iter().product();
         let elem_size = match elem {
             ElemType::Num(d) => d.size(),
             ElemType::Bool => 1,
             ElemType::String | ElemType::Bytes => 0,
         };
-        let band_bytes = (unit[0] * row_len).max(1) * (elem_size.max(32) as u64);
-        let batch = (budget / band_bytes).clamp(1, rayon::current_num_threads().max(1) as u64);
+        let array = Arc::new(in_index_order(array));
+        let stream = match elem_size {
+            0 => None,
+            _ => ShardStream::for_array(&array)?,
+        };
+        let threads = rayon::current_num_threads().max(1) as u64;
+        let batch = match &stream {
+            // Enough inner chunks per batch to keep every thread encoding.
+            Some(s) => (budget / (s.inner_len() * elem_size as u64).max(1)).clamp(1, 4 * threads),
+            None => {
+                let band_bytes = (unit[0] * row_len).max(1) * (elem_size.max(32) as u64);
+                (budget / band_bytes).clamp(1, threads)
+            }
+        };
         let end = shape.iter().product();
-        ChunkedWriter {
-            array: Arc::new(in_index_order(array)),
+        Ok(ChunkedWriter {
+            array,
             name: path.to_string(),
             elem,
             shape,
@@ -112,6 +128,7 @@ impl ChunkedWriter {
             row_len,
             elem_size,
             batch,
+            stream,
             pending: match elem {
                 ElemType::String | ElemType::Bytes => Pending::Strings(Vec::new()),
                 _ => Pending::Bytes(Vec::new()),
@@ -120,7 +137,7 @@ impl ChunkedWriter {
             received: 0,
             end,
             scalar,
-        }
+        })
     }
 
     /// A writer of the elements `range` only of the numeric array of `dtype` stored at
@@ -155,7 +172,7 @@ impl ChunkedWriter {
             unit,
             false,
             budget,
-        );
+        )?;
         let band = w.band_elems().max(1);
         let aligned = |at: u64| at.is_multiple_of(band) || at == w.len();
         if range.start > range.end
@@ -174,6 +191,12 @@ impl ChunkedWriter {
         w.received = range.start;
         w.end = range.end;
         Ok(w)
+    }
+
+    /// The shard stream, for tests that choose how it writes.
+    #[cfg(test)]
+    pub(super) fn stream_mut(&mut self) -> Option<&mut ShardStream> {
+        self.stream.as_mut()
     }
 
     /// Elements in one band of write units (the units covering the same rows).
@@ -204,6 +227,14 @@ impl ChunkedWriter {
         self.unit[0] * self.row_len
     }
 
+    /// Elements encoded at once: `batch` inner chunks when streaming, else `batch` bands.
+    fn batch_elems(&self) -> u64 {
+        match &self.stream {
+            Some(s) => self.batch * s.inner_len(),
+            None => self.batch * self.band_elems(),
+        }
+    }
+
     fn too_many(&self, n: u64) -> Result<()> {
         if self.received + n > self.end {
             return Err(Error::Internal(format!(
@@ -224,7 +255,7 @@ impl ChunkedWriter {
             )));
         }
         self.too_many((bytes.len() / es) as u64)?;
-        let batch_bytes = (self.batch * self.band_elems()) as usize * es;
+        let batch_bytes = self.batch_elems() as usize * es;
         loop {
             let Pending::Bytes(buf) = &mut self.pending else {
                 unreachable!()
@@ -258,7 +289,7 @@ impl ChunkedWriter {
 
     pub fn append_strings(&mut self, values: &[String]) -> Result<()> {
         self.too_many(values.len() as u64)?;
-        let batch = (self.batch * self.band_elems()) as usize;
+        let batch = self.batch_elems() as usize;
         let Pending::Strings(buf) = &mut self.pending else {
             return Err(Error::Internal(format!(
                 "{}: strings for a numeric array",
@@ -318,6 +349,9 @@ impl ChunkedWriter {
                 self.name, self.received, self.end
             )));
         }
+        if let Some(stream) = self.stream.as_mut() {
+            stream.close(&self.name)?;
+        }
         Ok(self.received)
     }
 
@@ -332,6 +366,12 @@ impl ChunkedWriter {
             )));
         }
         let rows = n / self.row_len;
+        if let (Some(stream), Src::Bytes(bytes)) = (self.stream.as_mut(), &src) {
+            // 1-D: a row is an element, and `pending_row` is at an inner chunk's start.
+            stream.push(self.pending_row / stream.inner_len(), bytes, &self.name)?;
+            self.pending_row += rows;
+            return Ok(());
+        }
         let first_band = self.pending_row / self.unit[0];
         let n_bands = rows.div_ceil(self.unit[0]);
         // Unit grid along the other axes.
@@ -409,7 +449,7 @@ impl ChunkedWriter {
 /// (C) order: zarrs' default places them in the order their parallel encodes finish, so
 /// the bytes of a shard would vary from run to run. Inner chunks are still encoded in
 /// parallel; only their placement waits for all of them.
-fn in_index_order(array: ZArray) -> ZArray {
+pub(super) fn in_index_order(array: ZArray) -> ZArray {
     let order = ShardingCodecOptions::default().with_subchunk_write_order(SubchunkWriteOrder::C);
     array.with_codec_specific_options(&CodecSpecificOptions::default().with_option(order))
 }
