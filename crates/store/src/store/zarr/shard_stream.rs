@@ -139,19 +139,44 @@ impl ShardStream {
         self.flush_bytes = in_place.unwrap_or(FLUSH_BYTES);
     }
 
+    /// Bytes per inner chunk.
+    pub fn inner_bytes(&self) -> usize {
+        self.codecs.inner_len as usize * self.data_type.fixed_size().unwrap_or(1)
+    }
+
     /// Encodes consecutive inner chunks, the first of them number `first` (counted from the
-    /// array's start), from native-endian `bytes` of whole inner chunks (the last may be
-    /// short only at the array's end: it is padded with the fill value), in parallel; then
-    /// writes them in order.
-    pub fn push(&mut self, first: u64, bytes: &[u8], name: &str) -> Result<()> {
-        let es = self.data_type.fixed_size().unwrap_or(1);
-        let chunk_bytes = self.codecs.inner_len as usize * es;
+    /// array's start), each given as its native-endian bytes (the last may be short only at
+    /// the array's end: it is padded with the fill value), in parallel; then writes them in
+    /// order.
+    pub fn push(&mut self, first: u64, chunks: &[&[u8]], name: &str) -> Result<()> {
+        // A few chunks per thread at a time: the encoded bytes held stay bounded however
+        // many chunks one call brings.
+        let group = 4 * rayon::current_num_threads().max(1);
+        for (g, part) in chunks.chunks(group).enumerate() {
+            let encoded = self.encode(part, name)?;
+            for (i, chunk) in encoded.into_iter().enumerate() {
+                self.add(first + (g * group + i) as u64, chunk, name)?;
+            }
+            if self.in_place {
+                if let Some(open) = self.open.as_mut() {
+                    if open.held.len() >= self.flush_bytes {
+                        store(&*self.storage, open, name)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The inner chunks encoded in parallel, `None` for one of fill values only.
+    fn encode(&self, chunks: &[&[u8]], name: &str) -> Result<Vec<Option<Vec<u8>>>> {
+        let chunk_bytes = self.inner_bytes();
         let shape = [NonZeroU64::new(self.codecs.inner_len).expect("inner chunks are not empty")];
         let fill = self.fill.as_ne_bytes();
         let options = CodecOptions::default();
-        let encoded: Vec<Option<Vec<u8>>> = bytes
-            .par_chunks(chunk_bytes)
-            .map(|raw| -> Result<Option<Vec<u8>>> {
+        chunks
+            .par_iter()
+            .map(|&raw| -> Result<Option<Vec<u8>>> {
                 let padded;
                 let raw = if raw.len() < chunk_bytes {
                     let mut p = Vec::with_capacity(chunk_bytes);
@@ -178,20 +203,9 @@ impl ShardStream {
                         &options,
                     )
                     .map_err(|e| Error::Internal(format!("{name}: cannot encode: {e}")))?;
-                Ok(Some(out.to_vec()))
+                Ok(Some(out.into_owned()))
             })
-            .collect::<Result<_>>()?;
-        for (i, chunk) in encoded.into_iter().enumerate() {
-            self.add(first + i as u64, chunk, name)?;
-        }
-        if self.in_place {
-            if let Some(open) = self.open.as_mut() {
-                if open.held.len() >= self.flush_bytes {
-                    store(&*self.storage, open, name)?;
-                }
-            }
-        }
-        Ok(())
+            .collect()
     }
 
     /// Places inner chunk `number` (encoded, or `None` when omitted) after the previous one.

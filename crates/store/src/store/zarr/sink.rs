@@ -4,7 +4,9 @@
 //! back until whole *write units* are complete (shards when sharded, chunks otherwise), then
 //! encodes and stores a batch of complete units at once on rayon, one worker per unit, so no
 //! two workers ever touch one chunk or shard. At most `batch` bands of units (a band: the
-//! units covering the same rows) are held in memory.
+//! units covering the same rows) are held in memory. A 1-D sharded array (a sparse matrix's
+//! members) goes through a [`ShardStream`] instead: its inner chunks are encoded as they
+//! complete, and at most one inner chunk is held back.
 
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ pub(crate) struct ChunkedWriter {
     row_len: u64,
     /// Bytes per element (0 for strings).
     elem_size: usize,
-    /// Bands (rows of units) encoded per batch; inner chunks when `stream` is set.
+    /// Bands (rows of units) encoded per batch (unless `stream` is set).
     batch: u64,
     /// Set for a 1-D sharded array of fixed-size values: inner chunks are encoded as they
     /// complete, not whole shards.
@@ -109,15 +111,8 @@ impl ChunkedWriter {
             0 => None,
             _ => ShardStream::for_array(&array)?,
         };
-        let threads = rayon::current_num_threads().max(1) as u64;
-        let batch = match &stream {
-            // Enough inner chunks per batch to keep every thread encoding.
-            Some(s) => (budget / (s.inner_len() * elem_size as u64).max(1)).clamp(1, 4 * threads),
-            None => {
-                let band_bytes = (unit[0] * row_len).max(1) * (elem_size.max(32) as u64);
-                (budget / band_bytes).clamp(1, threads)
-            }
-        };
+        let band_bytes = (unit[0] * row_len).max(1) * (elem_size.max(32) as u64);
+        let batch = (budget / band_bytes).clamp(1, rayon::current_num_threads().max(1) as u64);
         let end = shape.iter().product();
         Ok(ChunkedWriter {
             array,
@@ -227,12 +222,9 @@ impl ChunkedWriter {
         self.unit[0] * self.row_len
     }
 
-    /// Elements encoded at once: `batch` inner chunks when streaming, else `batch` bands.
+    /// Elements encoded at once: `batch` bands.
     fn batch_elems(&self) -> u64 {
-        match &self.stream {
-            Some(s) => self.batch * s.inner_len(),
-            None => self.batch * self.band_elems(),
-        }
+        self.batch * self.band_elems()
     }
 
     fn too_many(&self, n: u64) -> Result<()> {
@@ -255,6 +247,9 @@ impl ChunkedWriter {
             )));
         }
         self.too_many((bytes.len() / es) as u64)?;
+        if self.stream.is_some() {
+            return self.append_streamed(bytes);
+        }
         let batch_bytes = self.batch_elems() as usize * es;
         loop {
             let Pending::Bytes(buf) = &mut self.pending else {
@@ -285,6 +280,40 @@ impl ChunkedWriter {
                 return Ok(());
             }
         }
+    }
+
+    /// [`append_bytes`](Self::append_bytes) of a streamed array: the whole inner chunks
+    /// `bytes` completes are encoded straight from it (and from the one held back, topped
+    /// up); only the part of an inner chunk at its end is held back (copied).
+    fn append_streamed(&mut self, bytes: &[u8]) -> Result<()> {
+        let (Some(stream), Pending::Bytes(held)) = (self.stream.as_mut(), &mut self.pending)
+        else {
+            unreachable!("streamed arrays hold bytes")
+        };
+        let chunk = stream.inner_bytes();
+        let mut rest = bytes;
+        if !held.is_empty() {
+            let take = (chunk - held.len()).min(rest.len());
+            held.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        let whole = rest.len() / chunk * chunk;
+        let mut chunks: Vec<&[u8]> = Vec::with_capacity(1 + whole / chunk);
+        if held.len() == chunk {
+            chunks.push(&held[..]);
+        }
+        chunks.extend(rest[..whole].chunks_exact(chunk));
+        if !chunks.is_empty() {
+            let first = self.pending_row / stream.inner_len();
+            stream.push(first, &chunks, &self.name)?;
+            self.pending_row += chunks.len() as u64 * stream.inner_len();
+        }
+        if held.len() == chunk {
+            held.clear();
+        }
+        held.extend_from_slice(&rest[whole..]);
+        self.received += (bytes.len() / self.elem_size) as u64;
+        Ok(())
     }
 
     pub fn append_strings(&mut self, values: &[String]) -> Result<()> {
@@ -368,7 +397,8 @@ impl ChunkedWriter {
         let rows = n / self.row_len;
         if let (Some(stream), Src::Bytes(bytes)) = (self.stream.as_mut(), &src) {
             // 1-D: a row is an element, and `pending_row` is at an inner chunk's start.
-            stream.push(self.pending_row / stream.inner_len(), bytes, &self.name)?;
+            let chunks: Vec<&[u8]> = bytes.chunks(stream.inner_bytes()).collect();
+            stream.push(self.pending_row / stream.inner_len(), &chunks, &self.name)?;
             self.pending_row += rows;
             return Ok(());
         }

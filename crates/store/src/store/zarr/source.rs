@@ -49,6 +49,8 @@ pub(crate) struct ZArray {
     strict: Option<Strict>,
     /// Code points per element of a fixed-width unicode array (`<U5`), read as strings.
     utf32: Option<usize>,
+    /// 1-D numeric arrays: the decode unit the last read ended inside.
+    edge: Option<EdgeCache>,
 }
 
 /// Presence checks of the chunks (shards) of a 1-D array, each done once.
@@ -80,15 +82,25 @@ fn decode_into<T: Plain>(
     if n == 0 {
         return Ok(v);
     }
-    let bytes = as_bytes_mut(&mut v);
+    decode_into_slice(array, subset, std::mem::size_of::<T>(), as_bytes_mut(&mut v))?;
+    Ok(v)
+}
+
+/// Decodes `subset` straight into `bytes` (exactly its elements of `elem_size` bytes).
+fn decode_into_slice(
+    array: &Array<ZStore>,
+    subset: &ArraySubset,
+    elem_size: usize,
+    bytes: &mut [u8],
+) -> std::result::Result<(), String> {
     let shape = subset.shape().to_vec();
-    // SAFETY: the view covers the whole buffer (n elements of size_of::<T>() bytes in
-    // `shape`) and is the only one over it: `bytes` borrows `v` mutably until the decode
+    // SAFETY: the view covers the whole buffer (its elements of `elem_size` bytes in
+    // `shape`) and is the only one over it: `bytes` is borrowed mutably until the decode
     // below has returned, and zarrs writes only through the view.
     let mut view = unsafe {
         ArrayBytesFixedDisjointView::new(
             UnsafeCellSlice::new(bytes),
-            std::mem::size_of::<T>(),
+            elem_size,
             &shape,
             ArraySubset::new_with_shape(shape.clone()),
         )
@@ -100,8 +112,122 @@ fn decode_into<T: Plain>(
             ArrayBytesDecodeIntoTarget::Fixed(&mut view),
             &CodecOptions::default(),
         )
-        .map_err(read_failure)?;
+        .map_err(read_failure)
+}
+
+/// Decodes elements `rows` (`n` of them) of a 1-D array through its edge cache.
+fn read_through<T: Plain>(
+    edge: &EdgeCache,
+    array: &Array<ZStore>,
+    len: u64,
+    rows: &Range<u64>,
+    n: usize,
+) -> std::result::Result<Vec<T>, String> {
+    let mut v = vec![T::default(); n];
+    edge.read(array, len, std::mem::size_of::<T>(), rows.clone(), as_bytes_mut(&mut v))?;
     Ok(v)
+}
+
+/// The last decode unit (a shard's inner chunk, else a chunk) of a 1-D numeric array that a
+/// read ended inside. Row blocks cut data at row boundaries, not at chunks, so consecutive
+/// reads share a unit at every block boundary: the next read takes its part from here
+/// instead of decoding the unit a second time.
+struct EdgeCache {
+    /// Elements per decode unit.
+    unit_len: u64,
+    /// `(unit number, decoded bytes)`.
+    last: Mutex<Option<(u64, Vec<u8>)>>,
+}
+
+/// Units above this size are not kept (an unsharded chunk can be large).
+const EDGE_CACHE_MAX_BYTES: u64 = 16 << 20;
+
+impl EdgeCache {
+    fn for_array(meta: &NodeMeta, shape: &[u64], elem: ElemType) -> Option<Self> {
+        let ElemType::Num(dtype) = elem else {
+            return None;
+        };
+        let unit = match meta.inner_chunk_shape() {
+            Some(inner) => inner,
+            None => meta.chunk_shape()?,
+        };
+        match (shape, unit.as_slice()) {
+            ([_], &[u]) if u > 0 && u * dtype.size() as u64 <= EDGE_CACHE_MAX_BYTES => {
+                Some(EdgeCache {
+                    unit_len: u,
+                    last: Mutex::new(None),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Copies elements `range` of unit `k` (all inside it) into `out`, decoding the unit
+    /// unless it is the one kept; the unit is kept afterwards.
+    fn copy_from_unit(
+        &self,
+        array: &Array<ZStore>,
+        len: u64,
+        es: usize,
+        k: u64,
+        range: Range<u64>,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        let start = k * self.unit_len;
+        let at = |i: u64| (i - start) as usize * es;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(&*last, Some((kept, _)) if *kept == k) {
+            let end = (start + self.unit_len).min(len);
+            let mut unit = vec![0u8; (end - start) as usize * es];
+            decode_into_slice(array, &ArraySubset::new_with_ranges(&[start..end]), es, &mut unit)?;
+            *last = Some((k, unit));
+        }
+        let (_, unit) = last.as_ref().expect("kept above");
+        out.copy_from_slice(&unit[at(range.start)..at(range.end)]);
+        Ok(())
+    }
+
+    /// Decodes elements `rows` (non-empty) into `out`: whole units straight into it, a unit
+    /// the range starts or ends inside through the cache.
+    fn read(
+        &self,
+        array: &Array<ZStore>,
+        len: u64,
+        es: usize,
+        rows: Range<u64>,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        let u = self.unit_len;
+        let (a, b) = (rows.start, rows.end);
+        let unit_end = |k: u64| ((k + 1) * u).min(len);
+        let (first, last) = (a / u, (b - 1) / u);
+        let head_partial = a > first * u || b < unit_end(first);
+        let tail_partial = last != first && b < unit_end(last);
+        let mut out = out;
+        let mut pos = a;
+        if head_partial {
+            let end = b.min(unit_end(first));
+            let (head, rest) = out.split_at_mut((end - a) as usize * es);
+            self.copy_from_unit(array, len, es, first, a..end, head)?;
+            out = rest;
+            pos = end;
+        }
+        if pos == b {
+            return Ok(());
+        }
+        let mid_end = if tail_partial { last * u } else { b };
+        let (mid, tail) = out.split_at_mut((mid_end - pos) as usize * es);
+        let decode_mid = || match pos < mid_end {
+            true => decode_into_slice(array, &ArraySubset::new_with_ranges(&[pos..mid_end]), es, mid),
+            false => Ok(()),
+        };
+        let decode_tail = || match tail_partial {
+            true => self.copy_from_unit(array, len, es, last, last * u..b, tail),
+            false => Ok(()),
+        };
+        let (m, t) = rayon::join(decode_mid, decode_tail);
+        m.and(t)
+    }
 }
 
 /// A failed read of stored chunks, worded: a codec's failure is said to be one (zarrs shows
@@ -204,6 +330,7 @@ impl ZArray {
         } else {
             None
         };
+        let edge = EdgeCache::for_array(meta, &shape, elem);
         Ok(ZArray {
             path: path.to_string(),
             elem,
@@ -211,6 +338,7 @@ impl ZArray {
             array,
             strict,
             utf32,
+            edge,
         })
     }
 
@@ -277,6 +405,11 @@ impl ZArray {
             strict.check(&self.path, &self.array, &rows)?;
         }
         let array = &self.array;
+        if let Some(edge) = &self.edge {
+            let len = self.n_rows();
+            return guarded(|| by_dtype!(dtype, read_through(edge, array, len, &rows, n)))
+                .map_err(|e| self.fail(&rows, e));
+        }
         guarded(|| by_dtype!(dtype, decode_into(array, &subset, n)))
             .map_err(|e| self.fail(&rows, e))
     }
@@ -762,5 +895,73 @@ impl DenseSource for ZarrSource {
             return Err(self.fail("is sparse: read it with read_indptr/read_data"));
         };
         a.read_num(rows).map_err(|p| p.into_input(&self.file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{ZarrCodec, ZarrFormat};
+    use crate::store::tree::Attrs;
+    use proptest::prelude::*;
+
+    /// A 1-D f32 array of `n` values `i + 0.25` written through zarrs (sharded when `shard`).
+    fn array(dir: &std::path::Path, n: u64, chunk: u64, shard: Option<u64>) -> Array<ZStore> {
+        let storage: Storage =
+            std::sync::Arc::new(zarrs::filesystem::FilesystemStore::new(dir).unwrap());
+        let spec = super::super::layout::ArraySpec {
+            format: ZarrFormat::V3,
+            elem: ElemType::Num(DType::F32),
+            shape: vec![n],
+            chunk: vec![chunk],
+            shard: shard.map(|s| vec![s]),
+            codec: ZarrCodec::Zstd(0),
+            attrs: Attrs::new(),
+        };
+        let meta = super::super::layout::zarrs_metadata(&spec).unwrap();
+        let array = Array::new_with_metadata(storage, "/a", meta).unwrap();
+        array.store_metadata().unwrap();
+        let values: Vec<f32> = (0..n).map(|i| i as f32 + 0.25).collect();
+        array
+            .store_array_subset(
+                &ArraySubset::new_with_shape(vec![n]),
+                ArrayBytes::new_flen(as_bytes(&values).to_vec()),
+            )
+            .unwrap();
+        array
+    }
+
+    fn as_bytes(v: &[f32]) -> &[u8] {
+        crate::array::as_bytes(v)
+    }
+
+    proptest! {
+        /// Reads through the edge cache, in order (as row blocks come) or not, give what a
+        /// plain decode gives: ranges that start and end inside units, span several, or lie
+        /// inside one.
+        #[test]
+        fn edge_cache_reads_equal_plain_reads(
+            cuts in proptest::collection::vec(0u64..1000, 1..12),
+            sharded in any::<bool>(),
+            shuffle in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let n = 1000;
+            let a = array(dir.path(), n, 64, sharded.then_some(256));
+            let edge = EdgeCache { unit_len: 64, last: Mutex::new(None) };
+            let mut bounds = cuts.clone();
+            bounds.extend([0, n]);
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut ranges: Vec<Range<u64>> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
+            if shuffle {
+                ranges.reverse();
+            }
+            for r in ranges {
+                let got = read_through::<f32>(&edge, &a, n, &r, (r.end - r.start) as usize).unwrap();
+                let want: Vec<f32> = (r.clone()).map(|i| i as f32 + 0.25).collect();
+                prop_assert_eq!(got, want, "{:?}", r);
+            }
+        }
     }
 }
