@@ -11,11 +11,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Something is wrong with the input: unreadable, not `AnnData`, malformed, or values
     /// atlasnorm refuses (NaN reaching log1p, ...).
-    #[error("{}: {element}: {problem}", file.display())]
+    #[error("{}: {}{problem}", file.display(), element_prefix(element))]
     Input {
         /// The input file (or store directory / URL) that was read.
         file: PathBuf,
-        /// The element concerned, as a store path (`X/data`, `obs`, ...); may be empty.
+        /// The element concerned, as a store path (`X/data`, `obs`, ...); empty when the
+        /// problem is the file itself (then the message names none).
         element: String,
         /// What is wrong, in plain words.
         problem: String,
@@ -43,7 +44,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// An [`Error::Input`] for `element` of `file` (the paths are copied).
+    /// An [`Error::Input`] for `element` of `file` (`""`: the file as a whole; the paths
+    /// are copied).
     pub fn input(file: &Path, element: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Input {
             file: file.to_path_buf(),
@@ -162,6 +164,15 @@ fn gerund(verb: &str) -> Option<&'static str> {
         "lock" => "locking",
         _ => return None,
     })
+}
+
+/// `"ELEMENT: "`, or nothing for a problem of the whole file.
+fn element_prefix(element: &str) -> String {
+    if element.is_empty() {
+        String::new()
+    } else {
+        format!("{element}: ")
+    }
 }
 
 #[cfg(test)]

@@ -80,12 +80,12 @@ pub(crate) fn check_paths(
             return Ok(claim);
         }
         if !input.exists() {
-            return Err(Error::input(input, "/", "no such file"));
+            return Err(Error::input(input, "", "no such file"));
         }
         return Ok(claim);
     }
     if !input.exists() {
-        return Err(Error::input(input, "/", "no such file"));
+        return Err(Error::input(input, "", "no such file"));
     }
     if same_file(input, output) {
         return Err(Error::output(

@@ -653,3 +653,15 @@ fn kill_9_at_any_moment_then_the_next_run_zarr() {
 fn kill_9_at_any_moment_then_the_next_run_zarr_replacing() {
     kill_sweep(&inputs().big, "out.zarr", true);
 }
+
+/// A missing INPUT is named with the problem alone (it once read `IN: /: no such file`).
+#[test]
+fn missing_input_is_named_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["absent.h5ad", "absent.zarr"] {
+        let input = dir.path().join(name);
+        let out = atlasnorm(&["normalize", p(&input), p(&dir.path().join("o.h5ad"))]);
+        let line = one_plain_error(&out);
+        assert_eq!(line, format!("{}: no such file", input.display()));
+    }
+}

@@ -23,6 +23,8 @@ pub struct ZarrInput {
     format: ZarrFormat,
     obs_len: Option<u64>,
     var_len: Option<u64>,
+    /// Object storage's read-ahead, for the matrix's arrays.
+    prefetch: Option<std::sync::Arc<dyn super::Prefetch>>,
     /// The array [`TreeReader::read_rows`](crate::store::tree::TreeReader) read last.
     pub(super) last_array: std::sync::Mutex<Option<std::sync::Arc<ZArray>>>,
 }
@@ -54,7 +56,7 @@ impl ZarrInput {
                 Ok(_) => {}
             }
         }
-        let storage = storage::open_with(&location, s3, storage::Purpose::Input)?;
+        let (storage, prefetch) = storage::open_input(&location, s3)?;
         let (format, root) = detect(&storage).map_err(|p| p.into_input(path))?;
         check_anndata(&storage, format, &root).map_err(|p| p.into_input(path))?;
         let obs_len = dataframe_len(&storage, format, "obs");
@@ -66,8 +68,14 @@ impl ZarrInput {
             format,
             obs_len,
             var_len,
+            prefetch,
             last_array: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The storage's read-ahead, when it has one (object storage).
+    pub(super) fn prefetcher(&self) -> Option<&std::sync::Arc<dyn super::Prefetch>> {
+        self.prefetch.as_ref()
     }
 
     /// The store handle (for the output side: raw copies of chunks).

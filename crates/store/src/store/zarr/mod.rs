@@ -24,13 +24,14 @@ mod output;
 pub mod parts;
 mod rebase;
 pub mod s3;
-mod sink;
 mod shard_stream;
+mod sink;
 mod source;
 pub mod staging;
 pub mod storage;
 mod tree_read;
 mod tree_write;
+mod unsynced;
 
 use std::sync::Arc;
 
@@ -41,6 +42,14 @@ pub use source::ZarrSource;
 
 /// A zarr store: local directory or object storage, behind zarrs' synchronous storage traits.
 pub type Storage = Arc<dyn zarrs::storage::ReadableWritableListableStorageTraits>;
+
+/// Storage that can start fetching whole objects before they are read: object storage, where
+/// a read waits a round trip and zarrs reads one chunk per thread at a time. A later `get`
+/// of a prefetched key takes the fetched object (once).
+pub(crate) trait Prefetch: Send + Sync {
+    /// Starts fetching `keys` (those not already being fetched), up to a bounded number held.
+    fn prefetch(&self, keys: Vec<zarrs::storage::StoreKey>);
+}
 
 /// The key of `name` inside the node at `path` (`""` is the root): [`tree::join`].
 pub(crate) use crate::store::tree::join as key_in;

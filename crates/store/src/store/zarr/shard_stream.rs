@@ -16,8 +16,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde_json::Value;
 use zarrs::array::codec::CodecChain;
-use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
 use zarrs::array::{ArrayBytes, ArrayMetadata, DataType, FillValue};
+use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
 use zarrs::metadata::v3::MetadataV3;
 use zarrs::storage::{Bytes, StoreKey};
 
@@ -65,9 +65,8 @@ impl ShardCodecs {
             return Ok(None);
         }
         let chain = |key: &str| -> Result<CodecChain> {
-            let fail = |e: String| {
-                Error::Internal(format!("{}: {key} not understood: {e}", array.path()))
-            };
+            let fail =
+                |e: String| Error::Internal(format!("{}: {key} not understood: {e}", array.path()));
             let list: Vec<MetadataV3> =
                 serde_json::from_value(config[key].clone()).map_err(|e| fail(e.to_string()))?;
             CodecChain::from_metadata(&list).map_err(|e| fail(e.to_string()))
@@ -281,12 +280,7 @@ fn store(
     } else {
         storage.set_partial(&open.key, open.stored, bytes)
     };
-    done.map_err(|e| {
-        Error::Internal(format!(
-            "{name}: cannot write {}: {e}",
-            open.key.as_str()
-        ))
-    })?;
+    done.map_err(|e| Error::Internal(format!("{name}: cannot write {}: {e}", open.key.as_str())))?;
     open.stored += len;
     Ok(())
 }
@@ -332,7 +326,12 @@ mod tests {
         let mut keys = storage.list().unwrap();
         keys.sort();
         keys.iter()
-            .map(|k| (k.as_str().to_string(), storage.get(k).unwrap().unwrap().to_vec()))
+            .map(|k| {
+                (
+                    k.as_str().to_string(),
+                    storage.get(k).unwrap().unwrap().to_vec(),
+                )
+            })
             .collect()
     }
 
@@ -341,8 +340,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = store(dir.path());
         for (name, doc) in super::super::layout::array_documents(spec) {
-            super::super::sink::put(&storage, &format!("a/{name}"), super::super::layout::to_bytes(&doc))
-                .unwrap();
+            super::super::sink::put(
+                &storage,
+                &format!("a/{name}"),
+                super::super::layout::to_bytes(&doc),
+            )
+            .unwrap();
         }
         let meta = super::super::layout::zarrs_metadata(spec).unwrap();
         let array = in_index_order(Array::new_with_metadata(storage.clone(), "/a", meta).unwrap());
@@ -354,12 +357,20 @@ mod tests {
         contents(&storage)
     }
 
-    fn ours(spec: &ArraySpec, bytes: &[u8], es: usize, writes: Option<usize>) -> Vec<(String, Vec<u8>)> {
+    fn ours(
+        spec: &ArraySpec,
+        bytes: &[u8],
+        es: usize,
+        writes: Option<usize>,
+    ) -> Vec<(String, Vec<u8>)> {
         let dir = tempfile::tempdir().unwrap();
         let storage = store(dir.path());
         // A small budget: few inner chunks per batch, so batches end inside shards.
-        let mut w = ChunkedWriter::create(&storage, "a", spec, 3 * spec.chunk[0] * es as u64).unwrap();
-        w.stream_mut().expect("a 1-D sharded array streams").set_writes(writes);
+        let mut w =
+            ChunkedWriter::create(&storage, "a", spec, 3 * spec.chunk[0] * es as u64).unwrap();
+        w.stream_mut()
+            .expect("a 1-D sharded array streams")
+            .set_writes(writes);
         // Appends of uneven sizes, crossing inner chunk and shard boundaries.
         let mut at = 0;
         for step in [1usize, 7, 100, 333, 64, 5000].iter().cycle() {
@@ -414,7 +425,11 @@ mod tests {
                 v.iter().flat_map(|&x| (x as i32).to_ne_bytes()).collect(),
                 4,
             ),
-            (ElemType::Num(DType::U8), v.iter().map(|&x| x as u8).collect(), 1),
+            (
+                ElemType::Num(DType::U8),
+                v.iter().map(|&x| x as u8).collect(),
+                1,
+            ),
         ];
         let codecs = [
             ZarrCodec::Zstd(0),
@@ -427,10 +442,15 @@ mod tests {
             for codec in codecs {
                 let spec = spec(*elem, n as u64, chunk as u64, shard as u64, codec);
                 let want = zarrs_reference(&spec, bytes);
-                assert!(want.iter().all(|(k, _)| !k.ends_with("c/1")), "shard 1 is all fill");
+                assert!(
+                    want.iter().all(|(k, _)| !k.ends_with("c/1")),
+                    "shard 1 is all fill"
+                );
                 for writes in [Some(1), Some(1000), Some(super::FLUSH_BYTES), None] {
                     let got = ours(&spec, bytes, *es, writes);
-                    let keys = |c: &[(String, Vec<u8>)]| c.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+                    let keys = |c: &[(String, Vec<u8>)]| {
+                        c.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+                    };
                     assert_eq!(keys(&got), keys(&want), "{elem:?} {codec:?} {writes:?}");
                     for ((k, g), (_, w)) in got.iter().zip(&want) {
                         assert!(g == w, "{k}: {elem:?} {codec:?} {writes:?}: bytes differ");
@@ -443,10 +463,27 @@ mod tests {
     /// One inner chunk per shard, and a shard of one inner chunk that is the array.
     #[test]
     fn degenerate_shard_shapes() {
-        for (n, chunk, shard) in [(10usize, 10usize, 10usize), (100, 10, 10), (95, 10, 10), (7, 10, 20)] {
-            let bytes: Vec<u8> = (0..n).flat_map(|i| (i as f32 + 0.5).to_ne_bytes()).collect();
-            let spec = spec(ElemType::Num(DType::F32), n as u64, chunk as u64, shard as u64, ZarrCodec::Zstd(0));
-            assert_eq!(ours(&spec, &bytes, 4, Some(1)), zarrs_reference(&spec, &bytes), "{n} {chunk} {shard}");
+        for (n, chunk, shard) in [
+            (10usize, 10usize, 10usize),
+            (100, 10, 10),
+            (95, 10, 10),
+            (7, 10, 20),
+        ] {
+            let bytes: Vec<u8> = (0..n)
+                .flat_map(|i| (i as f32 + 0.5).to_ne_bytes())
+                .collect();
+            let spec = spec(
+                ElemType::Num(DType::F32),
+                n as u64,
+                chunk as u64,
+                shard as u64,
+                ZarrCodec::Zstd(0),
+            );
+            assert_eq!(
+                ours(&spec, &bytes, 4, Some(1)),
+                zarrs_reference(&spec, &bytes),
+                "{n} {chunk} {shard}"
+            );
         }
     }
 }

@@ -286,8 +286,7 @@ impl ChunkedWriter {
     /// `bytes` completes are encoded straight from it (and from the one held back, topped
     /// up); only the part of an inner chunk at its end is held back (copied).
     fn append_streamed(&mut self, bytes: &[u8]) -> Result<()> {
-        let (Some(stream), Pending::Bytes(held)) = (self.stream.as_mut(), &mut self.pending)
-        else {
+        let (Some(stream), Pending::Bytes(held)) = (self.stream.as_mut(), &mut self.pending) else {
             unreachable!("streamed arrays hold bytes")
         };
         let chunk = stream.inner_bytes();

@@ -51,6 +51,8 @@ pub(crate) struct ZArray {
     utf32: Option<usize>,
     /// 1-D numeric arrays: the decode unit the last read ended inside.
     edge: Option<EdgeCache>,
+    /// Object storage: whole chunks fetched ahead of the reads that need them.
+    prefetch: Option<std::sync::Arc<dyn super::Prefetch>>,
 }
 
 /// Presence checks of the chunks (shards) of a 1-D array, each done once.
@@ -82,7 +84,12 @@ fn decode_into<T: Plain>(
     if n == 0 {
         return Ok(v);
     }
-    decode_into_slice(array, subset, std::mem::size_of::<T>(), as_bytes_mut(&mut v))?;
+    decode_into_slice(
+        array,
+        subset,
+        std::mem::size_of::<T>(),
+        as_bytes_mut(&mut v),
+    )?;
     Ok(v)
 }
 
@@ -124,7 +131,13 @@ fn read_through<T: Plain>(
     n: usize,
 ) -> std::result::Result<Vec<T>, String> {
     let mut v = vec![T::default(); n];
-    edge.read(array, len, std::mem::size_of::<T>(), rows.clone(), as_bytes_mut(&mut v))?;
+    edge.read(
+        array,
+        len,
+        std::mem::size_of::<T>(),
+        rows.clone(),
+        as_bytes_mut(&mut v),
+    )?;
     Ok(v)
 }
 
@@ -137,6 +150,11 @@ struct EdgeCache {
     unit_len: u64,
     /// `(unit number, decoded bytes)`.
     last: Mutex<Option<(u64, Vec<u8>)>>,
+}
+
+/// The subset of elements `range` of a 1-D array.
+fn unit_subset(range: Range<u64>) -> ArraySubset {
+    ArraySubset::new_with_ranges(std::slice::from_ref(&range))
 }
 
 /// Units above this size are not kept (an unsharded chunk can be large).
@@ -162,6 +180,15 @@ impl EdgeCache {
         }
     }
 
+    /// The number of the unit kept, if any.
+    fn kept(&self) -> Option<u64> {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(k, _)| *k)
+    }
+
     /// Copies elements `range` of unit `k` (all inside it) into `out`, decoding the unit
     /// unless it is the one kept; the unit is kept afterwards.
     fn copy_from_unit(
@@ -179,7 +206,7 @@ impl EdgeCache {
         if !matches!(&*last, Some((kept, _)) if *kept == k) {
             let end = (start + self.unit_len).min(len);
             let mut unit = vec![0u8; (end - start) as usize * es];
-            decode_into_slice(array, &ArraySubset::new_with_ranges(&[start..end]), es, &mut unit)?;
+            decode_into_slice(array, &unit_subset(start..end), es, &mut unit)?;
             *last = Some((k, unit));
         }
         let (_, unit) = last.as_ref().expect("kept above");
@@ -218,7 +245,7 @@ impl EdgeCache {
         let mid_end = if tail_partial { last * u } else { b };
         let (mid, tail) = out.split_at_mut((mid_end - pos) as usize * es);
         let decode_mid = || match pos < mid_end {
-            true => decode_into_slice(array, &ArraySubset::new_with_ranges(&[pos..mid_end]), es, mid),
+            true => decode_into_slice(array, &unit_subset(pos..mid_end), es, mid),
             false => Ok(()),
         };
         let decode_tail = || match tail_partial {
@@ -339,7 +366,35 @@ impl ZArray {
             strict,
             utf32,
             edge,
+            prefetch: None,
         })
+    }
+
+    /// Fetch the chunks of each read, and of the same number of elements after it, ahead
+    /// through `prefetch` (all at once, up to the storage's request limit; zarrs alone reads
+    /// one per thread at a time, so over a slow link reads wait a round trip each). For a
+    /// 1-D unsharded array (a shard's inner chunks are byte ranges, not objects), opened at
+    /// its own path.
+    pub fn read_ahead(&mut self, prefetch: std::sync::Arc<dyn super::Prefetch>, meta: &NodeMeta) {
+        let direct = zarrs::node::NodePath::validate(&format!("/{}", self.path));
+        if self.shape.len() == 1 && meta.sharding().is_none() && direct && self.edge.is_some() {
+            self.prefetch = Some(prefetch);
+        }
+    }
+
+    /// Starts fetching the chunks of `rows` and of as many elements after them.
+    fn fetch_ahead(&self, rows: &Range<u64>) {
+        let (Some(prefetch), Some(edge)) = (&self.prefetch, &self.edge) else {
+            return;
+        };
+        let u = edge.unit_len;
+        let end = (rows.end + (rows.end - rows.start)).min(self.n_rows());
+        let kept = edge.kept();
+        let keys = (rows.start / u..end.div_ceil(u))
+            .filter(|&k| Some(k) != kept)
+            .map(|k| self.array.chunk_key(&[k]))
+            .collect();
+        prefetch.prefetch(keys);
     }
 
     /// Rows along axis 0 (1 for a scalar).
@@ -405,6 +460,7 @@ impl ZArray {
             strict.check(&self.path, &self.array, &rows)?;
         }
         let array = &self.array;
+        self.fetch_ahead(&rows);
         if let Some(edge) = &self.edge {
             let len = self.n_rows();
             return guarded(|| by_dtype!(dtype, read_through(edge, array, len, &rows, n)))
@@ -786,7 +842,10 @@ fn open_sparse(
             dtype: numeric_dtype(&m),
             big_endian: v2_big_endian(&m),
         };
-        let a = ZArray::open(storage, &elem, &m, true)?;
+        let mut a = ZArray::open(storage, &elem, &m, true)?;
+        if let Some(prefetch) = input.prefetcher() {
+            a.read_ahead(prefetch.clone(), &m);
+        }
         Ok((a, found))
     };
     let (data, data_found) = member("data")?;

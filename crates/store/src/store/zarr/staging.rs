@@ -21,6 +21,7 @@ use super::defer::DeferRoot;
 use super::gate::GatedStorage;
 use super::s3::{S3Config, S3Storage};
 use super::storage::Location;
+use super::unsynced::UnsyncedStore;
 use super::Storage;
 use crate::error::{Error, Result};
 use crate::store::temp::{self, remove_path, TempFile};
@@ -122,7 +123,7 @@ impl Staging {
         Ok(Staging::LocalRename {
             tmp,
             target: target.to_path_buf(),
-            storage: Arc::new(GatedStorage::new(Arc::new(store))),
+            storage: Arc::new(GatedStorage::new(Arc::new(UnsyncedStore::new(store)))),
         })
     }
 

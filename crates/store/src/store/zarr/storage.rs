@@ -91,3 +91,19 @@ pub fn open_with(location: &Location, s3: &S3Config, purpose: Purpose) -> Result
         }
     }
 }
+
+/// [`open_with`] for INPUT, with the storage's [`Prefetch`](super::Prefetch) when it has one
+/// (object storage).
+pub(crate) fn open_input(
+    location: &Location,
+    s3: &S3Config,
+) -> Result<(Storage, Option<std::sync::Arc<dyn super::Prefetch>>)> {
+    match location {
+        Location::Local(_) => Ok((open_with(location, s3, Purpose::Input)?, None)),
+        Location::S3 { bucket, prefix } => {
+            let storage = super::s3::open(bucket, prefix, s3)?;
+            storage.check_input()?;
+            Ok((storage.as_storage(), Some(storage)))
+        }
+    }
+}

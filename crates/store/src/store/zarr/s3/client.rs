@@ -17,6 +17,7 @@
 //! connections) are retried with exponential backoff, at most [`S3Config::max_retries`] times
 //! and for at most [`S3Config::retry_timeout`]; permanent ones (403, 404, no such bucket) are not.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +40,14 @@ use zarrs_storage::{AsyncReadableStorageTraits, AsyncWritableStorageTraits};
 
 use super::S3Config;
 use crate::error::{Error, Result};
-use crate::store::zarr::Storage;
+use crate::store::zarr::{Prefetch, Storage};
+
+/// An object fetch running on the storage's runtime.
+type Fetch = tokio::task::JoinHandle<std::result::Result<zarrs::storage::MaybeBytes, StorageError>>;
+
+/// Prefetched objects held at most, per request slot: a read range's chunks and the next
+/// range's, whatever their number, stay bounded.
+const PREFETCH_PER_SLOT: usize = 4;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -80,6 +88,8 @@ pub struct S3Storage {
     slots: u32,
     /// The first failed upload's message; later writes fail with it.
     upload_error: Arc<Mutex<Option<String>>>,
+    /// Objects being fetched ahead of their read (see [`Prefetch`]), by key.
+    prefetched: Mutex<HashMap<String, Fetch>>,
     /// Dropped last (fields drop in order).
     runtime: Runtime,
 }
@@ -164,6 +174,7 @@ pub fn open(bucket: &str, prefix: &str, config: &S3Config) -> Result<Arc<S3Stora
         uploads: Arc::new(Semaphore::new(slots)),
         slots: slots as u32,
         upload_error: Arc::new(Mutex::new(None)),
+        prefetched: Mutex::new(HashMap::new()),
         runtime,
     }))
 }
@@ -368,9 +379,36 @@ impl ReadableStorageTraits for S3Storage {
 
     fn get(&self, key: &StoreKey) -> std::result::Result<zarrs::storage::MaybeBytes, StorageError> {
         self.flush()?;
+        let fetch = self.prefetched.lock().unwrap().remove(key.as_str());
+        if let Some(fetch) = fetch {
+            return match self.runtime.block_on(fetch) {
+                Ok(got) => got.map_err(|e| self.err("read", e)),
+                Err(e) => Err(self.err("read", StorageError::Other(e.to_string()))),
+            };
+        }
         self.runtime
             .block_on(self.store.get(key))
             .map_err(|e| self.err("read", e))
+    }
+}
+
+impl Prefetch for S3Storage {
+    fn prefetch(&self, keys: Vec<StoreKey>) {
+        let cap = PREFETCH_PER_SLOT * self.slots as usize;
+        let mut held = self.prefetched.lock().unwrap();
+        for key in keys {
+            if held.len() >= cap {
+                break;
+            }
+            if held.contains_key(key.as_str()) {
+                continue;
+            }
+            let store = self.store.clone();
+            let name = key.as_str().to_string();
+            // Each request still passes the LimitStore: at most `slots` in flight in all.
+            let fetch = self.runtime.spawn(async move { store.get(&key).await });
+            held.insert(name, fetch);
+        }
     }
 }
 
