@@ -5,11 +5,8 @@
 //! through [`GatedStorage`] hold [`write_permit`] for their duration; the interrupt path
 //! waits for them, closes the gate, and only then removes the directory.
 
-use zarrs::storage::byte_range::ByteRangeIterator;
 use zarrs::storage::{
-    Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator, OffsetBytesIterator,
-    ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
-    WritableStorageTraits,
+    Bytes, OffsetBytesIterator, StorageError, StoreKey, StorePrefix, WritableStorageTraits,
 };
 
 use super::Storage;
@@ -26,45 +23,7 @@ impl GatedStorage {
     }
 }
 
-impl ReadableStorageTraits for GatedStorage {
-    fn get_partial_many<'a>(
-        &'a self,
-        key: &StoreKey,
-        byte_ranges: ByteRangeIterator<'a>,
-    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
-        self.inner.get_partial_many(key, byte_ranges)
-    }
-
-    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        self.inner.size_key(key)
-    }
-
-    fn supports_get_partial(&self) -> bool {
-        self.inner.supports_get_partial()
-    }
-
-    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-        self.inner.get(key)
-    }
-}
-
-impl ListableStorageTraits for GatedStorage {
-    fn list(&self) -> Result<StoreKeys, StorageError> {
-        self.inner.list()
-    }
-
-    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
-        self.inner.list_prefix(prefix)
-    }
-
-    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
-        self.inner.list_dir(prefix)
-    }
-
-    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
-        self.inner.size_prefix(prefix)
-    }
-}
+delegate_reads_and_listings!(GatedStorage);
 
 impl WritableStorageTraits for GatedStorage {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {

@@ -12,6 +12,67 @@
 //!
 //! [`MatrixSource`]: crate::store::MatrixSource
 
+/// `impl ReadableStorageTraits` and `ListableStorageTraits` for a storage wrapper `$ty`
+/// that passes every read and listing to its `inner` field unchanged.
+macro_rules! delegate_reads_and_listings {
+    ($ty:ty) => {
+        impl zarrs::storage::ReadableStorageTraits for $ty {
+            fn get_partial_many<'a>(
+                &'a self,
+                key: &zarrs::storage::StoreKey,
+                byte_ranges: zarrs::storage::byte_range::ByteRangeIterator<'a>,
+            ) -> Result<zarrs::storage::MaybeBytesIterator<'a>, zarrs::storage::StorageError> {
+                self.inner.get_partial_many(key, byte_ranges)
+            }
+
+            fn size_key(
+                &self,
+                key: &zarrs::storage::StoreKey,
+            ) -> Result<Option<u64>, zarrs::storage::StorageError> {
+                self.inner.size_key(key)
+            }
+
+            fn supports_get_partial(&self) -> bool {
+                self.inner.supports_get_partial()
+            }
+
+            fn get(
+                &self,
+                key: &zarrs::storage::StoreKey,
+            ) -> Result<zarrs::storage::MaybeBytes, zarrs::storage::StorageError> {
+                self.inner.get(key)
+            }
+        }
+
+        impl zarrs::storage::ListableStorageTraits for $ty {
+            fn list(&self) -> Result<zarrs::storage::StoreKeys, zarrs::storage::StorageError> {
+                self.inner.list()
+            }
+
+            fn list_prefix(
+                &self,
+                prefix: &zarrs::storage::StorePrefix,
+            ) -> Result<zarrs::storage::StoreKeys, zarrs::storage::StorageError> {
+                self.inner.list_prefix(prefix)
+            }
+
+            fn list_dir(
+                &self,
+                prefix: &zarrs::storage::StorePrefix,
+            ) -> Result<zarrs::storage::StoreKeysPrefixes, zarrs::storage::StorageError> {
+                self.inner.list_dir(prefix)
+            }
+
+            fn size_prefix(
+                &self,
+                prefix: &zarrs::storage::StorePrefix,
+            ) -> Result<u64, zarrs::storage::StorageError> {
+                self.inner.size_prefix(prefix)
+            }
+        }
+    };
+}
+
 mod consolidated;
 mod copy;
 mod defer;

@@ -11,11 +11,8 @@ use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 
 use zarrs::filesystem::FilesystemStore;
-use zarrs::storage::byte_range::ByteRangeIterator;
 use zarrs::storage::{
-    Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator, OffsetBytesIterator,
-    ReadableStorageTraits, StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix,
-    WritableStorageTraits,
+    Bytes, OffsetBytesIterator, StorageError, StoreKey, StorePrefix, WritableStorageTraits,
 };
 
 /// A [`FilesystemStore`] whose writes are left to the page cache.
@@ -38,45 +35,7 @@ impl UnsyncedStore {
     }
 }
 
-impl ReadableStorageTraits for UnsyncedStore {
-    fn get_partial_many<'a>(
-        &'a self,
-        key: &StoreKey,
-        byte_ranges: ByteRangeIterator<'a>,
-    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
-        self.inner.get_partial_many(key, byte_ranges)
-    }
-
-    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        self.inner.size_key(key)
-    }
-
-    fn supports_get_partial(&self) -> bool {
-        self.inner.supports_get_partial()
-    }
-
-    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-        self.inner.get(key)
-    }
-}
-
-impl ListableStorageTraits for UnsyncedStore {
-    fn list(&self) -> Result<StoreKeys, StorageError> {
-        self.inner.list()
-    }
-
-    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
-        self.inner.list_prefix(prefix)
-    }
-
-    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
-        self.inner.list_dir(prefix)
-    }
-
-    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
-        self.inner.size_prefix(prefix)
-    }
-}
+delegate_reads_and_listings!(UnsyncedStore);
 
 impl WritableStorageTraits for UnsyncedStore {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
