@@ -11,6 +11,8 @@ gzip level 6, entries in Cell Ranger's order, by barcode then feature) and legac
 `matrix.mtx`, `genes.tsv`), written by scipy's `mmwrite`; scanpy's side is `sc.read_10x_mtx`.
 `--baseline BIN`: also time another atlasnorm binary (e.g. a build of an earlier commit) in
 the same rounds, its column headed "baseline".
+The last round's outputs are compared bit for bit (tests/interop/compare.py: X, obs, var, uns);
+the last column says MATCH or the first differences.
 """
 
 from __future__ import annotations
@@ -34,15 +36,20 @@ a.write_h5ad(sys.argv[2])
 """
 
 
-def timed(cmd):
-    """Wall seconds and peak RSS (MiB) of a command, with /usr/bin/time -v."""
+def timed(cmd, may_fail=False):
+    """Wall seconds and peak RSS (MiB) of a command, with /usr/bin/time -v. With `may_fail` (scanpy,
+    whose in-memory read can run out of memory on an atlas) a failure returns the exit as a third
+    item instead of ending the benchmark."""
     t = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t
+    rss = [int(l.split()[-1]) / 1024 for l in p.stderr.splitlines() if "Maximum resident" in l]
     if p.returncode != 0:
-        sys.exit(f"failed: {cmd}\n{p.stderr[-3000:]}")
-    rss = next(int(l.split()[-1]) for l in p.stderr.splitlines() if "Maximum resident" in l)
-    return wall, rss / 1024
+        if not may_fail or not rss:
+            sys.exit(f"failed: {cmd}\n{p.stderr[-3000:]}")
+        signal = [l.strip() for l in p.stderr.splitlines() if "terminated by signal" in l]
+        return wall, rss[0], (signal or [f"exit {p.returncode}"])[0]
+    return wall, rss[0], None
 
 
 def synth_counts(profile, work: Path, atlasnorm):
@@ -105,6 +112,15 @@ def make_mtx_inputs(profile, work: Path, atlasnorm) -> list[Path]:
     return [v3, legacy]
 
 
+def exact(scanpy_out: Path, ours: Path) -> str:
+    """The last round's outputs, read back with anndata and compared bit for bit (X, obs, var,
+    uns: tests/interop/compare.py): "MATCH", or the first differences."""
+    from compare import diff_files
+
+    diffs = diff_files(scanpy_out, ours)
+    return "MATCH" if not diffs else "DIFFER: " + "; ".join(diffs[:3])
+
+
 def size_of(path: Path) -> float:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.iterdir()) / 2**20
@@ -127,37 +143,46 @@ def main():
     head = ["profile", "input", "size", "cp", "atlasnorm", *base,
             "scanpy " + ("read_10x_mtx" if args.mtx else "read_10x_h5") + " + normalize + log1p + write",
             "scanpy / atlasnorm", *(["baseline / atlasnorm"] if base else []),
-            "peak RSS atlasnorm / scanpy"]
+            "peak RSS atlasnorm / scanpy", "atlasnorm = scanpy"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for profile in args.profiles.split(","):
         inputs = make_mtx_inputs(profile, work, atlasnorm) if args.mtx else [make_input(profile, work, atlasnorm)]
         for inp in inputs:
-            best = {}
+            best, failures = {}, {}
             copy = work / "copy"
             cmds = [("cp", ["cp", "-r", str(inp), str(copy)])]
             for name, binary in [("atlasnorm", atlasnorm), *([("baseline", args.baseline)] if base else [])]:
-                cmds.append((name, [binary, "normalize", str(inp), str(work / "a.h5ad"), "--force", "--quiet"]))
+                cmds.append((name, [binary, "normalize", str(inp), str(work / f"{name}.h5ad"), "--force", "--quiet"]))
             cmds.append(("scanpy", [py, "-c", SCANPY, str(inp), str(work / "s.h5ad")]))
             for _ in range(args.repeat):
                 for name, cmd in cmds:
                     shutil.rmtree(copy, ignore_errors=True)
                     copy.unlink(missing_ok=True)
-                    w, r = timed(cmd)
-                    if name not in best or w < best[name][0]:
+                    w, r, failed = timed(cmd, may_fail=name == "scanpy")
+                    if failed:
+                        failures[name] = f"failed ({failed}) after {w:.0f} s at {r:,.0f} MiB"
+                    elif name not in best or w < best[name][0]:
                         best[name] = (w, r)
             shutil.rmtree(copy, ignore_errors=True)
             copy.unlink(missing_ok=True)
-            for f in ["a.h5ad", "s.h5ad"]:
+            scanpy_ran = "scanpy" in best and "scanpy" not in failures
+            same = exact(work / "s.h5ad", work / "atlasnorm.h5ad") if scanpy_ran else "no scanpy output"
+            for f in ["atlasnorm.h5ad", "baseline.h5ad", "s.h5ad"]:
                 (work / f).unlink(missing_ok=True)
-            (cp, _), (an, an_rss), (sc, sc_rss) = best["cp"], best["atlasnorm"], best["scanpy"]
+            (cp, _), (an, an_rss) = best["cp"], best["atlasnorm"]
             row = [profile, inp.name, f"{size_of(inp):,.0f} MiB", f"{cp:.2f} s", f"{an:.2f} s"]
             if base:
                 row.append(f"{best['baseline'][0]:.2f} s")
-            row += [f"{sc:.2f} s", f"{sc / an:.1f}×"]
+            if scanpy_ran:
+                sc, sc_rss = best["scanpy"]
+                row += [f"{sc:.2f} s", f"{sc / an:.1f}×"]
+            else:
+                row += [failures["scanpy"], "–"]
             if base:
                 row.append(f"{best['baseline'][0] / an:.2f}×")
-            row.append(f"{an_rss:,.0f} MiB / {sc_rss:,.0f} MiB")
+            row.append(f"{an_rss:,.0f} MiB / " + (f"{sc_rss:,.0f} MiB" if scanpy_ran else "–"))
+            row.append(same)
             print("| " + " | ".join(row) + " |", flush=True)
 
 if __name__ == "__main__":

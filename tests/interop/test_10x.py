@@ -175,7 +175,8 @@ def expected(inp, reader, kw, all_features, opts, out):
             a.write_h5ad(out)
 
 
-def check(cli, tmp_path, inp, reader, kw, opts, *, all_features=False, ext=".h5ad", extra=()):
+def check(cli, tmp_path, inp, reader, kw, opts, *, all_features=False, ext=".h5ad", extra=(),
+          refusal_names=()):
     exp, out = tmp_path / f"expected{ext}", tmp_path / f"actual{ext}"
     args = ["normalize", inp, out, *opts.cli_args(), "--quiet", *extra]
     if kw.get("genome"):
@@ -187,7 +188,7 @@ def check(cli, tmp_path, inp, reader, kw, opts, *, all_features=False, ext=".h5a
         expected(inp, reader, kw, all_features, opts, exp)
     except Exception as exc:  # noqa: BLE001 - scanpy refuses: so must the CLI
         proc = run_cli(cli, args)
-        assert_refused(proc, inp=inp, out=out, inp_hash=before, names=[],
+        assert_refused(proc, inp=inp, out=out, inp_hash=before, names=list(refusal_names),
                        keywords=None)
         return exc
     proc = run_cli(cli, args)
@@ -416,6 +417,139 @@ def test_sdist_int_ids_as_pandas_infers_them(cli, tmp_path, sdist, layout):
             with gzip.open(d / f"{f}.gz", "wb") as out:
                 out.write((src / f).read_bytes())
     check(cli, tmp_path, d, "mtx", {}, Options(target_sum=1e4, key_added="k"))
+
+
+# --- features.tsv / barcodes.tsv as pandas reads them ----------------------------------------
+# scanpy reads them with `pd.read_csv(header=None, sep=...)`: quoting, NA strings, blank lines,
+# typed columns (int64, uint64, float64, bool, objects), a first row that fixes the width. Each
+# case writes 4 features x 5 barcodes; a case is (features rows, barcodes rows or None), a row a
+# list of fields (v3: id, symbol, type; legacy drops the type) or a raw line (str). Where scanpy
+# fails (reading, making names unique, writing), the CLI must refuse, naming the file.
+
+_GEX = "Gene Expression"
+
+
+def _rows(ids, syms, types=None):
+    types = types or [_GEX] * len(ids)
+    return [[i, s, t] for i, s, t in zip(ids, syms, types)]
+
+
+_IDS = ["E0", "E1", "E2", "E3"]
+TABLE_CASES = {
+    "na_symbol": _rows(_IDS, ["G0", "NA", "G2", "G3"]),
+    "two_nan_symbols": _rows(_IDS, ["NA", "G1", "nan", "G3"]),
+    "nan_and_duplicate": _rows(_IDS, ["NA", "G1", "G1", "NA"]),
+    "make_unique_collision": _rows(_IDS, ["a", "a", "a-1", "a"]),
+    "quoted_fields": ['"E0"\t"G\t0"\t"Gene Expression"', 'E1\t"G""1"\tGene Expression',
+                      'E2\tp"q"r\tGene Expression', '"E3"x\t"G\n3"\tGene Expression'],
+    "unterminated_quote": ["E0\tG0\tGene Expression", 'E1\t"G1\tGene Expression',
+                           "E2\tG2\tGene Expression", "E3\tG3\tGene Expression"],
+    "float_symbols": _rows(_IDS, ["1.5", "2", "3.25", "1e3"]),
+    "int_symbols": _rows(_IDS, ["1", "2", "3", "-4"]),
+    "int_symbols_repeat": _rows(_IDS, ["1", "2", "1", "4"]),
+    "int_na_symbols": _rows(_IDS, ["1", "NA", "3", "4"]),
+    "bool_symbols_repeat": _rows(_IDS, ["True", "False", "TRUE", "false"]),
+    "bool_na_symbols": _rows(_IDS, ["True", "NA", "False", "NA"]),
+    "nan_spellings": _rows(_IDS, ["NAN", "Nan", "nan", "-NaN"]),
+    "not_quite_numbers": _rows(_IDS, ["1e", "0x1", "1.2.3", "+"]),
+    "spaced_numbers": _rows([" 1", "2 ", "3", "4"], [" 5", "6 ", " 7.5", "8"]),
+    "huge_symbols": _rows(_IDS, ["99999999999999999999", "1", "2", "3"]),
+    "uint_ids": _rows(["18446744073709551615", "1", "2", "3"], ["G0", "G1", "G2", "G3"]),
+    "huge_ids": _rows(["99999999999999999999", "1", "2", "3"], ["G0", "G1", "G2", "G3"]),
+    "inf_ids": _rows(["inf", "1", "-Infinity", "2.5"], ["G0", "G1", "G2", "G3"]),
+    "float_na_ids": _rows(["1.5", "NA", "2", "3"], ["G0", "G1", "G2", "G3"]),
+    "bool_ids": _rows(["True", "False", "true", "FALSE"], ["G0", "G1", "G2", "G3"]),
+    "bool_na_ids": _rows(["True", "NA", "False", "True"], ["G0", "G1", "G2", "G3"]),
+    "more_fields_later": ["E0\tG0\tGene Expression", "E1\tG1\tGene Expression\textra",
+                          "E2\tG2\tGene Expression", "E3\tG3\tGene Expression"],
+    "fewer_fields_later": ["E0\tG0\tGene Expression", "E1\tG1", "E2\tG2\tGene Expression",
+                           "E3\tG3\tGene Expression"],
+    "int_types": _rows(_IDS, ["G0", "G1", "G2", "G3"], ["1", "2", "3", "4"]),
+    "na_types": _rows(_IDS, ["G0", "G1", "G2", "G3"], ["NA", "NA", "NA", "NA"]),
+    "unicode_symbols": _rows(_IDS, ["Gène", "Γ1", "G2", "基因"]),
+    "tab_only_line": _rows(_IDS[:3], ["G0", "G1", "G2"]) + ["\t\t"],
+}
+BARCODE_CASES = {
+    "barcodes_na_and_ints": ["NA", "0", "1", "2", "3"],
+    "barcodes_floats": ["1.5", "2", "1e20", "-0.0", "3"],
+    "barcodes_bools": ["True", "False", "TRUE", "false", "True"],
+    "barcodes_quoted_comma": ['"AC,GT-1"', "AC-2", "AC-3", '"A""C-4"', "AC-5"],
+    "barcodes_two_columns": ["AC-1,x", "AC-2,y", "AC-3", "AC-4,z", "AC-5,w"],
+    "barcodes_longer_row": ["AC-1", "AC-2,y", "AC-3", "AC-4", "AC-5"],
+    "barcodes_duplicates": ["AC-1", "AC-1", "AC-2", "AC-2", "AC-3"],
+}
+LINE_ENDS = {"crlf": "\r\n", "cr_only": "\r", "bom_blank_lines": "\n"}
+
+
+def _table_dir(tmp_path, legacy, features, barcodes=None, *, end="\n", bom=False, raw=None):
+    import gzip
+
+    import scipy.io
+    import scipy.sparse as sp
+
+    d = tmp_path / "table_case"
+    d.mkdir()
+    X = sp.csr_matrix(np.arange(20, dtype=np.int64).reshape(4, 5) % 7)  # features x barcodes
+    sfx = "" if legacy else ".gz"
+    opener = (lambda p: open(p, "wb")) if legacy else (lambda p: gzip.open(p, "wb"))
+    scipy.io.mmwrite(d / "matrix.mtx", X, field="integer")
+    if not legacy:
+        with gzip.open(d / "matrix.mtx.gz", "wb") as f:
+            f.write((d / "matrix.mtx").read_bytes())
+        (d / "matrix.mtx").unlink()
+
+    def text(rows):
+        lines = [r if isinstance(r, str) else "\t".join(r[:2] if legacy else r) for r in rows]
+        if bom:  # a byte-order mark, blank and whitespace-only lines pandas skips
+            return "\ufeff" + ("\n  \n".join(lines)) + "\n\n"
+        return end.join(lines) + end
+
+    with opener(d / (f"genes.tsv{sfx}" if legacy else f"features.tsv{sfx}")) as f:
+        f.write(raw if raw is not None else text(features).encode())
+    with opener(d / f"barcodes.tsv{sfx}") as f:
+        f.write(text(barcodes or [f"AC-{i}" for i in range(5)]).encode())
+    return d
+
+
+def _names(d, legacy):
+    return [str(d / ("genes.tsv" if legacy else "features.tsv.gz"))]
+
+
+_TYPE_CASES = ("int_types", "na_types")  # legacy genes.tsv has no feature-type column
+
+
+@pytest.mark.parametrize("case,legacy", [(c, False) for c in TABLE_CASES]
+                         + [(c, True) for c in TABLE_CASES if c not in _TYPE_CASES])
+def test_features_table_as_pandas_reads_it(cli, tmp_path, case, legacy):
+    d = _table_dir(tmp_path, legacy, TABLE_CASES[case])
+    # types that are not "Gene Expression" leave no genes, on which log1p fails
+    opts = Options(log1p=False) if case in _TYPE_CASES else Options()
+    check(cli, tmp_path, d, "mtx", {}, opts, refusal_names=_names(d, legacy))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["v3", "legacy"])
+@pytest.mark.parametrize("case", list(BARCODE_CASES))
+def test_barcodes_table_as_pandas_reads_it(cli, tmp_path, case, legacy):
+    d = _table_dir(tmp_path, legacy, _rows(_IDS, ["G0", "G1", "G2", "G3"]), BARCODE_CASES[case])
+    check(cli, tmp_path, d, "mtx", {}, Options(),
+          refusal_names=["barcodes.tsv" + ("" if legacy else ".gz")])
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["v3", "legacy"])
+@pytest.mark.parametrize("ends", list(LINE_ENDS))
+def test_tables_line_ends_and_blank_lines(cli, tmp_path, ends, legacy):
+    d = _table_dir(tmp_path, legacy, _rows(_IDS, ["G0", "G1", "G1", "G3"]),
+                   end=LINE_ENDS[ends], bom=ends.startswith("bom"))
+    check(cli, tmp_path, d, "mtx", {}, Options(), refusal_names=_names(d, legacy))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["v3", "legacy"])
+def test_features_table_not_utf8_is_refused(cli, tmp_path, legacy):
+    raw = "".join(f"E{i}\tG{i}\t{_GEX}\n" if not legacy else f"E{i}\tG{i}\n" for i in range(4))
+    raw = raw.replace("G2", "G\xe92").encode("latin-1")
+    d = _table_dir(tmp_path, legacy, None, raw=raw)
+    exc = check(cli, tmp_path, d, "mtx", {}, Options(), refusal_names=_names(d, legacy))
+    assert exc is not None, "scanpy read a latin-1 features table"
 
 
 # --- matrix.mtx parsed in parallel blocks -----------------------------------------------------

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use crate::array::{DType, NumVec};
+use crate::array::NumVec;
 use crate::error::{Error, Result};
 use crate::store::categorize;
 use crate::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeReader};
@@ -18,18 +18,30 @@ use crate::store::tree::{ArrayData, ArrayInfo, Attrs, ElemType, NodeKind, TreeRe
 /// One column of a frame.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Column {
-    Str(Vec<String>),
+    /// Strings; `None` is a missing value (NaN), e.g. an "NA" pandas' `read_csv` read.
+    Str(Vec<Option<String>>),
     Bool(Vec<bool>),
     /// int64 (what pandas' `read_csv` infers for a column of integers, e.g. numeric gene ids).
     Int(Vec<i64>),
+    /// uint64 (`read_csv`'s integers past int64).
+    UInt(Vec<u64>),
+    /// float64 (`read_csv`'s decimals, or integers with a missing value among them).
+    Float(Vec<f64>),
 }
 
 impl Column {
+    /// A string column with no missing values.
+    pub fn strings(values: Vec<String>) -> Column {
+        Column::Str(values.into_iter().map(Some).collect())
+    }
+
     fn len(&self) -> usize {
         match self {
             Column::Str(v) => v.len(),
             Column::Bool(v) => v.len(),
             Column::Int(v) => v.len(),
+            Column::UInt(v) => v.len(),
+            Column::Float(v) => v.len(),
         }
     }
 
@@ -39,6 +51,8 @@ impl Column {
             Column::Str(v) => Column::Str(pick(v, keep)),
             Column::Bool(v) => Column::Bool(pick(v, keep)),
             Column::Int(v) => Column::Int(pick(v, keep)),
+            Column::UInt(v) => Column::UInt(pick(v, keep)),
+            Column::Float(v) => Column::Float(pick(v, keep)),
         }
     }
 }
@@ -51,15 +65,20 @@ fn pick<T: Clone>(v: &[T], keep: &[bool]) -> Vec<T> {
         .collect()
 }
 
-/// A data frame: an index and columns in order.
+/// A data frame: an index (`None` = a missing name, NaN) and columns in order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Frame {
-    pub index: Vec<String>,
+    pub index: Vec<Option<String>>,
     pub columns: Vec<(String, Column)>,
 }
 
 impl Frame {
     pub fn new(index: Vec<String>) -> Self {
+        Self::with_missing(index.into_iter().map(Some).collect())
+    }
+
+    /// A frame whose index may have missing names.
+    pub fn with_missing(index: Vec<Option<String>>) -> Self {
         Frame {
             index,
             columns: Vec::new(),
@@ -112,12 +131,13 @@ impl Frame {
 
 /// anndata's `make_index_unique` (what `read_10x_mtx` applies to the gene symbols): the
 /// second and later occurrences of a name get `-1`, `-2`, ... (skipping suffixes that would
-/// collide with a name already present).
-pub fn make_unique(names: &mut [String]) {
-    let mut seen: HashMap<String, usize> = HashMap::new();
+/// collide with a name already present); missing names (`None`) are left as they are.
+pub fn make_unique(names: &mut [Option<String>]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut dup = vec![false; names.len()];
     for (i, n) in names.iter().enumerate() {
-        let c = seen.entry(n.clone()).or_insert(0);
+        let Some(n) = n else { continue };
+        let c = seen.entry(n.as_str()).or_insert(0);
         if *c > 0 {
             dup[i] = true;
         }
@@ -126,13 +146,12 @@ pub fn make_unique(names: &mut [String]) {
     if !dup.iter().any(|&d| d) {
         return;
     }
-    let mut taken: std::collections::HashSet<String> = names.iter().cloned().collect();
+    let mut taken: std::collections::HashSet<String> = names.iter().flatten().cloned().collect();
     let mut next: HashMap<String, usize> = HashMap::new();
     for i in 0..names.len() {
-        if !dup[i] {
+        let Some(base) = names[i].clone().filter(|_| dup[i]) else {
             continue;
-        }
-        let base = names[i].clone();
+        };
         let k = next.entry(base.clone()).or_insert(1);
         let mut candidate = format!("{base}-{k}");
         while taken.contains(&candidate) {
@@ -141,7 +160,7 @@ pub fn make_unique(names: &mut [String]) {
         }
         *k += 1;
         taken.insert(candidate.clone());
-        names[i] = candidate;
+        names[i] = Some(candidate);
     }
 }
 
@@ -192,7 +211,8 @@ impl MemTree {
         self.nodes.insert(path.to_string(), Node::Array(info, data));
     }
 
-    fn strings(&mut self, path: &str, values: &[String]) {
+    /// A pandas string column or index: `values` with "" where `mask` marks a missing value.
+    fn strings(&mut self, path: &str, values: &[Option<String>]) {
         let mut a = attrs("nullable-string-array", "0.1.0");
         a.insert("na-value".into(), "NaN".into());
         self.group(path, a);
@@ -201,14 +221,19 @@ impl MemTree {
             &format!("{path}/mask"),
             ElemType::Bool,
             attrs("array", "0.2.0"),
-            ArrayData::Bool(vec![false; n]),
+            ArrayData::Bool(values.iter().map(Option::is_none).collect()),
             n,
         );
         self.array(
             &format!("{path}/values"),
             ElemType::String,
             attrs("string-array", "0.2.0"),
-            ArrayData::String(values.to_vec()),
+            ArrayData::String(
+                values
+                    .iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect(),
+            ),
             n,
         );
     }
@@ -257,21 +282,27 @@ impl MemTree {
                     ArrayData::Bool(v.clone()),
                     v.len(),
                 ),
-                Column::Int(v) => self.array(
-                    &p,
-                    ElemType::Num(DType::I64),
-                    attrs("array", "0.2.0"),
-                    ArrayData::Num(NumVec::I64(v.clone())),
-                    v.len(),
-                ),
-                Column::Str(v) => {
-                    match categorize::categorize(v.iter().map(|s| Some(s.as_str()))) {
-                        Some((codes, categories)) => self.categorical(&p, codes, categories),
-                        None => self.strings(&p, v),
-                    }
-                }
+                Column::Int(v) => self.numbers(&p, NumVec::I64(v.clone())),
+                Column::UInt(v) => self.numbers(&p, NumVec::U64(v.clone())),
+                Column::Float(v) => self.numbers(&p, NumVec::F64(v.clone())),
+                Column::Str(v) => match categorize::categorize(v.iter().map(|s| s.as_deref())) {
+                    Some((codes, categories)) => self.categorical(&p, codes, categories),
+                    None => self.strings(&p, v),
+                },
             }
         }
+    }
+
+    fn numbers(&mut self, path: &str, values: NumVec) {
+        let n = values.len();
+        let elem = ElemType::Num(values.dtype());
+        self.array(
+            path,
+            elem,
+            attrs("array", "0.2.0"),
+            ArrayData::Num(values),
+            n,
+        );
     }
 
     fn missing(path: &str) -> Error {
@@ -319,6 +350,8 @@ impl TreeReader for MemTree {
             ArrayData::Num(NumVec::I16(v)) => ArrayData::Num(NumVec::I16(v[r].to_vec())),
             ArrayData::Num(NumVec::I32(v)) => ArrayData::Num(NumVec::I32(v[r].to_vec())),
             ArrayData::Num(NumVec::I64(v)) => ArrayData::Num(NumVec::I64(v[r].to_vec())),
+            ArrayData::Num(NumVec::U64(v)) => ArrayData::Num(NumVec::U64(v[r].to_vec())),
+            ArrayData::Num(NumVec::F64(v)) => ArrayData::Num(NumVec::F64(v[r].to_vec())),
             ArrayData::Num(_) => return Err(Error::Internal(format!("10x tree: {array}"))),
         })
     }
@@ -330,8 +363,14 @@ mod tests {
 
     #[test]
     fn unique_names_as_anndata_makes_them() {
-        let mut v: Vec<String> = ["a", "b", "a", "a-1", "a"].map(String::from).to_vec();
+        let some =
+            |v: &[&str]| -> Vec<Option<String>> { v.iter().map(|s| Some(s.to_string())).collect() };
+        let mut v = some(&["a", "b", "a", "a-1", "a"]);
         make_unique(&mut v);
-        assert_eq!(v, ["a", "b", "a-2", "a-1", "a-3"]);
+        assert_eq!(v, some(&["a", "b", "a-2", "a-1", "a-3"]));
+        // missing names stay missing, however many
+        let mut v = vec![None, Some("a".into()), None, Some("a".into())];
+        make_unique(&mut v);
+        assert_eq!(v, [None, Some("a".into()), None, Some("a-1".into())]);
     }
 }

@@ -88,7 +88,7 @@ impl H5<'_> {
         let bad = |e: hdf5::Error| self.err(element, short(&e));
         Ok(match desc {
             TypeDescriptor::Boolean => Column::Bool(ds.read_raw::<bool>().map_err(bad)?),
-            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Column::Str(
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Column::strings(
                 ds.read_raw::<i64>()
                     .map_err(bad)?
                     .iter()
@@ -102,7 +102,7 @@ impl H5<'_> {
                      numpy's str of each float)",
                 ))
             }
-            _ => Column::Str(dataset_strings(ds).map_err(bad)?),
+            _ => Column::strings(dataset_strings(ds).map_err(bad)?),
         })
     }
 
@@ -223,14 +223,14 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
     if f.link_exists("gene_id") {
         var.set(
             "gene_ids",
-            Column::Str(h.strings(&f, "matrix/features", "gene_id")?),
+            Column::strings(h.strings(&f, "matrix/features", "gene_id")?),
         );
-        var.set("probe_ids", Column::Str(ids));
+        var.set("probe_ids", Column::strings(ids));
     } else {
-        var.set("gene_ids", Column::Str(ids));
+        var.set("gene_ids", Column::strings(ids));
     }
     let types = h.strings(&f, "matrix/features", "feature_type")?;
-    var.set("feature_types", Column::Str(types.clone()));
+    var.set("feature_types", Column::strings(types.clone()));
     let mut obs = Frame::new(barcodes);
     if g.link_exists("filtered_barcodes") {
         let ds = h.dataset(&g, "matrix", "filtered_barcodes")?;
@@ -268,9 +268,11 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
                 format!("missing, so --genome {genome} selects nothing"),
             ));
         };
-        if !genomes.iter().any(|x| x == genome) {
-            let mut seen: Vec<&String> = Vec::new();
-            for x in genomes {
+        // an h5 string dataset has no missing values
+        let genomes: Vec<&str> = genomes.iter().flatten().map(String::as_str).collect();
+        if !genomes.contains(&genome) {
+            let mut seen: Vec<&str> = Vec::new();
+            for &x in &genomes {
                 if !seen.contains(&x) {
                     seen.push(x);
                 }
@@ -347,7 +349,10 @@ fn read_legacy(h: &H5, file: &File, genome: Option<&str>) -> Result<Read> {
         "genes",
     )?;
     let mut var = Frame::new(names);
-    var.set("gene_ids", Column::Str(h.strings(&g, &genome, "genes")?));
+    var.set(
+        "gene_ids",
+        Column::strings(h.strings(&g, &genome, "genes")?),
+    );
     var.check(h.path, &genome)?;
     let matrix = Cells::new(h.path, &genome, Box::new(source), None, true)?;
     Ok(Read {

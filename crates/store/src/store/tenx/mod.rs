@@ -13,6 +13,7 @@ pub mod frame;
 pub mod h5;
 pub mod inspect;
 pub mod mtx;
+pub mod table;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -102,7 +103,10 @@ impl TenxInput {
         Ok(TenxInput {
             path: path.to_path_buf(),
             tree: frame::MemTree::anndata(&read.obs, &read.var),
-            var_names: read.var.index,
+            // pandas' `str` of a missing name, for messages that name genes
+            var_names: (read.var.index.iter())
+                .map(|n| n.clone().unwrap_or_else(|| "nan".into()))
+                .collect(),
             matrix: read.matrix,
             kind: read.kind,
             _scratch: scratch,

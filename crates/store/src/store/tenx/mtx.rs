@@ -20,7 +20,7 @@
 
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read as _, Write};
 
 use rayon::prelude::*;
 use std::ops::Range;
@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use super::cells::Cells;
 use super::frame::{make_unique, Column, Frame};
 use super::h5::Read;
+use super::table::{read_table, Values};
 use crate::array::{as_bytes_mut, DType, NumVec};
 use crate::error::{Error, Result};
 use crate::store::{MatrixLayout, MatrixMeta, SparseSource, StoredMatrix};
@@ -104,17 +105,67 @@ fn lines(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
-fn read_all_lines(path: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for (i, line) in lines(path)?.lines().enumerate() {
-        let line = line.map_err(|e| {
-            Error::input(path, format!("line {}", i + 1), format!("cannot read: {e}"))
-        })?;
-        out.push(line);
+/// A `features.tsv`/`barcodes.tsv` read as pandas reads it ([`table`](super::table)).
+fn read_table_file(path: &Path, sep: u8) -> Result<Vec<Values>> {
+    let mut bytes = Vec::new();
+    lines(path)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::input(path, "/", format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::input(
+            path,
+            "/",
+            format!(
+                "not UTF-8 text (byte {} is invalid; pandas reads these files as UTF-8)",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    read_table(&text, sep).map_err(|e| Error::input(path, "/", e.to_string()))
+}
+
+/// The var names `read_10x_mtx` makes of the symbols: `make_index_unique`, then
+/// `astype("str")`. anndata can only suffix strings, so a column pandas read as numbers or
+/// booleans is refused when it repeats a value (scanpy fails with a TypeError there).
+fn var_names(path: &Path, symbols: &Values) -> Result<Vec<Option<String>>> {
+    if let Values::Str(names) = symbols {
+        let mut names = names.clone();
+        make_unique(&mut names);
+        return Ok(names);
     }
-    // pandas skips blank lines
-    out.retain(|l| !l.trim().is_empty());
-    Ok(out)
+    let names = symbols.to_strings();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = names.iter().flatten().find(|n| !seen.insert(n.as_str())) {
+        return Err(Error::input(
+            path,
+            "column 2 (symbols)",
+            format!(
+                "pandas reads the symbols as numbers or booleans, and {dup} repeats: anndata's \
+                 make_index_unique can only suffix strings (scanpy fails with a TypeError)"
+            ),
+        ));
+    }
+    Ok(names)
+}
+
+/// A features column as `read_10x_mtx` stores it in var: typed as pandas read it.
+fn column(path: &Path, element: &str, values: &Values) -> Result<Column> {
+    Ok(match values {
+        Values::Int(v) => Column::Int(v.clone()),
+        Values::UInt(v) => Column::UInt(v.clone()),
+        Values::Float(v) => Column::Float(v.clone()),
+        Values::Bool(v) => Column::Bool(v.clone()),
+        Values::Str(v) => Column::Str(v.clone()),
+        Values::Object(_) => {
+            return Err(Error::input(
+                path,
+                element,
+                "pandas reads this column as Python objects (integers past 64 bits, or \
+                 booleans with missing values), which anndata cannot write (scanpy fails on \
+                 writing)",
+            ))
+        }
+    })
 }
 
 /// Temporary files of the sorted matrix: a directory `.NAME.mtx-sort.atlasnorm-PID.tmp` next
@@ -160,44 +211,34 @@ pub fn read(
     memory: u64,
 ) -> Result<(Read, Scratch)> {
     let files = Files::of(dir)?;
-    let features = read_all_lines(&files.features)?;
-    let barcodes: Vec<String> = read_all_lines(&files.barcodes)?
-        .into_iter()
-        .map(|l| l.split(',').next().unwrap_or("").to_string())
-        .collect();
+    let features = read_table_file(&files.features, b'\t')?;
+    let barcodes = read_table_file(&files.barcodes, b',')?;
     let want_fields = if files.legacy { 2 } else { 3 };
-    let mut ids = Vec::with_capacity(features.len());
-    let mut symbols = Vec::with_capacity(features.len());
-    let mut types = Vec::with_capacity(features.len());
-    for (i, line) in features.iter().enumerate() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() < want_fields {
-            return Err(Error::input(
-                &files.features,
-                format!("line {}", i + 1),
-                format!(
-                    "has {} tab-separated fields, expected {want_fields}",
-                    fields.len()
-                ),
-            ));
-        }
-        ids.push(fields[0].to_string());
-        symbols.push(fields[1].to_string());
-        if !files.legacy {
-            types.push(fields[2].to_string());
-        }
+    if features.len() < want_fields {
+        return Err(Error::input(
+            &files.features,
+            "line 1",
+            format!(
+                "has {} tab-separated fields, expected {want_fields} (id, symbol{}): scanpy \
+                 fails on the missing column",
+                features.len(),
+                if files.legacy { "" } else { ", feature type" }
+            ),
+        ));
     }
-    make_unique(&mut symbols);
-    let mut var = Frame::new(symbols);
-    // pandas' read_csv infers int64 for a column of integers (numeric gene ids)
-    let int_ids: Option<Vec<i64>> = ids.iter().map(|i| i.trim().parse::<i64>().ok()).collect();
-    match int_ids {
-        Some(v) if !v.is_empty() => var.set("gene_ids", Column::Int(v)),
-        _ => var.set("gene_ids", Column::Str(ids)),
-    }
+    let n_features = features[0].len();
+    let mut var = Frame::with_missing(var_names(&files.features, &features[1])?);
+    var.set(
+        "gene_ids",
+        column(&files.features, "column 1 (ids)", &features[0])?,
+    );
     if !files.legacy {
-        var.set("feature_types", Column::Str(types.clone()));
+        var.set(
+            "feature_types",
+            column(&files.features, "column 3 (feature types)", &features[2])?,
+        );
     }
+    let obs_names = barcodes[0].to_strings();
 
     let scratch = Scratch::new(scratch_next_to)?;
     let sorted = sort_matrix(&files.matrix, &scratch, memory)?;
@@ -215,16 +256,22 @@ pub fn read(
         sorted.meta.n_vars,
         "rows (features)",
         &files.features,
-        features.len(),
+        n_features,
     )?;
     agrees(
         sorted.meta.n_obs,
         "columns (barcodes)",
         &files.barcodes,
-        barcodes.len(),
+        obs_names.len(),
     )?;
-    let keep: Option<Vec<bool>> =
-        (!files.legacy && gex_only).then(|| types.iter().map(|t| t == "Gene Expression").collect());
+    // `var["feature_types"] == "Gene Expression"`: false for missing or non-string types
+    let keep: Option<Vec<bool>> = (!files.legacy && gex_only).then(|| match &features[2] {
+        Values::Str(types) => types
+            .iter()
+            .map(|t| t.as_deref() == Some("Gene Expression"))
+            .collect(),
+        other => vec![false; other.len()],
+    });
     let matrix = Cells::new(
         &files.matrix,
         "matrix.mtx",
@@ -238,7 +285,7 @@ pub fn read(
     };
     Ok((
         Read {
-            obs: Frame::new(barcodes),
+            obs: Frame::with_missing(obs_names),
             var,
             matrix,
             kind: format!(
