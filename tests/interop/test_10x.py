@@ -489,7 +489,8 @@ def _table_dir(tmp_path, legacy, features, barcodes=None, *, end="\n", bom=False
 
     d = tmp_path / "table_case"
     d.mkdir()
-    X = sp.csr_matrix(np.arange(20, dtype=np.int64).reshape(4, 5) % 7)  # features x barcodes
+    n = 4 if features is None else len(features)
+    X = sp.csr_matrix(np.arange(n * 5, dtype=np.int64).reshape(n, 5) % 7)  # features x barcodes
     sfx = "" if legacy else ".gz"
     opener = (lambda p: open(p, "wb")) if legacy else (lambda p: gzip.open(p, "wb"))
     scipy.io.mmwrite(d / "matrix.mtx", X, field="integer")
@@ -541,6 +542,35 @@ def test_tables_line_ends_and_blank_lines(cli, tmp_path, ends, legacy):
     d = _table_dir(tmp_path, legacy, _rows(_IDS, ["G0", "G1", "G1", "G3"]),
                    end=LINE_ENDS[ends], bom=ends.startswith("bom"))
     check(cli, tmp_path, d, "mtx", {}, Options(), refusal_names=_names(d, legacy))
+
+
+def test_decimals_are_read_as_pandas_rounds_them(cli, tmp_path):
+    """Random decimals (1-40 digits, exponents into the subnormals and past overflow) as a
+    float64 gene_ids column, and (1-17 digits, no overflow, so no repeats) as symbols written
+    as their reprs: equal bit for bit to what pandas parses."""
+    import random
+
+    rnd = random.Random(5)
+
+    def decimal(n_digits, exponents):
+        digits = "".join(rnd.choice("0123456789") for _ in range(n_digits))
+        point = rnd.randint(0, len(digits))
+        return f"{digits[:point]}.{digits[point:]}e{rnd.randint(*exponents)}"
+
+    ids = [decimal(rnd.randint(1, 40), (-340, 310)) for _ in range(2000)]
+    syms, seen = [], set()
+    while len(syms) < 2000:  # distinct values: repeated numeric symbols make scanpy fail
+        text = decimal(rnd.randint(1, 17), (-300, 270))
+        if float(text) not in seen:
+            seen.add(float(text))
+            syms.append(text)
+    for name, rows in [("ids", _rows(ids, [f"G{k}" for k in range(len(ids))])),
+                       ("symbols", _rows([f"E{k}" for k in range(len(syms))], syms))]:
+        work = tmp_path / name
+        work.mkdir()
+        d = _table_dir(work, False, rows)
+        exc = check(cli, work, d, "mtx", {}, Options())
+        assert exc is None, f"scanpy refused the {name} case: {exc}"
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["v3", "legacy"])
