@@ -582,6 +582,97 @@ def test_features_table_not_utf8_is_refused(cli, tmp_path, legacy):
     assert exc is not None, "scanpy read a latin-1 features table"
 
 
+# --- .h5 datasets as h5py and numpy's astype(str) read them ----------------------------------
+# scanpy reads every dataset with `v[()]` and turns names and feature metadata into strings with
+# numpy's `astype(str)` (bool metadata with `astype(bool)`): variable-length and fixed-length
+# strings (bytes, decoded as ASCII: other text makes scanpy fail), integers, float32/float64 (the
+# shortest digits, numpy's positional/scientific cut-offs), scalars broadcast, 2-D refused.
+
+def _rand_floats(dtype, n=400, seed=1):
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2 ** (8 * np.dtype(dtype).itemsize), n, dtype=np.uint64)
+    x = bits.astype({2: np.uint16, 4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]).view(dtype)
+    top = {np.float16: 5, np.float32: 9, np.float64: 20}[dtype]
+    decades = rng.uniform(-8, top, n)
+    y = (rng.uniform(1, 10, n) * 10.0 ** np.floor(decades)).astype(dtype)
+    edges = np.array([1e-4, 9.9e-5, 1e6, 999999.94, 1e16, 9.999e15, 0.0, -0.0, 1.0, np.nan,
+                      np.inf, -np.inf, 16777216.0, 5e-324, 1.4e-45, 1e3, 999.5, 2048, 2052,
+                      65504, 6e-8], dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return np.concatenate([x, y, edges.astype(dtype)])
+
+
+def _rep(f, path, data, **kw):
+    del f[path]
+    f.create_dataset(path, data=data, **kw)
+
+
+def _h5_edits(names, bc, n):
+    import h5py
+
+    fe = "matrix/features"
+    return {
+        "vlen_str_names": lambda f: _rep(f, f"{fe}/name", np.array(names, dtype=object),
+                                         dtype=h5py.string_dtype()),
+        "vlen_str_barcodes": lambda f: _rep(f, "matrix/barcodes", np.array(bc, dtype=object),
+                                            dtype=h5py.string_dtype()),
+        "vlen_ascii_names": lambda f: _rep(f, f"{fe}/name", np.array([x.encode() for x in names],
+                                           dtype=object), dtype=h5py.string_dtype("ascii")),
+        "fixed_utf8_cset_names": lambda f: _rep(f, f"{fe}/name", np.array(
+            [x.encode() for x in names], dtype=h5py.string_dtype("utf-8", 12))),
+        "non_ascii_fixed_names": lambda f: _rep(f, f"{fe}/name", g._bytes(["Gè" + x for x in names])),
+        "non_ascii_vlen_names": lambda f: _rep(f, f"{fe}/name", np.array(
+            ["Gè" + x for x in names], dtype=object), dtype=h5py.string_dtype()),
+        "non_ascii_barcodes": lambda f: _rep(f, "matrix/barcodes", g._bytes(["é" + x for x in bc])),
+        "int_names": lambda f: _rep(f, f"{fe}/name", np.arange(n) * 10),
+        "float_barcodes": lambda f: _rep(f, "matrix/barcodes", np.arange(len(bc)) * 0.5 + 1e5),
+        "float64_metadata": lambda f: f[fe].create_dataset("score", data=_rand_floats(np.float64)[:n]),
+        "float32_metadata": lambda f: f[fe].create_dataset("score", data=_rand_floats(np.float32)[:n]),
+        "float32_edges": lambda f: f[fe].create_dataset("score", data=_rand_floats(np.float32)[-n:]),
+        "float64_edges": lambda f: f[fe].create_dataset("score", data=_rand_floats(np.float64)[-n:]),
+        "float16_metadata": lambda f: f[fe].create_dataset("score", data=_rand_floats(np.float16)[:n]),
+        "float16_edges": lambda f: f[fe].create_dataset("score", data=_rand_floats(np.float16)[-n:]),
+        "int8_metadata": lambda f: f[fe].create_dataset("k", data=(np.arange(n) % 250 - 125).astype(np.int8)),
+        "uint64_metadata": lambda f: f[fe].create_dataset("k", data=np.arange(n, dtype=np.uint64)
+                                                          + np.uint64(2**64 - 1 - n)),
+        "bool_metadata": lambda f: f[fe].create_dataset("flag", data=np.arange(n) % 3 == 0),
+        "vlen_metadata": lambda f: f[fe].create_dataset("note", data=np.array(
+            [f"n{i % 3}" for i in range(n)], dtype=object), dtype=h5py.string_dtype()),
+        "scalar_float_metadata": lambda f: f[fe].create_dataset("s", data=np.float64(1)),
+        "scalar_bool_metadata": lambda f: f[fe].create_dataset("sb", data=np.True_),
+        "scalar_string_metadata": lambda f: f[fe].create_dataset("ss", data=b"abc"),
+        "two_d_metadata": lambda f: f[fe].create_dataset("m", data=np.zeros((n, 2))),
+        "nested_group_metadata": lambda f: f[fe].create_group("sub").create_dataset("z", data=np.arange(n)),
+        "filtered_barcodes_int": lambda f: f["matrix"].create_dataset("filtered_barcodes",
+                                                                    data=np.arange(len(bc)) % 3),
+        "filtered_barcodes_float": lambda f: f["matrix"].create_dataset(
+            "filtered_barcodes", data=np.array([0.5, 0.0, np.nan] * len(bc))[:len(bc)]),
+        "data_uint16": lambda f: _rep(f, "matrix/data", f["matrix/data"][()].astype(np.uint16)),
+        "data_float64": lambda f: _rep(f, "matrix/data", f["matrix/data"][()].astype(np.float64)),
+        "indices_int32": lambda f: _rep(f, "matrix/indices", f["matrix/indices"][()].astype(np.int32)),
+        "indptr_uint32": lambda f: _rep(f, "matrix/indptr", f["matrix/indptr"][()].astype(np.uint32)),
+        "shape_int64": lambda f: _rep(f, "matrix/shape", f["matrix/shape"][()].astype(np.int64)),
+    }
+
+
+H5_EDITS = list(_h5_edits([], [], 0))
+
+
+@pytest.mark.parametrize("edit", H5_EDITS)
+def test_h5_datasets_as_scanpy_reads_them(cli, tmp_path, edit):
+    import h5py
+
+    rng = np.random.default_rng(3)
+    n = 400
+    X, bc, names = g.synthetic(rng, 30, n)
+    p = tmp_path / "in.h5"
+    g.write_v3_h5(p, X, bc, [f"E{i}" for i in range(n)], names, ["Gene Expression"] * n,
+                  ["GRCh38"] * n)
+    with h5py.File(p, "a") as f:
+        _h5_edits(names, bc, n)[edit](f)
+    check(cli, tmp_path, p, "h5", {}, Options(), refusal_names=[str(p)])
+
+
 # --- matrix.mtx parsed in parallel blocks -----------------------------------------------------
 # `--memory 1MiB` makes the blocks 16 KiB: a matrix of ~650k entries (~6 MB of text) is
 # hundreds of blocks, lines straddling the reads. Plain (legacy) and gzip (v3, one member or

@@ -18,6 +18,7 @@ use hdf5::{Dataset, File, Group, LocationType};
 
 use super::cells::Cells;
 use super::frame::{Column, Frame};
+use super::table::{numpy_f16_str, numpy_f32_str, python_float_repr};
 use crate::error::{Error, Result};
 use crate::store::h5ad::encoding::{numeric_dtype, MatrixElem, SparseElem};
 use crate::store::h5ad::file::{dataset_strings, open_read, short};
@@ -74,35 +75,141 @@ impl H5<'_> {
             .map_err(|e| self.err(&element, format!("not a dataset: {}", short(&e))))
     }
 
+    /// A dataset of names as scanpy's `dsets[name].astype(str)` makes them.
     fn strings(&self, g: &Group, base: &str, name: &str) -> Result<Vec<String>> {
         let ds = self.dataset(g, base, name)?;
-        dataset_strings(&ds).map_err(|e| self.err(&format!("{base}/{name}"), short(&e)))
+        self.as_str(&ds, &format!("{base}/{name}"))
     }
 
-    /// A `features/` metadata dataset as scanpy's `astype(bool if kind == "b" else str)`.
-    fn column(&self, ds: &Dataset, element: &str) -> Result<Column> {
-        let desc = ds
-            .dtype()
-            .and_then(|t| t.to_descriptor())
-            .map_err(|e| self.err(element, short(&e)))?;
+    /// numpy's `astype(str)` of a 1-D dataset as h5py reads it: variable-length strings as
+    /// they are; fixed-length ones are bytes, decoded as ASCII (other bytes make numpy fail);
+    /// integers in decimal; floats as numpy's `str` (the shortest digits that read back);
+    /// booleans `True`/`False`.
+    fn as_str(&self, ds: &Dataset, element: &str) -> Result<Vec<String>> {
         let bad = |e: hdf5::Error| self.err(element, short(&e));
+        let desc = ds.dtype().and_then(|t| t.to_descriptor()).map_err(|e| {
+            self.err(
+                element,
+                format!(
+                    "has a datatype this reader does not turn into strings as numpy would: {}",
+                    short(&e)
+                ),
+            )
+        })?;
+        if ds.ndim() > 1 {
+            return Err(self.err(
+                element,
+                format!(
+                    "has {} dimensions; scanpy's reader needs 1 (pandas: \"Data must be \
+                     1-dimensional\")",
+                    ds.ndim()
+                ),
+            ));
+        }
         Ok(match desc {
-            TypeDescriptor::Boolean => Column::Bool(ds.read_raw::<bool>().map_err(bad)?),
-            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Column::strings(
-                ds.read_raw::<i64>()
-                    .map_err(bad)?
-                    .iter()
-                    .map(i64::to_string)
-                    .collect(),
-            ),
-            TypeDescriptor::Float(_) => {
+            TypeDescriptor::Boolean => (ds.read_raw::<bool>().map_err(bad)?.iter())
+                .map(|&b| if b { "True" } else { "False" }.to_string())
+                .collect(),
+            TypeDescriptor::Integer(_) => (ds.read_raw::<i64>().map_err(bad)?.iter())
+                .map(i64::to_string)
+                .collect(),
+            TypeDescriptor::Unsigned(_) => (ds.read_raw::<u64>().map_err(bad)?.iter())
+                .map(u64::to_string)
+                .collect(),
+            TypeDescriptor::Float(hdf5::types::FloatSize::U2) => {
+                (ds.read_raw::<half::f16>().map_err(bad)?.iter())
+                    .map(|&x| numpy_f16_str(x))
+                    .collect()
+            }
+            TypeDescriptor::Float(hdf5::types::FloatSize::U4) => {
+                (ds.read_raw::<f32>().map_err(bad)?.iter())
+                    .map(|&x| numpy_f32_str(x))
+                    .collect()
+            }
+            TypeDescriptor::Float(hdf5::types::FloatSize::U8) => {
+                (ds.read_raw::<f64>().map_err(bad)?.iter())
+                    .map(|&x| python_float_repr(x))
+                    .collect()
+            }
+            TypeDescriptor::FixedAscii(_)
+            | TypeDescriptor::FixedUnicode(_)
+            | TypeDescriptor::VarLenAscii
+            | TypeDescriptor::VarLenUnicode => {
+                if ds.ndim() == 0 {
+                    return Err(self.err(
+                        element,
+                        "is a scalar string; h5py reads it as bytes, which scanpy's astype(str) \
+                         fails on",
+                    ));
+                }
+                let values = dataset_strings(ds).map_err(bad)?;
+                if let Some(v) = values.iter().find(|v| !v.is_ascii()) {
+                    return Err(self.err(
+                        element,
+                        format!(
+                            "holds non-ASCII text ({v:?}): h5py reads these strings as bytes \
+                             and numpy's astype(str) decodes bytes as ASCII, so scanpy fails \
+                             (UnicodeDecodeError)"
+                        ),
+                    ));
+                }
+                values
+            }
+            other => {
                 return Err(self.err(
                     element,
-                    "floating-point feature metadata is not supported (scanpy turns it into \
-                     numpy's str of each float)",
+                    format!("is {other}, which scanpy's reader does not turn into strings here"),
                 ))
             }
-            _ => Column::strings(dataset_strings(ds).map_err(bad)?),
+        })
+    }
+
+    /// numpy's `astype(bool)` of a numeric dataset: non-zero (NaN included) is true.
+    fn as_bool(&self, ds: &Dataset, element: &str) -> Result<Vec<bool>> {
+        let bad = |e: hdf5::Error| self.err(element, short(&e));
+        Ok(
+            match ds.dtype().and_then(|t| t.to_descriptor()).map_err(bad)? {
+                TypeDescriptor::Boolean => ds.read_raw::<bool>().map_err(bad)?,
+                TypeDescriptor::Integer(_) => (ds.read_raw::<i64>().map_err(bad)?.iter())
+                    .map(|&x| x != 0)
+                    .collect(),
+                TypeDescriptor::Unsigned(_) => (ds.read_raw::<u64>().map_err(bad)?.iter())
+                    .map(|&x| x != 0)
+                    .collect(),
+                TypeDescriptor::Float(_) => (ds.read_raw::<f64>().map_err(bad)?.iter())
+                    .map(|&x| x != 0.0)
+                    .collect(),
+                other => {
+                    return Err(self.err(
+                        element,
+                        format!("is {other}, not a numeric or boolean dataset"),
+                    ))
+                }
+            },
+        )
+    }
+
+    /// A `features/` metadata dataset as scanpy's `astype(bool if kind == "b" else str)`; a
+    /// scalar dataset is broadcast to every feature, as pandas does with a scalar in a dict.
+    fn column(&self, ds: &Dataset, element: &str, n_features: usize) -> Result<Column> {
+        let is_bool = matches!(
+            ds.dtype().and_then(|t| t.to_descriptor()),
+            Ok(TypeDescriptor::Boolean)
+        );
+        let bad = |e: hdf5::Error| self.err(element, short(&e));
+        let scalar = ds.ndim() == 0;
+        let broadcast = |v: Vec<String>| match (scalar, v.first()) {
+            (true, Some(x)) => vec![x.clone(); n_features],
+            _ => v,
+        };
+        Ok(if is_bool && ds.ndim() <= 1 {
+            let v = ds.read_raw::<bool>().map_err(bad)?;
+            Column::Bool(match (scalar, v.first()) {
+                (true, Some(&x)) => vec![x; n_features],
+                _ => v,
+            })
+        } else {
+            Column::strings(broadcast(self.as_str(ds, element)?))
         })
     }
 
@@ -234,12 +341,9 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
     let mut obs = Frame::new(barcodes);
     if g.link_exists("filtered_barcodes") {
         let ds = h.dataset(&g, "matrix", "filtered_barcodes")?;
-        let v = ds
-            .read_raw::<i64>()
-            .map_err(|e| h.err("matrix/filtered_barcodes", short(&e)))?;
         obs.set(
             "filtered_barcodes",
-            Column::Bool(v.iter().map(|&x| x != 0).collect()),
+            Column::Bool(h.as_bool(&ds, "matrix/filtered_barcodes")?),
         );
     }
     let mut members = f
@@ -255,7 +359,7 @@ fn read_v3(h: &H5, file: &File, genome: Option<&str>, gex_only: bool) -> Result<
         }
         let element = format!("matrix/features/{name}");
         let ds = h.dataset(&f, "matrix/features", &name)?;
-        let column = h.column(&ds, &element)?;
+        let column = h.column(&ds, &element, n_vars as usize)?;
         var.set(&name, column);
     }
     obs.check(h.path, "obs")?;
