@@ -17,8 +17,8 @@ use hdf5::types::TypeDescriptor;
 use hdf5::{Dataset, File, Group, LocationType};
 
 use super::cells::Cells;
+use super::float_text::{numpy_f16_str, numpy_f32_str, python_float_repr};
 use super::frame::{Column, Frame};
-use super::table::{numpy_f16_str, numpy_f32_str, python_float_repr};
 use crate::error::{Error, Result};
 use crate::store::h5ad::encoding::{numeric_dtype, MatrixElem, SparseElem};
 use crate::store::h5ad::file::{dataset_strings, open_read, short};

@@ -9,6 +9,7 @@
 //! engine only adds `X/data`.
 
 pub mod cells;
+pub mod float_text;
 pub mod frame;
 pub mod h5;
 pub mod inspect;
