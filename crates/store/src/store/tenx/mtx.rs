@@ -196,10 +196,36 @@ impl Scratch {
 
 /// The header of a Matrix Market file.
 struct Header {
-    integer: bool,
+    field: Field,
+    symmetry: Symmetry,
     n_rows: u64,
     n_cols: u64,
     nnz: u64,
+}
+
+/// The field of the banner: how each value is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Integer,
+    /// `unsigned-integer`: no sign.
+    Unsigned,
+    /// `real` or `double`.
+    Real,
+    /// A real and an imaginary part; `astype("float32")` keeps the real one.
+    Complex,
+    /// No value: every entry is 1.
+    Pattern,
+}
+
+/// The symmetry of the banner: an entry off the diagonal stands for its mirror too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Symmetry {
+    General,
+    Symmetric,
+    /// The mirror is negated.
+    Skew,
+    /// The mirror is the conjugate: for the real part kept, the same value.
+    Hermitian,
 }
 
 /// Reads a 10x matrix directory (see the module doc) into its frames and a sorted CSR of
@@ -315,38 +341,45 @@ fn parse_header(path: &Path, src: &mut dyn BufRead, line_no: &mut u64) -> Result
     if !next(&mut line, line_no)? {
         return Err(err(1, "empty file: no Matrix Market header".into()));
     }
-    let banner: Vec<String> = line
-        .split_whitespace()
-        .map(str::to_ascii_lowercase)
-        .collect();
-    if banner.len() != 5 || banner[0] != "%%matrixmarket" || banner[1] != "matrix" {
+    // as fast_matrix_market (scipy's mmread) reads it: "%%MatrixMarket" as written, the
+    // other words in any case
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let banner: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    if banner.len() != 5 || words[0] != "%%MatrixMarket" || banner[1] != "matrix" {
         return Err(err(
             1,
-            format!("not a Matrix Market header: {:?}", line.trim_end()),
+            format!(
+                "not a Matrix Market header (scipy's mmread wants \"%%MatrixMarket matrix \
+                 FORMAT FIELD SYMMETRY\"): {:?}",
+                line.trim_end()
+            ),
         ));
     }
     if banner[2] != "coordinate" {
         return Err(err(
             1,
-            format!("format {:?}: a 10x matrix is \"coordinate\"", banner[2]),
+            format!(
+                "format {:?} is not supported: atlasnorm reads \"coordinate\" matrices (what \
+                 Cell Ranger writes); scipy would read a dense \"array\"",
+                banner[2]
+            ),
         ));
     }
-    let integer = match banner[3].as_str() {
-        "integer" => true,
-        "real" | "double" => false,
-        other => {
-            return Err(err(
-                1,
-                format!("field {other:?} is not supported (integer or real)"),
-            ))
-        }
+    let field = match banner[3].as_str() {
+        "integer" => Field::Integer,
+        "unsigned-integer" => Field::Unsigned,
+        "real" | "double" => Field::Real,
+        "complex" => Field::Complex,
+        "pattern" => Field::Pattern,
+        other => return Err(err(1, format!("unknown field {other:?}"))),
     };
-    if banner[4] != "general" {
-        return Err(err(
-            1,
-            format!("symmetry {:?} is not supported (general)", banner[4]),
-        ));
-    }
+    let symmetry = match banner[4].as_str() {
+        "general" => Symmetry::General,
+        "symmetric" => Symmetry::Symmetric,
+        "skew-symmetric" => Symmetry::Skew,
+        "hermitian" => Symmetry::Hermitian,
+        other => return Err(err(1, format!("unknown symmetry {other:?}"))),
+    };
     loop {
         if !next(&mut line, line_no)? {
             return Err(err(*line_no, "no size line".into()));
@@ -373,7 +406,8 @@ fn parse_header(path: &Path, src: &mut dyn BufRead, line_no: &mut u64) -> Result
             ));
         }
         return Ok(Header {
-            integer,
+            field,
+            symmetry,
             n_rows,
             n_cols,
             nnz,
@@ -414,37 +448,205 @@ impl Entry {
     }
 }
 
-/// Parses one entry line: 1-based feature and barcode, the value cast to float32 as
-/// `mmread(...).astype("float32")` does (an integer through int64, a real through float64).
-fn parse_entry(t: &str, h: &Header) -> std::result::Result<Entry, String> {
-    let mut it = t.split_ascii_whitespace();
-    let (Some(r), Some(c), Some(v), None) = (it.next(), it.next(), it.next(), it.next()) else {
-        return Err(format!("{t:?} is not \"row column value\""));
-    };
-    let index = |s: &str, n: u64, what: &str| -> std::result::Result<u32, String> {
-        let i: u64 = s
-            .parse()
-            .map_err(|_| format!("{what} {s:?} is not an index"))?;
-        if i == 0 || i > n {
-            return Err(format!("{what} {i} out of range 1..={n}"));
+/// Parses one entry line as fast_matrix_market (scipy's `mmread`) does: 1-based feature and
+/// barcode, then the value (none for `pattern`, two parts for `complex`; fields after it are
+/// ignored), cast to float32 as `astype("float32")` does (an integer through int64, a real
+/// through float64). Off the diagonal of a symmetric matrix the mirrored entry comes too.
+/// One deviation: mmread reads the number a value starts with (`5.7` in an integer matrix is
+/// 5, `1e5x` is 1e5); here such a value is refused, as a value that is not an integer (or
+/// not a number).
+fn parse_entry(t: &str, h: &Header) -> std::result::Result<(Entry, Option<Entry>), String> {
+    if t.starts_with('%') {
+        return Err(format!(
+            "{t:?}: a comment line among the entries (scipy's mmread refuses it)"
+        ));
+    }
+    let mut rest = t.as_bytes();
+    let index = |rest: &mut &[u8], n: u64, what: &str| -> std::result::Result<u32, String> {
+        let i = int_prefix(rest).map_err(|p| format!("{t:?}: the {what} {p}"))?;
+        if i < 1 || i as u64 > n {
+            return Err(format!("{t:?}: {what} {i} out of range 1..={n}"));
         }
         Ok((i - 1) as u32)
     };
-    let feature = index(r, h.n_rows, "row (feature)")?;
-    let cell = index(c, h.n_cols, "column (barcode)")?;
-    let value = if h.integer {
-        v.parse::<i64>().map_err(|_| {
-            format!("value {v:?} is not an integer, but the header declares integer")
-        })? as f32
-    } else {
-        v.parse::<f64>()
-            .map_err(|_| format!("value {v:?} is not a number"))? as f32
+    let feature = index(&mut rest, h.n_rows, "row (feature)")?;
+    let cell = index(&mut rest, h.n_cols, "column (barcode)")?;
+    let value_err = |p: String| format!("{t:?}: the value {p}");
+    let whole = |rest: &[u8], what: &str| -> std::result::Result<(), String> {
+        match rest.first() {
+            None | Some(b' ' | b'\t') => Ok(()),
+            Some(_) => Err(format!(
+                "{t:?}: the value is not {what} (scipy's mmread would keep the number it starts \
+                 with and drop the rest; atlasnorm refuses rather than truncate)"
+            )),
+        }
     };
-    Ok(Entry {
+    let value = match h.field {
+        Field::Integer => {
+            let v = int_prefix(&mut rest).map_err(value_err)?;
+            whole(rest, "an integer, but the header declares integer")?;
+            v as f32
+        }
+        Field::Unsigned => {
+            let v = uint_prefix(&mut rest).map_err(value_err)?;
+            whole(
+                rest,
+                "an unsigned integer, but the header declares unsigned-integer",
+            )?;
+            v as f32
+        }
+        Field::Real => {
+            let v = float_prefix(&mut rest).map_err(value_err)?;
+            whole(rest, "a number")?;
+            v as f32
+        }
+        Field::Complex => {
+            let re = float_prefix(&mut rest).map_err(value_err)?;
+            whole(rest, "a number")?;
+            float_prefix(&mut rest).map_err(|p| format!("{t:?}: the imaginary part {p}"))?;
+            whole(rest, "a number")?;
+            re as f32
+        }
+        Field::Pattern => 1.0,
+    };
+    let entry = Entry {
         cell,
         feature,
         value,
-    })
+    };
+    if h.symmetry == Symmetry::General || cell == feature {
+        return Ok((entry, None));
+    }
+    // the mirror: feature and barcode swapped (within the declared shape)
+    let (feature, cell) = (cell, feature);
+    if u64::from(feature) >= h.n_rows || u64::from(cell) >= h.n_cols {
+        return Err(format!(
+            "{t:?}: its mirror in a {:?} matrix, ({}, {}), is out of the {} x {} shape",
+            h.symmetry,
+            feature + 1,
+            cell + 1,
+            h.n_rows,
+            h.n_cols
+        ));
+    }
+    let value = if h.symmetry == Symmetry::Skew {
+        -value
+    } else {
+        value
+    };
+    Ok((
+        entry,
+        Some(Entry {
+            cell,
+            feature,
+            value,
+        }),
+    ))
+}
+
+/// Skips the spaces and tabs before a number.
+fn skip_blanks(rest: &mut &[u8]) {
+    while let [b' ' | b'\t', tail @ ..] = rest {
+        *rest = tail;
+    }
+}
+
+/// The digits at the start of `rest` (consumed).
+fn take_digits<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (digits, tail) = rest.split_at(n);
+    *rest = tail;
+    digits
+}
+
+/// An integer as C++'s `from_chars` reads it: an optional `-`, digits (no `+`).
+fn int_prefix(rest: &mut &[u8]) -> std::result::Result<i64, String> {
+    skip_blanks(rest);
+    let before = *rest;
+    let neg = if let [b'-', tail @ ..] = rest {
+        *rest = tail;
+        true
+    } else {
+        false
+    };
+    let digits = take_digits(rest);
+    if digits.is_empty() {
+        *rest = before;
+        return Err("is not an integer".into());
+    }
+    let text = std::str::from_utf8(&before[..digits.len() + usize::from(neg)]).unwrap_or("");
+    text.parse::<i64>()
+        .map_err(|_| format!("{text} is out of the int64 range"))
+}
+
+/// An unsigned integer as `from_chars` reads it: digits only.
+fn uint_prefix(rest: &mut &[u8]) -> std::result::Result<u64, String> {
+    skip_blanks(rest);
+    let digits = take_digits(rest);
+    if digits.is_empty() {
+        return Err("is not an unsigned integer".into());
+    }
+    let text = std::str::from_utf8(digits).unwrap_or("");
+    text.parse::<u64>()
+        .map_err(|_| format!("{text} is out of the uint64 range"))
+}
+
+/// A float as `fast_float::from_chars` reads it (the longest prefix): an optional `-`, then
+/// `inf`, `infinity` or `nan` in any case, or digits with an optional `.` and fraction (one
+/// digit at least) and an optional exponent (taken only with its digits); correctly rounded,
+/// out of range to infinity or zero.
+fn float_prefix(rest: &mut &[u8]) -> std::result::Result<f64, String> {
+    skip_blanks(rest);
+    let start = *rest;
+    let mut k = usize::from(start.first() == Some(&b'-'));
+    let word = |w: &str| {
+        start.len() >= k + w.len() && start[k..k + w.len()].eq_ignore_ascii_case(w.as_bytes())
+    };
+    let special = if word("infinity") {
+        Some((8, f64::INFINITY))
+    } else if word("inf") {
+        Some((3, f64::INFINITY))
+    } else if word("nan") {
+        Some((3, f64::NAN))
+    } else {
+        None
+    };
+    if let Some((len, v)) = special {
+        *rest = &start[k + len..];
+        return Ok(if k == 1 { -v } else { v });
+    }
+    let digits = |k: &mut usize| {
+        let s = *k;
+        while *k < start.len() && start[*k].is_ascii_digit() {
+            *k += 1;
+        }
+        *k - s
+    };
+    let mut n = digits(&mut k);
+    if start.get(k) == Some(&b'.') {
+        let mut j = k + 1;
+        let frac = digits(&mut j);
+        if n + frac > 0 {
+            k = j;
+            n += frac;
+        }
+    }
+    if n == 0 {
+        return Err("is not a number".into());
+    }
+    if matches!(start.get(k), Some(b'e' | b'E')) {
+        let mut j = k + 1;
+        if matches!(start.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        if digits(&mut j) > 0 {
+            k = j;
+        }
+    }
+    *rest = &start[k..];
+    let text = std::str::from_utf8(&start[..k]).unwrap_or("");
+    text.parse::<f64>()
+        .map_err(|_| format!("{text:?} is not a number"))
 }
 
 /// Creates a file in the sort directory under the write permit, so that an interrupt's
@@ -651,9 +853,11 @@ struct Blocks<'a> {
     depth: usize,
 }
 
-/// A parsed block: its entries and its number of lines.
+/// A parsed block: its entries (mirrors of a symmetric matrix's included), the number of
+/// entry lines (what the header's count counts) and its number of lines.
 struct Parsed {
     entries: Vec<Entry>,
+    declared: u64,
     lines: u64,
 }
 
@@ -733,14 +937,14 @@ impl Blocks<'_> {
                             Piece::Text(t) => t,
                         };
                         let block = match r {
-                            Some(Ok(p)) if seen + p.entries.len() as u64 <= h.nnz => p,
+                            Some(Ok(p)) if seen + p.declared <= h.nnz => p,
                             // again, serially, with the room the entries before it leave
                             _ => parse_block(&text, h, h.nnz - seen).map_err(|(at, problem)| {
                                 Error::input(self.path, format!("line {}", line_no + at), problem)
                             })?,
                         };
                         line_no += block.lines;
-                        seen += block.entries.len() as u64;
+                        seen += block.declared;
                         each(block.entries)?;
                     }
                     Ok(())
@@ -821,8 +1025,8 @@ fn read_blocks(mut src: impl std::io::Read, block: usize, tx: std::sync::mpsc::S
 /// What `BufRead::read_line` reports for a line that is not UTF-8.
 const NOT_UTF8: &str = "stream did not contain valid UTF-8";
 
-/// Parses the lines of `text` (blank and `%` lines skipped) as [`parse_entry`] does, refusing
-/// an entry past the first `room`.
+/// Parses the lines of `text` (blank lines skipped) as [`parse_entry`] does, refusing an
+/// entry past the first `room`.
 fn parse_block(text: &[u8], h: &Header, room: u64) -> PResult {
     let (valid, bad) = match std::str::from_utf8(text) {
         Ok(s) => (s, false),
@@ -837,6 +1041,7 @@ fn parse_block(text: &[u8], h: &Header, room: u64) -> PResult {
         }
     };
     let mut entries = Vec::with_capacity(valid.len() / 12 + 1);
+    let mut declared = 0u64;
     let mut lines = 0u64;
     let mut rest = valid;
     while !rest.is_empty() {
@@ -847,22 +1052,28 @@ fn parse_block(text: &[u8], h: &Header, room: u64) -> PResult {
         rest = tail;
         lines += 1;
         let t = line.trim();
-        if t.is_empty() || t.starts_with('%') {
+        if t.is_empty() {
             continue;
         }
-        let e = parse_entry(t, h).map_err(|p| (lines, p))?;
-        if entries.len() as u64 >= room {
+        let (e, mirror) = parse_entry(t, h).map_err(|p| (lines, p))?;
+        if declared >= room {
             return Err((
                 lines,
                 format!("more entries than the {} the header declares", h.nnz),
             ));
         }
+        declared += 1;
         entries.push(e);
+        entries.extend(mirror);
     }
     if bad {
         return Err((lines + 1, format!("cannot read: {NOT_UTF8}")));
     }
-    Ok(Parsed { entries, lines })
+    Ok(Parsed {
+        entries,
+        declared,
+        lines,
+    })
 }
 
 /// Sorts by (cell, feature), stable, so duplicates keep their file order.
@@ -1054,6 +1265,7 @@ mod tests {
     fn serial(src: &mut dyn BufRead, h: &Header, first_line: u64) -> Result<Vec<Entry>> {
         let path = Path::new("m.mtx");
         let mut out = Vec::new();
+        let mut declared = 0u64;
         let mut line_no = first_line;
         let mut line = String::new();
         loop {
@@ -1066,25 +1278,27 @@ mod tests {
                 break;
             }
             let t = line.trim();
-            if t.is_empty() || t.starts_with('%') {
+            if t.is_empty() {
                 continue;
             }
-            let e =
+            let (e, mirror) =
                 parse_entry(t, h).map_err(|p| Error::input(path, format!("line {line_no}"), p))?;
-            if out.len() as u64 >= h.nnz {
+            if declared >= h.nnz {
                 return Err(Error::input(
                     path,
                     format!("line {line_no}"),
                     format!("more entries than the {} the header declares", h.nnz),
                 ));
             }
+            declared += 1;
             out.push(e);
+            out.extend(mirror);
         }
-        if out.len() as u64 != h.nnz {
+        if declared != h.nnz {
             return Err(Error::input(
                 path,
                 "entries",
-                format!("{} entries, but the header declares {}", out.len(), h.nnz),
+                format!("{declared} entries, but the header declares {}", h.nnz),
             ));
         }
         Ok(out)
@@ -1146,8 +1360,9 @@ mod tests {
     /// the same order, or the same first error with the same line number, as line by line.
     #[test]
     fn blocks_agree_with_a_line_by_line_read() {
-        let h = |nnz, integer| Header {
-            integer,
+        let h = |nnz, integer: bool| Header {
+            field: if integer { Field::Integer } else { Field::Real },
+            symmetry: Symmetry::General,
             n_rows: 30,
             n_cols: 20,
             nnz,
@@ -1155,7 +1370,7 @@ mod tests {
         let mut good: Vec<String> = Vec::new();
         for i in 0..60u32 {
             good.push(match i % 9 {
-                3 => "% a comment\n".to_string(),
+                3 => "\t \n".to_string(),
                 5 => "   \n".to_string(),
                 7 => format!("{} {} {}\r\n", i % 30 + 1, i % 20 + 1, i * 7),
                 _ => format!("{}  {}\t{}\n", (i * 11) % 30 + 1, (i * 3) % 20 + 1, i + 1),
@@ -1179,11 +1394,13 @@ mod tests {
             (text(&good), h(nnz, false)),
         ];
         for (at, bad) in [
-            (10, "2 3 2.5\n"),
+            (10, "2 3 +5\n"),
             (40, "31 1 1\n"),
             (59, "1 0 1\n"),
             (25, "1 2\n"),
             (33, "x 2 3\n"),
+            (45, "% a comment\n"),
+            (50, "1 1 99999999999999999999\n"),
         ] {
             let mut l = good.clone();
             l[at] = bad.to_string();
@@ -1199,6 +1416,12 @@ mod tests {
         cases.push((not_utf8, h(nnz + 1, true)));
         let long = format!("1 1 {}\n", "1".repeat(200));
         cases.push((text(&[good[..5].concat(), long]), h(6, true)));
+        // a symmetric matrix: mirrors come with the entries, the count is of lines
+        let mut sym = h(nnz, true);
+        sym.symmetry = Symmetry::Symmetric;
+        sym.n_rows = 30;
+        sym.n_cols = 30;
+        cases.push((text(&good), sym));
 
         let mut kinds = std::collections::BTreeSet::new();
         for (i, (t, h)) in cases.iter().enumerate() {
@@ -1208,8 +1431,8 @@ mod tests {
                     "more entries",
                     "not an integer",
                     "out of range",
-                    "not an index",
-                    "row column value",
+                    "comment line",
+                    "int64 range",
                     "UTF-8",
                     "but the header declares",
                 ] {
