@@ -656,6 +656,34 @@ def test_matrix_market_as_mmread_reads_it(cli, tmp_path, case):
     check(cli, tmp_path, d, "mtx", {}, Options(), refusal_names=["matrix.mtx.gz"])
 
 
+@pytest.mark.parametrize("memory", ["1MiB", "1GiB"])
+def test_symmetric_matrix_in_many_blocks(cli, tmp_path, memory):
+    """A symmetric matrix written by scipy's mmwrite (the lower triangle), 600 x 600 with ~90k
+    lines: mirrors break the cell order, so the entries are sorted (in runs at 1 MiB)."""
+    import gzip
+
+    import scipy.io
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(11)
+    n = 600
+    a = sp.random(n, n, density=0.25, format="coo", random_state=rng,
+                  data_rvs=lambda k: rng.integers(1, 50, k))
+    a = sp.tril(a + a.T).tocoo()  # symmetric; mmwrite keeps the lower triangle
+    d = tmp_path / "sym"
+    d.mkdir()
+    scipy.io.mmwrite(d / "matrix.mtx", a.astype(np.int64), symmetry="symmetric")
+    assert "symmetric" in (d / "matrix.mtx").read_text()[:80]
+    with gzip.open(d / "matrix.mtx.gz", "wb") as f:
+        f.write((d / "matrix.mtx").read_bytes())
+    (d / "matrix.mtx").unlink()
+    with gzip.open(d / "features.tsv.gz", "wt") as f:
+        f.write("".join(f"E{i}\tG{i}\t{_GEX}\n" for i in range(n)))
+    with gzip.open(d / "barcodes.tsv.gz", "wt") as f:
+        f.write("".join(f"AC-{i}\n" for i in range(n)))
+    check(cli, tmp_path, d, "mtx", {}, Options(), extra=["--memory", memory])
+
+
 @pytest.mark.parametrize("case", list(MTX_REFUSED))
 def test_matrix_market_values_scipy_truncates_are_refused(cli, tmp_path, case):
     """The one deviation from scanpy here (README "10x inputs"): scanpy reads these, keeping the

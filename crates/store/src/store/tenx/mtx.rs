@@ -721,7 +721,14 @@ fn sort_matrix_with(
     let mut runs = Runs {
         scratch,
         cap,
-        reserve: cap.min(h.nnz as usize + 1),
+        // a symmetric matrix's lines may each bring a mirrored entry
+        reserve: cap.min(
+            (h.nnz as usize).saturating_mul(if h.symmetry == Symmetry::General {
+                1
+            } else {
+                2
+            }) + 1,
+        ),
         buf: Vec::new(),
         files: Vec::new(),
         straight: straight.then_some(Straight::default()),
