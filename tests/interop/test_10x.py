@@ -589,6 +589,7 @@ def test_features_table_not_utf8_is_refused(cli, tmp_path, legacy):
 # after the value ignored. 4 features x 4 barcodes, so mirrors stay in the shape.
 
 _MM = "%%MatrixMarket matrix coordinate {} {}\n"
+_AR = "%%MatrixMarket matrix array {} {}\n"
 MTX_CASES = {
     "pattern": _MM.format("pattern", "general") + "4 4 3\n1 1\n2 3\n4 4\n",
     "pattern_with_values": _MM.format("pattern", "general") + "4 4 2\n1 1 7\n2 3 9\n",
@@ -625,6 +626,19 @@ MTX_CASES = {
     "more_entries": _MM.format("integer", "general") + "4 4 1\n1 1 5\n3 2 2\n",
     "index_zero": _MM.format("integer", "general") + "4 4 1\n0 1 5\n",
     "no_final_newline": _MM.format("integer", "general") + "4 4 1\n1 1 5",
+    # dense arrays: column by column, zeros dropped by scanpy's csr_matrix(dense)
+    "array_integer": _AR.format("integer", "general") + "4 4\n"
+    + "".join(f"{i % 3}\n" for i in range(16)),
+    "array_real_extra_fields": _AR.format("real", "general") + "4 4\n"
+    + "".join(f"{(i * 7) % 5 / 4} 9\n" for i in range(16)),
+    "array_symmetric": _AR.format("integer", "symmetric") + "4 4\n"
+    + "".join(f"{i % 4}\n" for i in range(10)),
+    "array_skew": _AR.format("real", "skew-symmetric") + "4 4\n"
+    + "".join(f"{i + 1}\n" for i in range(6)),
+    "array_too_few_values": _AR.format("integer", "general") + "4 4\n"
+    + "".join(f"{i}\n" for i in range(15)),
+    "array_two_a_line": _AR.format("integer", "general") + "4 4\n"
+    + "".join(f"{i} {i}\n" for i in range(8)),
 }
 # where scipy's mmread reads the number a value starts with and atlasnorm refuses
 MTX_REFUSED = {
@@ -632,8 +646,6 @@ MTX_REFUSED = {
                                   "not an integer"),
     "junk_after_integer": (_MM.format("integer", "general") + "4 4 1\n1 1 5x\n", "not an integer"),
     "junk_after_real": (_MM.format("real", "general") + "4 4 1\n1 1 1e5x\n", "not a number"),
-    "dense_array": (_MM.replace("coordinate", "array").format("integer", "general") + "4 4\n"
-                    + "".join(f"{i % 3}\n" for i in range(16)), "array"),
 }
 
 
@@ -684,11 +696,42 @@ def test_symmetric_matrix_in_many_blocks(cli, tmp_path, memory):
     check(cli, tmp_path, d, "mtx", {}, Options(), extra=["--memory", memory])
 
 
+@pytest.mark.parametrize("symmetry", ["general", "symmetric", "skew-symmetric"])
+def test_dense_array_matrix_in_many_blocks(cli, tmp_path, symmetry):
+    """A dense `array` matrix as scipy's mmwrite writes one (column by column; the lower
+    triangle when symmetric), 300 x 300, parsed in 16 KiB blocks: each value's place follows
+    from the count of values before it, across blocks."""
+    import gzip
+
+    import scipy.io
+
+    rng = np.random.default_rng(12)
+    n = 300
+    a = rng.integers(0, 4, (n, n)) * (rng.random((n, n)) < 0.3)
+    if symmetry == "symmetric":
+        a = np.tril(a) + np.tril(a, -1).T
+    elif symmetry == "skew-symmetric":
+        a = np.tril(a, -1) - np.tril(a, -1).T
+    d = tmp_path / "dense"
+    d.mkdir()
+    scipy.io.mmwrite(d / "matrix.mtx", a.astype(np.int64), symmetry=symmetry)
+    assert f"array integer {symmetry}" in (d / "matrix.mtx").read_text()[:80]
+    with gzip.open(d / "matrix.mtx.gz", "wb") as f:
+        f.write((d / "matrix.mtx").read_bytes())
+    (d / "matrix.mtx").unlink()
+    with gzip.open(d / "features.tsv.gz", "wt") as f:
+        f.write("".join(f"E{i}\tG{i}\t{_GEX}\n" for i in range(n)))
+    with gzip.open(d / "barcodes.tsv.gz", "wt") as f:
+        f.write("".join(f"AC-{i}\n" for i in range(n)))
+    check(cli, tmp_path, d, "mtx", {}, Options(log1p=symmetry != "skew-symmetric"),
+          extra=["--memory", "1MiB"])
+
+
 @pytest.mark.parametrize("case", list(MTX_REFUSED))
 def test_matrix_market_values_scipy_truncates_are_refused(cli, tmp_path, case):
     """The one deviation from scanpy here (README "10x inputs"): scanpy reads these, keeping the
-    number a value starts with (or reading a dense array); atlasnorm refuses, naming the file
-    and the problem, rather than truncate data."""
+    number a value starts with; atlasnorm refuses, naming the file and the problem, rather than
+    truncate data."""
     import scanpy as sc
 
     text, problem = MTX_REFUSED[case]

@@ -196,10 +196,14 @@ impl Scratch {
 
 /// The header of a Matrix Market file.
 struct Header {
+    /// A dense `array` matrix: one value a line, column by column (the lower triangle of a
+    /// symmetric one), instead of `coordinate` entries.
+    array: bool,
     field: Field,
     symmetry: Symmetry,
     n_rows: u64,
     n_cols: u64,
+    /// The number of entry lines (of values, for an array).
     nnz: u64,
 }
 
@@ -355,16 +359,11 @@ fn parse_header(path: &Path, src: &mut dyn BufRead, line_no: &mut u64) -> Result
             ),
         ));
     }
-    if banner[2] != "coordinate" {
-        return Err(err(
-            1,
-            format!(
-                "format {:?} is not supported: atlasnorm reads \"coordinate\" matrices (what \
-                 Cell Ranger writes); scipy would read a dense \"array\"",
-                banner[2]
-            ),
-        ));
-    }
+    let array = match banner[2].as_str() {
+        "coordinate" => false,
+        "array" => true,
+        other => return Err(err(1, format!("unknown format {other:?}"))),
+    };
     let field = match banner[3].as_str() {
         "integer" => Field::Integer,
         "unsigned-integer" => Field::Unsigned,
@@ -393,11 +392,36 @@ fn parse_header(path: &Path, src: &mut dyn BufRead, line_no: &mut u64) -> Result
             .map(|x| x.parse::<u64>())
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| err(*line_no, format!("size line {t:?} is not three counts")))?;
-        let [n_rows, n_cols, nnz] = v[..] else {
-            return Err(err(
-                *line_no,
-                format!("size line {t:?} is not three counts"),
-            ));
+        let (n_rows, n_cols, nnz) = match (array, &v[..]) {
+            (false, &[r, c, nnz]) => (r, c, nnz),
+            (true, &[r, c]) => {
+                let values = match symmetry {
+                    Symmetry::General => r.checked_mul(c),
+                    _ if r != c => {
+                        return Err(err(
+                            *line_no,
+                            format!("a {symmetry:?} array must be square, not {r} x {c}"),
+                        ))
+                    }
+                    Symmetry::Skew => r.checked_mul(r.saturating_sub(1)).map(|n| n / 2),
+                    _ => r.checked_mul(r + 1).map(|n| n / 2),
+                };
+                let values = values.ok_or_else(|| err(*line_no, "too many values".into()))?;
+                (r, c, values)
+            }
+            _ => {
+                return Err(err(
+                    *line_no,
+                    format!(
+                        "size line {t:?} is not {}",
+                        if array {
+                            "two counts (rows, columns)"
+                        } else {
+                            "three counts"
+                        }
+                    ),
+                ))
+            }
         };
         if n_rows > i32::MAX as u64 || n_cols > i32::MAX as u64 {
             return Err(err(
@@ -406,6 +430,7 @@ fn parse_header(path: &Path, src: &mut dyn BufRead, line_no: &mut u64) -> Result
             ));
         }
         return Ok(Header {
+            array,
             field,
             symmetry,
             n_rows,
@@ -462,6 +487,18 @@ fn parse_entry(t: &str, h: &Header) -> std::result::Result<(Entry, Option<Entry>
         ));
     }
     let mut rest = t.as_bytes();
+    if h.array {
+        // the value alone; its place is known from the count of values before it (`place`)
+        let value = parse_value(t, &mut rest, h.field)?;
+        return Ok((
+            Entry {
+                cell: 0,
+                feature: 0,
+                value,
+            },
+            None,
+        ));
+    }
     let index = |rest: &mut &[u8], n: u64, what: &str| -> std::result::Result<u32, String> {
         let i = int_prefix(rest).map_err(|p| format!("{t:?}: the {what} {p}"))?;
         if i < 1 || i as u64 > n {
@@ -471,44 +508,7 @@ fn parse_entry(t: &str, h: &Header) -> std::result::Result<(Entry, Option<Entry>
     };
     let feature = index(&mut rest, h.n_rows, "row (feature)")?;
     let cell = index(&mut rest, h.n_cols, "column (barcode)")?;
-    let value_err = |p: String| format!("{t:?}: the value {p}");
-    let whole = |rest: &[u8], what: &str| -> std::result::Result<(), String> {
-        match rest.first() {
-            None | Some(b' ' | b'\t') => Ok(()),
-            Some(_) => Err(format!(
-                "{t:?}: the value is not {what} (scipy's mmread would keep the number it starts \
-                 with and drop the rest; atlasnorm refuses rather than truncate)"
-            )),
-        }
-    };
-    let value = match h.field {
-        Field::Integer => {
-            let v = int_prefix(&mut rest).map_err(value_err)?;
-            whole(rest, "an integer, but the header declares integer")?;
-            v as f32
-        }
-        Field::Unsigned => {
-            let v = uint_prefix(&mut rest).map_err(value_err)?;
-            whole(
-                rest,
-                "an unsigned integer, but the header declares unsigned-integer",
-            )?;
-            v as f32
-        }
-        Field::Real => {
-            let v = float_prefix(&mut rest).map_err(value_err)?;
-            whole(rest, "a number")?;
-            v as f32
-        }
-        Field::Complex => {
-            let re = float_prefix(&mut rest).map_err(value_err)?;
-            whole(rest, "a number")?;
-            float_prefix(&mut rest).map_err(|p| format!("{t:?}: the imaginary part {p}"))?;
-            whole(rest, "a number")?;
-            re as f32
-        }
-        Field::Pattern => 1.0,
-    };
+    let value = parse_value(t, &mut rest, h.field)?;
     let entry = Entry {
         cell,
         feature,
@@ -542,6 +542,48 @@ fn parse_entry(t: &str, h: &Header) -> std::result::Result<(Entry, Option<Entry>
             value,
         }),
     ))
+}
+
+/// The value of an entry line at `rest`, as [`parse_entry`] describes.
+fn parse_value(t: &str, rest: &mut &[u8], field: Field) -> std::result::Result<f32, String> {
+    let value_err = |p: String| format!("{t:?}: the value {p}");
+    let whole = |rest: &[u8], what: &str| -> std::result::Result<(), String> {
+        match rest.first() {
+            None | Some(b' ' | b'\t') => Ok(()),
+            Some(_) => Err(format!(
+                "{t:?}: the value is not {what} (scipy's mmread would keep the number it starts \
+                 with and drop the rest; atlasnorm refuses rather than truncate)"
+            )),
+        }
+    };
+    Ok(match field {
+        Field::Integer => {
+            let v = int_prefix(rest).map_err(value_err)?;
+            whole(rest, "an integer, but the header declares integer")?;
+            v as f32
+        }
+        Field::Unsigned => {
+            let v = uint_prefix(rest).map_err(value_err)?;
+            whole(
+                rest,
+                "an unsigned integer, but the header declares unsigned-integer",
+            )?;
+            v as f32
+        }
+        Field::Real => {
+            let v = float_prefix(rest).map_err(value_err)?;
+            whole(rest, "a number")?;
+            v as f32
+        }
+        Field::Complex => {
+            let re = float_prefix(rest).map_err(value_err)?;
+            whole(rest, "a number")?;
+            float_prefix(rest).map_err(|p| format!("{t:?}: the imaginary part {p}"))?;
+            whole(rest, "a number")?;
+            re as f32
+        }
+        Field::Pattern => 1.0,
+    })
 }
 
 /// Skips the spaces and tabs before a number.
@@ -951,8 +993,13 @@ impl Blocks<'_> {
                             })?,
                         };
                         line_no += block.lines;
+                        let entries = if h.array {
+                            place(h, seen, block.entries)
+                        } else {
+                            block.entries
+                        };
                         seen += block.declared;
-                        each(block.entries)?;
+                        each(entries)?;
                     }
                     Ok(())
                 },
@@ -961,6 +1008,71 @@ impl Blocks<'_> {
             pending = parsed;
         }
     }
+}
+
+/// The entries of a dense `array` matrix's values (the `values[i]` are the ones after the
+/// first `before`): each placed where its count puts it (column by column, rows in order;
+/// from the diagonal down in a symmetric one, below it in a skew-symmetric one), mirrored
+/// off the diagonal of a symmetric one, and zeros dropped (`csr_matrix` of the dense array
+/// keeps non-zeros only).
+fn place(h: &Header, before: u64, values: Vec<Entry>) -> Vec<Entry> {
+    let n = h.n_rows;
+    let strict = u64::from(h.symmetry == Symmetry::Skew);
+    let (mut row, mut col) = match h.symmetry {
+        Symmetry::General if n > 0 => (before % n, before / n),
+        Symmetry::General => (0, 0),
+        _ => triangle_position(before, n, strict == 1),
+    };
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let (r, c) = (row, col);
+        // the next value's place: down the column, then the next column's first
+        row += 1;
+        if row == n {
+            col += 1;
+            row = if h.symmetry == Symmetry::General {
+                0
+            } else {
+                col + strict
+            };
+        }
+        if v.value == 0.0 {
+            continue;
+        }
+        out.push(Entry {
+            cell: c as u32,
+            feature: r as u32,
+            value: v.value,
+        });
+        if h.symmetry != Symmetry::General && r != c {
+            let value = if h.symmetry == Symmetry::Skew {
+                -v.value
+            } else {
+                v.value
+            };
+            out.push(Entry {
+                cell: r as u32,
+                feature: c as u32,
+                value,
+            });
+        }
+    }
+    out
+}
+
+/// The (row, column) of the `k`-th value of the lower triangle of an `n` x `n` matrix
+/// stored column by column (`strict`: below the diagonal only).
+fn triangle_position(k: u64, n: u64, strict: bool) -> (u64, u64) {
+    // column j holds n - j values (n - j - 1 when strict); walked once per block
+    let mut k = k;
+    for j in 0..n {
+        let len = n - j - u64::from(strict);
+        if k < len {
+            return (j + u64::from(strict) + k, j);
+        }
+        k -= len;
+    }
+    (n, n)
 }
 
 /// A parsed block, or the first error in it: its line number within the block (from 1).
@@ -1368,6 +1480,7 @@ mod tests {
     #[test]
     fn blocks_agree_with_a_line_by_line_read() {
         let h = |nnz, integer: bool| Header {
+            array: false,
             field: if integer { Field::Integer } else { Field::Real },
             symmetry: Symmetry::General,
             n_rows: 30,
