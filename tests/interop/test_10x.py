@@ -649,17 +649,29 @@ MTX_REFUSED = {
 }
 
 
-def _mtx_case_dir(tmp_path, text):
+def _mtx_case_dir(tmp_path, text, n=4):
+    """A v3 directory of `text` as matrix.mtx.gz, with n features and n barcodes."""
     import gzip
 
     d = tmp_path / "mtx_case"
     d.mkdir()
     for name, t in [("matrix.mtx.gz", text),
-                    ("features.tsv.gz", "".join(f"E{i}\tG{i}\t{_GEX}\n" for i in range(4))),
-                    ("barcodes.tsv.gz", "".join(f"AC-{i}\n" for i in range(4)))]:
+                    ("features.tsv.gz", "".join(f"E{i}\tG{i}\t{_GEX}\n" for i in range(n))),
+                    ("barcodes.tsv.gz", "".join(f"AC-{i}\n" for i in range(n)))]:
         with gzip.open(d / name, "wt", newline="") as f:
             f.write(t)
     return d
+
+
+def _mmwrite_text(a, symmetry):
+    """What scipy's mmwrite writes for `a` (sparse: coordinate; dense: array)."""
+    import io
+
+    import scipy.io
+
+    buf = io.BytesIO()
+    scipy.io.mmwrite(buf, a, symmetry=symmetry)
+    return buf.getvalue().decode()
 
 
 @pytest.mark.parametrize("case", list(MTX_CASES))
@@ -672,9 +684,6 @@ def test_matrix_market_as_mmread_reads_it(cli, tmp_path, case):
 def test_symmetric_matrix_in_many_blocks(cli, tmp_path, memory):
     """A symmetric matrix written by scipy's mmwrite (the lower triangle), 600 x 600 with ~90k
     lines: mirrors break the cell order, so the entries are sorted (in runs at 1 MiB)."""
-    import gzip
-
-    import scipy.io
     import scipy.sparse as sp
 
     rng = np.random.default_rng(11)
@@ -682,17 +691,9 @@ def test_symmetric_matrix_in_many_blocks(cli, tmp_path, memory):
     a = sp.random(n, n, density=0.25, format="coo", random_state=rng,
                   data_rvs=lambda k: rng.integers(1, 50, k))
     a = sp.tril(a + a.T).tocoo()  # symmetric; mmwrite keeps the lower triangle
-    d = tmp_path / "sym"
-    d.mkdir()
-    scipy.io.mmwrite(d / "matrix.mtx", a.astype(np.int64), symmetry="symmetric")
-    assert "symmetric" in (d / "matrix.mtx").read_text()[:80]
-    with gzip.open(d / "matrix.mtx.gz", "wb") as f:
-        f.write((d / "matrix.mtx").read_bytes())
-    (d / "matrix.mtx").unlink()
-    with gzip.open(d / "features.tsv.gz", "wt") as f:
-        f.write("".join(f"E{i}\tG{i}\t{_GEX}\n" for i in range(n)))
-    with gzip.open(d / "barcodes.tsv.gz", "wt") as f:
-        f.write("".join(f"AC-{i}\n" for i in range(n)))
+    text = _mmwrite_text(a.astype(np.int64), "symmetric")
+    assert "coordinate integer symmetric" in text[:80]
+    d = _mtx_case_dir(tmp_path, text, n)
     check(cli, tmp_path, d, "mtx", {}, Options(), extra=["--memory", memory])
 
 
@@ -701,9 +702,6 @@ def test_dense_array_matrix_in_many_blocks(cli, tmp_path, symmetry):
     """A dense `array` matrix as scipy's mmwrite writes one (column by column; the lower
     triangle when symmetric), 300 x 300, parsed in 16 KiB blocks: each value's place follows
     from the count of values before it, across blocks."""
-    import gzip
-
-    import scipy.io
 
     rng = np.random.default_rng(12)
     n = 300
@@ -712,17 +710,9 @@ def test_dense_array_matrix_in_many_blocks(cli, tmp_path, symmetry):
         a = np.tril(a) + np.tril(a, -1).T
     elif symmetry == "skew-symmetric":
         a = np.tril(a, -1) - np.tril(a, -1).T
-    d = tmp_path / "dense"
-    d.mkdir()
-    scipy.io.mmwrite(d / "matrix.mtx", a.astype(np.int64), symmetry=symmetry)
-    assert f"array integer {symmetry}" in (d / "matrix.mtx").read_text()[:80]
-    with gzip.open(d / "matrix.mtx.gz", "wb") as f:
-        f.write((d / "matrix.mtx").read_bytes())
-    (d / "matrix.mtx").unlink()
-    with gzip.open(d / "features.tsv.gz", "wt") as f:
-        f.write("".join(f"E{i}\tG{i}\t{_GEX}\n" for i in range(n)))
-    with gzip.open(d / "barcodes.tsv.gz", "wt") as f:
-        f.write("".join(f"AC-{i}\n" for i in range(n)))
+    text = _mmwrite_text(a.astype(np.int64), symmetry)
+    assert f"array integer {symmetry}" in text[:80]
+    d = _mtx_case_dir(tmp_path, text, n)
     check(cli, tmp_path, d, "mtx", {}, Options(log1p=symmetry != "skew-symmetric"),
           extra=["--memory", "1MiB"])
 
