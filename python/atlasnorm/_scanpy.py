@@ -475,19 +475,66 @@ def _log1p_array(x, *, base, copy):
     return x
 
 
-def _log1p_sparse(x, *, base, copy):
-    # scanpy's log1p_sparse: sklearn's check_array (conversions, copy, the sample checks), the
-    # finiteness check done by the core in its scan (Unsupported -> scanpy raises).
+def _scanpy_check_array(x, copy):
+    """sklearn's ``check_array`` as scanpy's ``log1p_sparse`` calls it."""
     from scanpy.preprocessing._simple import check_array
 
-    b, ln = _log_base(base)
-    x = check_array(
+    return check_array(
         x,
         accept_sparse=("csr", "csc"),
         dtype=(np.float64, np.float32),
         copy=copy,
         ensure_all_finite=False,
     )
+
+
+# (matrix type, data dtype, index dtype) -> whether `_scanpy_check_array(x, copy=False)` gives
+# such a matrix back as it is, found once per process on a 1 x 1 probe.
+_CHECK_ARRAY_KEEPS: dict = {}
+
+
+def _check_array_keeps(x) -> bool:
+    """Whether scanpy's ``check_array`` call would return ``x`` itself, untouched and silent,
+    so the call (about 0.3 ms, mostly sklearn's dataframe probing) can be skipped. For a
+    sparse matrix with ``copy=False`` and ``ensure_all_finite=False`` what it does depends on
+    the type, the dtypes and whether a dimension is 0 (the sample and feature minimums), never
+    on the values; the installed sklearn is asked once per type and dtypes, on a 1 x 1
+    matrix, and an empty dimension always takes the real call."""
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        return False
+    key = (type(x), x.data.dtype, x.indices.dtype, x.indptr.dtype)
+    keeps = _CHECK_ARRAY_KEEPS.get(key)
+    if keeps is None:
+        import warnings
+
+        data = np.ones(1, dtype=x.data.dtype)
+        indices = np.zeros(1, dtype=x.indices.dtype)
+        indptr = np.array([0, 1], dtype=x.indptr.dtype)
+        probe = type(x)((data, indices, indptr), shape=(1, 1))
+        probe.data, probe.indices, probe.indptr = data, indices, indptr  # scipy may recast
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            try:
+                back = _scanpy_check_array(probe, copy=False)
+            except Exception:
+                back = None
+        keeps = (
+            back is probe
+            and not seen
+            and back.data is data
+            and back.indices is indices
+            and back.indptr is indptr
+        )
+        _CHECK_ARRAY_KEEPS[key] = keeps
+    return keeps
+
+
+def _log1p_sparse(x, *, base, copy):
+    # scanpy's log1p_sparse: sklearn's check_array (conversions, copy, the sample checks), the
+    # finiteness check done by the core in its scan (Unsupported -> scanpy raises).
+    b, ln = _log_base(base)
+    if copy or not _check_array_keeps(x):
+        x = _scanpy_check_array(x, copy)
     _log1p_values(x.data, b, ln, sparse=True)
     return x
 

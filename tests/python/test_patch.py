@@ -620,3 +620,42 @@ def test_explicit_little_endian_dtypes():
 
         run_both_log1p(build_big)
     assert atlasnorm.stats()["log1p"]["fast"] == 0
+
+
+@pytest.mark.parametrize("fmt", list(SPARSE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64], ids=lambda d: np.dtype(d).name)
+def test_sparse_log1p_skips_check_array_only_where_it_keeps_the_matrix(fmt, dtype, index_dtype):
+    """The sparse log1p skips sklearn's check_array where the installed sklearn returns the
+    matrix itself (asked once per type and dtypes): the result is still scanpy's, and a
+    matrix with an empty dimension (where check_array raises; such calls fall back before
+    this) would take the real call."""
+    from atlasnorm import _scanpy
+
+    rng = np.random.default_rng(11)
+    x = make_matrix(fmt, counts(rng, 30, 20, dtype, kind="fractional"), index_dtype)
+    assert _scanpy._check_array_keeps(x)
+    run_both_log1p(lambda: x.copy())
+    for shape in [(0, 20), (30, 0)]:
+        empty = SPARSE[fmt](shape, dtype=dtype)
+        assert not _scanpy._check_array_keeps(empty)
+
+
+def test_sparse_log1p_takes_check_array_when_it_would_change_the_matrix(monkeypatch):
+    """A check_array that converts (as another sklearn might) is found by the probe, and
+    then called: both sides see its float64 copy."""
+    import scanpy.preprocessing._simple as simple
+
+    from atlasnorm import _scanpy
+
+    real = simple.check_array
+
+    def converting(x, **kwargs):
+        return real(x.astype(np.float64), **kwargs)
+
+    monkeypatch.setattr(simple, "check_array", converting)
+    monkeypatch.setattr(_scanpy, "_CHECK_ARRAY_KEEPS", {})
+    rng = np.random.default_rng(12)
+    x = sp.csr_matrix(counts(rng, 30, 20, np.float32, kind="fractional"))
+    assert not _scanpy._check_array_keeps(x)
+    run_both_log1p(lambda: x.copy())

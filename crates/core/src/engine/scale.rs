@@ -210,10 +210,8 @@ fn count_nan<T: Real>(data: &[T]) -> u64 {
     data.par_chunks(1 << 16).map(nan_in).sum()
 }
 
-/// NaN in `c`, counted without branches (`x != x` only for NaN).
-#[allow(clippy::eq_op)]
 fn nan_in<T: Real>(c: &[T]) -> u64 {
-    c.iter().map(|&v| u64::from(v != v)).sum()
+    crate::kernel::scale::nan_count(c)
 }
 
 #[cfg(test)]

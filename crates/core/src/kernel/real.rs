@@ -56,6 +56,10 @@ pub trait Real:
     fn small_index(self, n: u32) -> Option<usize>;
     /// In-place log1p (with the base of `l`) over a slice in this dtype.
     fn log1p_slice(l: &Log1p, xs: &mut [Self]);
+    /// The f64 sum of `row` (at most 2^20 values) in any order, if every value is an integer
+    /// small enough that each partial sum is exact; else `None`
+    /// ([`integer_sum`](super::totals::integer_sum)).
+    fn exact_integer_sum(row: &[Self]) -> Option<f64>;
 }
 
 impl Real for f32 {
@@ -98,6 +102,10 @@ impl Real for f32 {
     fn log1p_slice(l: &Log1p, xs: &mut [Self]) {
         l.apply_f32(xs);
     }
+    #[inline(always)]
+    fn exact_integer_sum(row: &[Self]) -> Option<f64> {
+        super::totals::integer_sum_f32(row)
+    }
 }
 
 impl Real for f64 {
@@ -137,6 +145,10 @@ impl Real for f64 {
     }
     fn log1p_slice(l: &Log1p, xs: &mut [Self]) {
         l.apply_f64(xs);
+    }
+    #[inline(always)]
+    fn exact_integer_sum(row: &[Self]) -> Option<f64> {
+        super::totals::integer_sum_f64(row)
     }
 }
 

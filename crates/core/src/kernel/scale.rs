@@ -221,6 +221,23 @@ fn fit_divide_rows_into_body<T: Real>(
     }
 }
 
+/// How many of `values` are NaN, counted without branches at the CPU's SIMD width.
+pub fn nan_count<T: Real>(values: &[T]) -> u64 {
+    let mut nan = 0;
+    super::simd::dispatch!(nan_count_body(values, &mut nan));
+    nan
+}
+
+#[inline(always)]
+#[allow(clippy::eq_op)] // `x != x` only for NaN
+fn nan_count_body<T: Real>(values: &[T], nan: &mut u64) {
+    // u32 lanes vectorize twice as wide as u64; a piece's count cannot overflow them.
+    for piece in values.chunks(1 << 30) {
+        let n: u32 = piece.iter().map(|&x| u32::from(x != x)).sum();
+        *nan += u64::from(n);
+    }
+}
+
 /// `out = row / d`, returning how many results are NaN (counted branch-free, in cache).
 #[inline(always)]
 #[allow(clippy::eq_op)]
@@ -305,6 +322,25 @@ mod tests {
         csr_row_totals, csr_row_totals_kept, dense_row_totals, dense_row_totals_kept,
     };
     use crate::kernel::{mask, Real};
+
+    #[test]
+    fn nan_count_counts_every_nan_payload_and_nothing_else() {
+        let quiet_negative = f32::from_bits(0xffc0_0001);
+        let signalling = f32::from_bits(0x7f80_0001);
+        let mut v = vec![1.0f32; 1000];
+        for (i, x) in [f32::NAN, quiet_negative, signalling]
+            .into_iter()
+            .enumerate()
+        {
+            v[i * 333] = x;
+        }
+        v[7] = f32::INFINITY;
+        v[8] = -0.0;
+        assert_eq!(nan_count(&v), 3);
+        let w: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+        assert_eq!(nan_count(&w), 3);
+        assert_eq!(nan_count::<f32>(&[]), 0);
+    }
     use proptest::prelude::*;
 
     const POLICIES: [TablePolicy; 3] = [TablePolicy::Never, TablePolicy::Always, TablePolicy::Auto];

@@ -9,29 +9,17 @@
 
 use super::real::Real;
 
-/// Rows longer than this always take the sequential path (keeps the integer shortcut's bound).
-const MAX_FAST_ROW: usize = 1 << 20;
-/// Values with |x| <= 2^32 in a row of at most 2^20 values: every partial sum, in any order, is
-/// an integer below 2^52 in magnitude, hence exact in f64.
-const FAST_ABS_LIMIT: f64 = 4_294_967_296.0;
-/// 1.5 * 2^52: `(w + R) - R` rounds w (|w| < 2^51) to an integer using two plain additions.
-const ROUNDER: f64 = 6_755_399_441_055_744.0;
-
 /// Sum of `row` as scanpy's CSR loop computes it, in f64 (not yet rounded to `T`).
 ///
-/// Fast path: when every value is an integer of magnitude <= 2^32 (checked branch-free in the same
-/// pass), the f64 sum is exact whatever the order, so eight independent accumulators (which
-/// vectorize) give the sequential result bit for bit. Otherwise — fractions, NaN, inf, huge
-/// values — the row is summed again strictly in order. Neither path can produce -0.0 (the
-/// accumulator starts at +0.0), matching numba's `count = 0.0`.
+/// Fast path: when every value is an integer small enough that all partial sums are exact
+/// (checked branch-free in the same pass, [`Real::exact_integer_sum`]), the f64 sum is the
+/// same whatever the order, so independent accumulators (which vectorize) give the sequential
+/// result bit for bit. Otherwise — fractions, NaN, inf, huge values, rows over 2^20 values —
+/// the row is summed again strictly in order. Neither path can produce -0.0 (the accumulator
+/// starts at +0.0), matching numba's `count = 0.0`.
 #[inline(always)]
 pub fn csr_row_sum_f64<T: Real>(row: &[T]) -> f64 {
-    if row.len() <= MAX_FAST_ROW {
-        if let Some(s) = integer_sum(row) {
-            return s;
-        }
-    }
-    sequential_sum(row)
+    integer_sum(row).unwrap_or_else(|| sequential_sum(row))
 }
 
 /// Strict storage-order f64 sum, starting from +0.0.
@@ -44,42 +32,78 @@ pub fn sequential_sum<T: Real>(row: &[T]) -> f64 {
     acc
 }
 
-/// Reordered f64 sum if every value is an integer with |x| <= 2^32, else `None`.
+/// Reordered f64 sum of a row of at most [`MAX_FAST_ROW`] values if every value is a small
+/// integer (|x| <= 2^22 for f32, 2^32 for f64), else `None`.
 #[inline(always)]
 pub fn integer_sum<T: Real>(row: &[T]) -> Option<f64> {
-    let mut acc = [0.0f64; 8];
-    let mut ok = [true; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for k in 0..8 {
-            let w = c[k].to_f64();
-            acc[k] += w;
-            ok[k] &= is_small_integer(w);
-        }
+    if row.len() > MAX_FAST_ROW {
+        return None;
     }
-    let mut tail = 0.0f64;
-    let mut tail_ok = true;
-    for &v in chunks.remainder() {
-        let w = v.to_f64();
-        tail += w;
-        tail_ok &= is_small_integer(w);
-    }
-    if ok.iter().all(|&b| b) && tail_ok {
-        Some(
-            ((acc[0] + acc[1]) + (acc[2] + acc[3]))
-                + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-                + tail,
-        )
-    } else {
-        None
-    }
+    T::exact_integer_sum(row)
 }
 
-/// `w` is an integer with |w| <= 2^32 (false for NaN and inf). Two additions and compares only.
-#[inline(always)]
-fn is_small_integer(w: f64) -> bool {
-    w.abs() <= FAST_ABS_LIMIT && (w + ROUNDER) - ROUNDER == w
+/// Rows longer than this always take the sequential path (keeps the integer shortcut's bound).
+const MAX_FAST_ROW: usize = 1 << 20;
+
+/// Defines the integer shortcut for one float type. The test is done in the type itself, so
+/// a vector holds as many values as the type allows: `r = (x + M) - M` with `M` = 1.5 *
+/// 2^mantissa rounds x to an integer for |x| <= `limit` (the sum `x + M` stays in the binade
+/// where one unit is the spacing), so `r - x` is +0.0 exactly when x is an integer (and NaN
+/// for NaN or inf, whose bits are not zero). The bits of `r - x` are OR-ed and the largest
+/// |x| kept: no branch, no floating-point reduction in the loop. With |x| <= 2^32 and at most
+/// 2^20 values, every partial sum is an integer below 2^52, so the f64 additions are exact in
+/// any order.
+macro_rules! exact_integer_sum {
+    ($name:ident, $t:ty, $magic:expr, $limit:expr) => {
+        /// See [`integer_sum`].
+        #[inline(always)]
+        pub fn $name(row: &[$t]) -> Option<f64> {
+            const LANES: usize = 16;
+            const MAGIC: $t = $magic;
+            const LIMIT: $t = $limit;
+            #[inline(always)]
+            fn lane(x: $t, acc: &mut f64, dev: &mut <$t as BitsOf>::Bits, top: &mut $t) {
+                *acc += f64::from(x);
+                *dev |= (((x + MAGIC) - MAGIC) - x).to_bits();
+                let a = x.abs();
+                *top = if a > *top { a } else { *top };
+            }
+            let mut acc = [0.0f64; LANES];
+            let mut dev = [0; LANES];
+            let mut top = [0.0; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for k in 0..LANES {
+                    lane(c[k], &mut acc[k], &mut dev[k], &mut top[k]);
+                }
+            }
+            for (k, &x) in chunks.remainder().iter().enumerate() {
+                lane(x, &mut acc[k], &mut dev[k], &mut top[k]);
+            }
+            let exact = dev.iter().all(|&d| d == 0) && top.iter().all(|&t| t <= LIMIT);
+            exact.then(|| acc.iter().sum())
+        }
+    };
 }
+
+/// The unsigned integer of a float's width (for OR-ing bit patterns).
+trait BitsOf {
+    type Bits: Copy + Default + Eq + std::ops::BitOrAssign;
+}
+impl BitsOf for f32 {
+    type Bits = u32;
+}
+impl BitsOf for f64 {
+    type Bits = u64;
+}
+
+exact_integer_sum!(integer_sum_f32, f32, 12_582_912.0, 4_194_304.0);
+exact_integer_sum!(
+    integer_sum_f64,
+    f64,
+    6_755_399_441_055_744.0,
+    4_294_967_296.0
+);
 
 /// CSR rows: f64 accumulator, each value widened, sequential in storage order, rounded once to T.
 /// `offsets` has rows+1 entries, relative to `data` (`offsets[i]..offsets[i+1]` is row i).
@@ -460,6 +484,27 @@ mod tests {
                 prop_assert_eq!(f.to_bits(), sequential_sum(&row).to_bits());
             }
             prop_assert_eq!(csr_row_sum_f64(&row).to_bits(), sequential_sum(&row).to_bits());
+        }
+
+        #[test]
+        fn fast_integer_sum_f32_equals_sequential(
+            row in prop::collection::vec(prop_oneof![
+                (0u32..50).prop_map(|k| k as f32),
+                (-(1i32 << 22)..=(1 << 22)).prop_map(|k| k as f32),
+                ((1u32 << 22)..(1 << 26)).prop_map(|k| k as f32),
+                (-1e4f32..1e4f32),
+                Just(-0.0f32), Just(0.5f32), Just(4_194_303.5f32), Just(-4_194_303.5f32),
+                Just(f32::NAN), Just(f32::INFINITY), Just(f32::NEG_INFINITY),
+            ], 0..200),
+        ) {
+            let sequential = sequential_sum(&row);
+            let small_integers = row.iter().all(|&x| x.fract() == 0.0 && x.abs() <= 4_194_304.0);
+            let fast = integer_sum(&row);
+            prop_assert_eq!(fast.is_some(), small_integers);
+            if let Some(f) = fast {
+                prop_assert_eq!(f.to_bits(), sequential.to_bits());
+            }
+            prop_assert_eq!(csr_row_sum_f64(&row).to_bits(), sequential.to_bits());
         }
 
         #[test]
