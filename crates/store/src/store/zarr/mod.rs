@@ -86,6 +86,7 @@ pub mod parts;
 mod rebase;
 pub mod s3;
 mod shard_stream;
+mod sharding;
 mod sink;
 mod source;
 pub mod staging;

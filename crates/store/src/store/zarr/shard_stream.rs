@@ -21,6 +21,7 @@ use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
 use zarrs::metadata::v3::MetadataV3;
 use zarrs::storage::{Bytes, StoreKey};
 
+use super::sharding::ShardLayout;
 use crate::error::{Error, Result};
 
 /// Encoded bytes gathered before one write at an offset (where the storage can): bounds the
@@ -54,14 +55,15 @@ impl ShardCodecs {
             return Ok(None);
         }
         let config = &codec["configuration"];
-        let location = config["index_location"].as_str().unwrap_or("end");
-        let inner_len = config["chunk_shape"][0].as_u64().unwrap_or(0);
         let shard_len = array
             .chunk_shape(&[0])
             .ok()
             .and_then(|s| s.first().map(|n| n.get()))
             .unwrap_or(0);
-        if location != "end" || inner_len == 0 || !shard_len.is_multiple_of(inner_len) {
+        let Ok(layout) = ShardLayout::parse(config, shard_len) else {
+            return Ok(None);
+        };
+        if layout.index_at_start {
             return Ok(None);
         }
         let chain = |key: &str| -> Result<CodecChain> {
@@ -74,8 +76,8 @@ impl ShardCodecs {
         Ok(Some(ShardCodecs {
             inner: chain("codecs")?,
             index: chain("index_codecs")?,
-            inner_len,
-            per_shard: shard_len / inner_len,
+            inner_len: layout.inner_len,
+            per_shard: layout.per_shard,
         }))
     }
 }

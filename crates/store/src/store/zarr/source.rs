@@ -28,6 +28,7 @@ use zarrs::storage::ReadableWritableListableStorageTraits;
 
 use super::input::ZarrInput;
 use super::node::{NodeMeta, Problem};
+use super::sharding::ShardLayout;
 use super::Storage;
 use crate::array::by_dtype;
 use crate::array::{as_bytes_mut, DType, NumVec, Plain};
@@ -68,10 +69,7 @@ struct Strict {
 
 struct ShardCheck {
     codec: ShardingCodec,
-    inner_len: u64,
-    per_shard: u64,
-    index_len: u64,
-    index_at_start: bool,
+    layout: ShardLayout,
 }
 
 /// Decodes `subset` straight into a new `Vec<T>` (`T` the array's element type).
@@ -627,24 +625,24 @@ impl Strict {
         };
         let corrupt =
             |why: String| Problem::new(path, format!("corrupt shard '{}': {why}", key.as_str()));
-        if size < shard.index_len {
+        if size < shard.layout.index_len {
             return Err(corrupt(format!(
                 "{size} bytes, smaller than its index ({} bytes)",
-                shard.index_len
+                shard.layout.index_len
             )));
         }
-        let range = if shard.index_at_start {
-            ByteRange::FromStart(0, Some(shard.index_len))
+        let range = if shard.layout.index_at_start {
+            ByteRange::FromStart(0, Some(shard.layout.index_len))
         } else {
-            ByteRange::Suffix(shard.index_len)
+            ByteRange::Suffix(shard.layout.index_len)
         };
         let bytes = self
             .storage
             .get_partial(&key, range)
             .map_err(|e| Problem::new(path, format!("cannot read shard '{}': {e}", key.as_str())))?
             .ok_or_else(|| Problem::new(path, format!("shard '{}' is missing", key.as_str())))?;
-        let per_shard =
-            NonZeroU64::new(shard.per_shard).ok_or_else(|| corrupt("no inner chunks".into()))?;
+        let per_shard = NonZeroU64::new(shard.layout.per_shard)
+            .ok_or_else(|| corrupt("no inner chunks".into()))?;
         let index = guarded(|| {
             shard
                 .codec
@@ -652,13 +650,13 @@ impl Strict {
                 .map_err(|e| e.to_string())
         })
         .map_err(|e| corrupt(format!("bad index: {e}")))?;
-        let (lo, hi) = if shard.index_at_start {
-            (shard.index_len, size)
+        let (lo, hi) = if shard.layout.index_at_start {
+            (shard.layout.index_len, size)
         } else {
-            (0, size - shard.index_len)
+            (0, size - shard.layout.index_len)
         };
-        for j in 0..shard.per_shard {
-            let start = k * self.chunk_len + j * shard.inner_len;
+        for j in 0..shard.layout.per_shard {
+            let start = k * self.chunk_len + j * shard.layout.inner_len;
             if start >= array_len {
                 break;
             }
@@ -696,38 +694,8 @@ impl ShardCheck {
             serde_json::from_value(conf.clone()).map_err(|e| bad(&e.to_string()))?;
         let codec =
             ShardingCodec::new_with_configuration(&config).map_err(|e| bad(&e.to_string()))?;
-        let inner_len = match conf
-            .get("chunk_shape")
-            .and_then(Value::as_array)
-            .map(|v| v.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
-        {
-            Some(Some(v)) if v.len() == 1 && v[0] > 0 && shard_len.is_multiple_of(v[0]) => v[0],
-            _ => return Err(bad("inner chunks must divide the shard")),
-        };
-        let mut index_len = (shard_len / inner_len)
-            .checked_mul(16)
-            .ok_or_else(|| bad("too many inner chunks"))?;
-        for c in conf
-            .get("index_codecs")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            match c.get("name").and_then(Value::as_str) {
-                Some("bytes") => {}
-                Some("crc32c") => index_len += 4,
-                Some(other) => return Err(bad(&format!("index codec '{other}'"))),
-                None => return Err(bad("index codec without a name")),
-            }
-        }
-        let index_at_start = conf.get("index_location").and_then(Value::as_str) == Some("start");
-        Ok(ShardCheck {
-            codec,
-            inner_len,
-            per_shard: shard_len / inner_len,
-            index_len,
-            index_at_start,
-        })
+        let layout = ShardLayout::parse(conf, shard_len).map_err(|why| bad(&why))?;
+        Ok(ShardCheck { codec, layout })
     }
 }
 

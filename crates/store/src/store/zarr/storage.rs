@@ -80,16 +80,24 @@ pub fn open_with(location: &Location, s3: &S3Config, purpose: Purpose) -> Result
                 .map_err(|e| Error::input(dir, "/", format!("cannot open the zarr store: {e}")))?;
             Ok(std::sync::Arc::new(store))
         }
-        Location::S3 { bucket, prefix } => {
-            let storage = super::s3::open(bucket, prefix, s3)?;
-            match purpose {
-                Purpose::Any => {}
-                Purpose::Input => storage.check_input()?,
-                Purpose::Output => storage.check_output()?,
-            }
-            Ok(storage.as_storage())
-        }
+        Location::S3 { bucket, prefix } => Ok(open_s3(bucket, prefix, s3, purpose)?.as_storage()),
     }
+}
+
+/// The object store under `bucket`/`prefix`, checked as `purpose` asks.
+fn open_s3(
+    bucket: &str,
+    prefix: &str,
+    s3: &S3Config,
+    purpose: Purpose,
+) -> Result<std::sync::Arc<super::s3::S3Storage>> {
+    let storage = super::s3::open(bucket, prefix, s3)?;
+    match purpose {
+        Purpose::Any => {}
+        Purpose::Input => storage.check_input()?,
+        Purpose::Output => storage.check_output()?,
+    }
+    Ok(storage)
 }
 
 /// [`open_with`] for INPUT, with the storage's [`Prefetch`](super::Prefetch) when it has one
@@ -101,8 +109,7 @@ pub(crate) fn open_input(
     match location {
         Location::Local(_) => Ok((open_with(location, s3, Purpose::Input)?, None)),
         Location::S3 { bucket, prefix } => {
-            let storage = super::s3::open(bucket, prefix, s3)?;
-            storage.check_input()?;
+            let storage = open_s3(bucket, prefix, s3, Purpose::Input)?;
             Ok((storage.as_storage(), Some(storage)))
         }
     }
