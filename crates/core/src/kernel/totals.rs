@@ -47,12 +47,12 @@ const MAX_FAST_ROW: usize = 1 << 20;
 
 /// Defines the integer shortcut for one float type. The test is done in the type itself, so
 /// a vector holds as many values as the type allows: `r = (x + M) - M` with `M` = 1.5 *
-/// 2^mantissa rounds x to an integer for |x| <= `limit` (the sum `x + M` stays in the binade
-/// where one unit is the spacing), so `r - x` is +0.0 exactly when x is an integer (and NaN
-/// for NaN or inf, whose bits are not zero). The bits of `r - x` are OR-ed and the largest
-/// |x| kept: no branch, no floating-point reduction in the loop. With |x| <= 2^32 and at most
-/// 2^20 values, every partial sum is an integer below 2^52, so the f64 additions are exact in
-/// any order.
+/// 2^mantissa rounds x to an integer for |x| <= `limit` (`x + M` then lies where every
+/// integer, and only integers, can be represented), so `r - x` is +0.0 exactly when x is an
+/// integer (and NaN for NaN or inf, whose bits are not zero). The bits of `r - x` are OR-ed
+/// and the largest |x| kept: no branch, no floating-point reduction in the loop. With
+/// |x| <= 2^32 and at most 2^20 values, every partial sum is an integer below 2^52, so the f64
+/// additions are exact in any order.
 macro_rules! exact_integer_sum {
     ($name:ident, $t:ty, $magic:expr, $limit:expr) => {
         /// See [`integer_sum`].
