@@ -500,7 +500,7 @@ def _scanpy_check_array(x, copy):
     )
 
 
-# (matrix type, data dtype, index dtype) -> whether `_scanpy_check_array(x, copy=False)` gives
+# (matrix type, data, indices and indptr dtypes) -> whether `_scanpy_check_array(x, copy=False)` gives
 # such a matrix back as it is, found once per process on a 1 x 1 probe.
 _CHECK_ARRAY_KEEPS: dict = {}
 

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::plan::balanced_row_ranges;
 use crate::kernel::log1p::Log1p;
-use crate::kernel::scale::{divisor, normalize_csr_rows, normalize_dense_rows};
+use crate::kernel::scale::{divisor, nan_count, normalize_csr_rows, normalize_dense_rows};
 use crate::kernel::Real;
 
 /// Splits `data` (the values of the rows described by `offsets`, which has one entry more
@@ -131,7 +131,7 @@ pub fn scale_sparse<T: Real>(
                     &divisors[run.clone()],
                     log1p,
                 );
-                nan += nan_in(&piece[local[run.start]..local[run.end]]);
+                nan += nan_count(&piece[local[run.start]..local[run.end]]);
             }
             nan
         }))
@@ -201,17 +201,13 @@ pub fn scale_dense<T: Real>(
         .zip(divisors.par_chunks(rows_per_part))
         .map(|(piece, divs)| {
             normalize_dense_rows(piece, n_cols, divs, log1p);
-            nan_in(piece)
+            nan_count(piece)
         })
         .sum()
 }
 
 fn count_nan<T: Real>(data: &[T]) -> u64 {
-    data.par_chunks(1 << 16).map(nan_in).sum()
-}
-
-fn nan_in<T: Real>(c: &[T]) -> u64 {
-    crate::kernel::scale::nan_count(c)
+    data.par_chunks(1 << 16).map(nan_count).sum()
 }
 
 #[cfg(test)]

@@ -322,6 +322,10 @@ mod tests {
         csr_row_totals, csr_row_totals_kept, dense_row_totals, dense_row_totals_kept,
     };
     use crate::kernel::{mask, Real};
+    use proptest::prelude::*;
+
+    const POLICIES: [TablePolicy; 3] = [TablePolicy::Never, TablePolicy::Always, TablePolicy::Auto];
+    const KERNELS: [Log1pKernel; 2] = [Log1pKernel::NumpySvml, Log1pKernel::Libm];
 
     #[test]
     fn nan_count_counts_every_nan_payload_and_nothing_else() {
@@ -341,10 +345,6 @@ mod tests {
         assert_eq!(nan_count(&w), 3);
         assert_eq!(nan_count::<f32>(&[]), 0);
     }
-    use proptest::prelude::*;
-
-    const POLICIES: [TablePolicy; 3] = [TablePolicy::Never, TablePolicy::Always, TablePolicy::Auto];
-    const KERNELS: [Log1pKernel; 2] = [Log1pKernel::NumpySvml, Log1pKernel::Libm];
 
     /// The engine's sequence of kernel calls on one CSR matrix held in memory.
     fn run<T: Real>(
