@@ -22,6 +22,7 @@ mod sink;
 mod source;
 mod tree;
 mod upgrade;
+mod vlen;
 mod writer;
 
 use std::path::{Path, PathBuf};

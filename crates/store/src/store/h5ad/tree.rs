@@ -162,7 +162,7 @@ impl TreeReader for H5adInput {
                 ),
             ));
         }
-        read_block(&ds, &info, rows.clone()).map_err(|e| {
+        read_block(&ds, &self.path, &info, rows.clone()).map_err(|e| {
             self.tree_err(
                 array,
                 super::file::read_problem(&ds, &format!("rows {}..{}", rows.start, rows.end), &e),
@@ -322,8 +322,14 @@ macro_rules! num_read {
     };
 }
 
-/// Reads rows `rows` of a (non-null) dataset described by `info`.
-fn read_block(ds: &Dataset, info: &ArrayInfo, rows: Range<u64>) -> hdf5::Result<ArrayData> {
+/// Reads rows `rows` of a (non-null) dataset described by `info`, stored in the file at
+/// `path`.
+fn read_block(
+    ds: &Dataset,
+    path: &Path,
+    info: &ArrayInfo,
+    rows: Range<u64>,
+) -> hdf5::Result<ArrayData> {
     let n = ((rows.end - rows.start) * info.row_len()) as usize;
     let shape = &info.shape;
     Ok(match info.elem {
@@ -336,8 +342,8 @@ fn read_block(ds: &Dataset, info: &ArrayInfo, rows: Range<u64>) -> hdf5::Result<
             let v: Vec<u8> = typed_read(ds, shape, &rows, n, &mt)?;
             ArrayData::Bool(v.into_iter().map(|b| b != 0).collect())
         }
-        ElemType::String => ArrayData::String(read_strings(ds, shape, &rows, n, true)?),
-        ElemType::Bytes => ArrayData::String(read_strings(ds, shape, &rows, n, false)?),
+        ElemType::String => ArrayData::String(read_strings(ds, path, shape, &rows, n, true)?),
+        ElemType::Bytes => ArrayData::String(read_strings(ds, path, shape, &rows, n, false)?),
     })
 }
 
@@ -347,6 +353,7 @@ fn read_block(ds: &Dataset, info: &ArrayInfo, rows: Range<u64>) -> hdf5::Result<
 /// (an anndata 0.7 column it keeps as `bytes`) bytes outside UTF-8 are replaced.
 fn read_strings(
     ds: &Dataset,
+    path: &Path,
     shape: &[u64],
     rows: &Range<u64>,
     n: usize,
@@ -393,26 +400,24 @@ fn read_strings(
         }
         Ok(String::from_utf8_lossy(bytes).into_owned())
     };
-    let result = if vlen {
-        let mut ptrs: Vec<*mut c_char> = vec![std::ptr::null_mut(); n];
-        let buf = (ptrs.as_mut_ptr().cast(), std::mem::size_of_val(&ptrs[..]));
-        transfer(ds, shape, rows, mem_type, buf, false).and_then(|()| {
-            let strings: Vec<hdf5::Result<String>> = ptrs
+    let fast = if vlen {
+        super::vlen::read(ds, path, first, n)
+    } else {
+        None
+    };
+    let result = if let Some(strings) = fast {
+        strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| text(i, s))
+            .collect()
+    } else if vlen {
+        hdf5_vlen(ds, shape, rows, mem_type, n).and_then(|strings| {
+            strings
                 .iter()
                 .enumerate()
-                .map(|(i, &p)| {
-                    if p.is_null() {
-                        return Ok(String::new());
-                    }
-                    // SAFETY: HDF5 wrote NUL-terminated strings it allocated.
-                    let s = text(i, unsafe { CStr::from_ptr(p) }.to_bytes());
-                    // SAFETY: `p` was allocated by HDF5 for this read and is freed once (every
-                    // pointer is visited before any error is returned).
-                    hdf5::sync::sync(|| unsafe { hdf5_sys::h5::H5free_memory(p.cast()) });
-                    s
-                })
-                .collect();
-            strings.into_iter().collect()
+                .map(|(i, s)| text(i, s))
+                .collect()
         })
     } else {
         let mut buf = vec![0u8; n * size.max(1)];
@@ -430,6 +435,33 @@ fn read_strings(
     // SAFETY: mem_type was created above and is closed once.
     hdf5::sync::sync(|| unsafe { H5Tclose(mem_type) });
     result
+}
+
+/// `n` variable-length strings read through HDF5 (with `mem_type`, a C-string type) as the
+/// bytes a C caller gets: up to the first NUL, a null pointer as no bytes.
+pub(super) fn hdf5_vlen(
+    ds: &Dataset,
+    shape: &[u64],
+    rows: &Range<u64>,
+    mem_type: hid_t,
+    n: usize,
+) -> hdf5::Result<Vec<Vec<u8>>> {
+    let mut ptrs: Vec<*mut c_char> = vec![std::ptr::null_mut(); n];
+    let buf = (ptrs.as_mut_ptr().cast(), std::mem::size_of_val(&ptrs[..]));
+    transfer(ds, shape, rows, mem_type, buf, false)?;
+    Ok(ptrs
+        .into_iter()
+        .map(|p| {
+            if p.is_null() {
+                return Vec::new();
+            }
+            // SAFETY: HDF5 wrote NUL-terminated strings it allocated.
+            let s = unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
+            // SAFETY: `p` was allocated by HDF5 for this read and is freed once.
+            hdf5::sync::sync(|| unsafe { hdf5_sys::h5::H5free_memory(p.cast()) });
+            s
+        })
+        .collect())
 }
 
 /// Why h5py cannot decode `bytes` in the character set of their type (`None`: it can).
