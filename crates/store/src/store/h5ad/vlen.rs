@@ -32,9 +32,8 @@ use hdf5_sys::h5p::{
 };
 use hdf5_sys::h5t::{H5T_class_t, H5Tclose, H5Tget_class, H5Tis_variable_str};
 
-/// Collections are read in windows of at least this many bytes (they usually lie one after
-/// another, so one read serves many).
-const WINDOW: usize = 1 << 20;
+/// Bytes read at a collection's address before its header is known.
+const FIRST_READ: u64 = 64 << 10;
 
 /// A heap collection larger than this is taken as damage (HDF5 then judges it); spans
 /// within one are kept as `u32`.
@@ -218,33 +217,29 @@ impl Strings {
     }
 }
 
-/// Reads the file through windows of [`WINDOW`] bytes, so that collections lying together
-/// cost one `pread`.
-struct Windowed<'f> {
-    file: &'f File,
-    file_len: u64,
-    at: u64,
-    bytes: Vec<u8>,
-}
-
-impl Windowed<'_> {
-    fn get(&mut self, at: u64, len: u64) -> Option<&[u8]> {
-        let end = at.checked_add(len)?;
-        if end > self.file_len {
-            return None;
-        }
-        let held = self.at..self.at + self.bytes.len() as u64;
-        if !(held.start <= at && end <= held.end) {
-            let want = (len as usize)
-                .max(WINDOW)
-                .min((self.file_len - at) as usize);
-            self.bytes.resize(want, 0);
-            self.file.read_exact_at(&mut self.bytes, at).ok()?;
-            self.at = at;
-        }
-        let from = (at - self.at) as usize;
-        Some(&self.bytes[from..from + len as usize])
+/// The collection at `addr` of `file` (`file_len` bytes), read with one `pread` of
+/// [`FIRST_READ`] bytes when it fits (h5py's collections are 4 to 64 KiB), else two; `None`
+/// when no version-1 collection of a plausible size starts there.
+fn read_collection(file: &File, file_len: u64, addr: u64, size_size: usize) -> Option<Vec<u8>> {
+    let head_len = header_size(size_size) as u64;
+    let first = FIRST_READ.min(file_len.checked_sub(addr)?);
+    if first < head_len {
+        return None;
     }
+    let mut bytes = vec![0u8; first as usize];
+    file.read_exact_at(&mut bytes, addr).ok()?;
+    let size = collection_size(&bytes, size_size)?;
+    if size < head_len || size > MAX_COLLECTION || addr.checked_add(size)? > file_len {
+        return None;
+    }
+    if size <= first {
+        bytes.truncate(size as usize);
+    } else {
+        bytes.resize(size as usize, 0);
+        file.read_exact_at(&mut bytes[first as usize..], addr + first)
+            .ok()?;
+    }
+    Some(bytes)
 }
 
 /// Elements `first..first + n` of the variable-length string dataset `ds` in the file at
@@ -269,13 +264,6 @@ pub(super) fn read(ds: &Dataset, path: &Path, first: u64, n: usize) -> Option<St
     let ids = parse_ids(&raw, st.addr_size);
     drop(raw);
 
-    let mut window = Windowed {
-        file: &file,
-        file_len,
-        at: 0,
-        bytes: Vec::new(),
-    };
-    let head_len = header_size(st.size_size) as u64;
     // Collections in use, each read and parsed once; entry 0 is the empty one of null
     // elements. Consecutive elements mostly share a collection: the last one is kept.
     let mut bytes: Vec<Vec<u8>> = vec![Vec::new()];
@@ -298,12 +286,7 @@ pub(super) fn read(ds: &Dataset, path: &Path, first: u64, n: usize) -> Option<St
                 let c = match by_addr.get(&id.collection) {
                     Some(&c) => c,
                     None => {
-                        let head = window.get(id.collection, head_len)?;
-                        let size = collection_size(head, st.size_size)?;
-                        if size < head_len || size > MAX_COLLECTION {
-                            return None;
-                        }
-                        let b = window.get(id.collection, size)?.to_vec();
+                        let b = read_collection(&file, file_len, id.collection, st.size_size)?;
                         parsed.push(Collection::parse(&b, st.size_size)?);
                         bytes.push(b);
                         let c = (bytes.len() - 1) as u32;
