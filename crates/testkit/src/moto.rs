@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -203,6 +203,15 @@ pub struct SlowProxy {
     pub port: u16,
     stop: Arc<AtomicBool>,
     open: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    requests: Arc<Requests>,
+}
+
+/// Requests without a body seen going to the server, by method: each is written in one
+/// piece and the next only follows the answer, so a read that starts with the method is one.
+#[derive(Default)]
+struct Requests {
+    gets: AtomicUsize,
+    heads: AtomicUsize,
 }
 
 impl SlowProxy {
@@ -213,6 +222,8 @@ impl SlowProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (stopped, tracked) = (stop.clone(), open.clone());
+        let requests = Arc::new(Requests::default());
+        let seen = requests.clone();
         thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -227,7 +238,16 @@ impl SlowProxy {
                             t.push(server.try_clone().unwrap());
                         }
                         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                        thread::spawn(move || pump(client, server, delay));
+                        let seen = seen.clone();
+                        thread::spawn(move || {
+                            pump_with(client, server, delay, |bytes| {
+                                if bytes.starts_with(b"GET ") {
+                                    seen.gets.fetch_add(1, Ordering::Relaxed);
+                                } else if bytes.starts_with(b"HEAD ") {
+                                    seen.heads.fetch_add(1, Ordering::Relaxed);
+                                }
+                            })
+                        });
                         thread::spawn(move || pump(s2, c2, Duration::ZERO));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
@@ -235,7 +255,20 @@ impl SlowProxy {
             }
             // The listener is dropped here: new connections are refused.
         });
-        SlowProxy { port, stop, open }
+        SlowProxy {
+            port,
+            stop,
+            open,
+            requests,
+        }
+    }
+
+    /// GET and HEAD requests passed on so far.
+    pub fn requests(&self) -> (usize, usize) {
+        (
+            self.requests.gets.load(Ordering::Relaxed),
+            self.requests.heads.load(Ordering::Relaxed),
+        )
     }
 
     /// Connections opened so far (with a keep-alive pool: about the peak of requests in
@@ -261,12 +294,18 @@ impl Drop for SlowProxy {
     }
 }
 
-pub fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+pub fn pump(from: TcpStream, to: TcpStream, delay: Duration) {
+    pump_with(from, to, delay, |_| {});
+}
+
+/// [`pump`], showing `seen` each piece read before it is passed on.
+fn pump_with(mut from: TcpStream, mut to: TcpStream, delay: Duration, seen: impl Fn(&[u8])) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                seen(&buf[..n]);
                 thread::sleep(delay);
                 if to.write_all(&buf[..n]).is_err() {
                     break;

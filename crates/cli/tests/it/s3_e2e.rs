@@ -576,3 +576,90 @@ fn an_s3_input_of_many_chunks_over_a_slow_link() {
     );
     assert!(out.join("zarr.json").exists());
 }
+
+/// Elements of the 1-D array at `array` (e.g. `X/data`) of a local zarr v3 store.
+fn array_len(store: &Path, array: &str) -> u64 {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join(array).join("zarr.json")).unwrap())
+            .unwrap();
+    meta["shape"][0].as_u64().unwrap()
+}
+
+/// A sharded input (many shards of many inner chunks; row blocks that end inside inner
+/// chunks) read from S3: its inner chunks are fetched ahead as a few ranged GETs per shard
+/// (adjacent ones coalesced), its metadata and listings once, and the output is the local
+/// run's. Without read-ahead every inner chunk is a GET of its own in each pass (three
+/// reads of an inner chunk's worth: data and indices in pass 1, data in pass 2).
+#[test]
+fn a_sharded_s3_input_is_read_ahead_in_few_requests_and_gives_the_local_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, zarr) = inputs(dir.path(), 6000, 1500);
+    let moto = Moto::start();
+    moto.create_bucket("input");
+    let sharded = dir.path().join("sharded.zarr");
+    let inner = 4096;
+    run_ok(
+        &moto.endpoint(),
+        &[
+            s(&zarr),
+            s(&sharded),
+            "--zarr-chunk",
+            &inner.to_string(),
+            "--zarr-shard",
+            &(32 * inner).to_string(),
+            "--no-log1p",
+        ],
+    );
+    let nnz = array_len(&sharded, "X/data");
+    let inner_chunks = nnz.div_ceil(inner) as usize;
+    assert!(inner_chunks > 300, "{inner_chunks} inner chunks");
+    upload(&moto, &sharded, "input", "sharded.zarr");
+    let proxy = SlowProxy::start(moto.port, Duration::ZERO);
+    let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let cases: [&[&str]; 3] = [
+        &["--block-values", "7001"],
+        &[
+            "--target-sum",
+            "1e4",
+            "--block-values",
+            "20000",
+            "--threads",
+            "1",
+        ],
+        &["--key-added", "f"],
+    ];
+    for (i, extra) in cases.iter().enumerate() {
+        let local = dir.path().join(format!("local{i}.zarr"));
+        let args = |input: &str, output: &Path| -> Vec<String> {
+            [input, s(output)]
+                .iter()
+                .chain(extra.iter())
+                .map(|a| a.to_string())
+                .collect()
+        };
+        let local_args = args(s(&sharded), &local);
+        run_ok(
+            &moto.endpoint(),
+            &local_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let from_s3 = dir.path().join(format!("s3-{i}.zarr"));
+        let (gets_before, heads_before) = proxy.requests();
+        let s3_args = args("s3://input/sharded.zarr", &from_s3);
+        run_ok(
+            &through_proxy,
+            &s3_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let (gets, heads) = proxy.requests();
+        let (gets, heads) = (gets - gets_before, heads - heads_before);
+        eprintln!("{extra:?}: {gets} GETs, {heads} HEADs for {inner_chunks} inner chunks");
+        assert_same_tree(
+            &format!("s3 -> local {extra:?}"),
+            &local_tree(&from_s3),
+            &local_tree(&local),
+        );
+        assert!(
+            gets + heads < inner_chunks,
+            "{extra:?}: {gets} GETs and {heads} HEADs for {inner_chunks} inner chunks"
+        );
+    }
+}

@@ -95,7 +95,10 @@ mod tree_read;
 mod tree_write;
 mod unsynced;
 
+use std::ops::Range;
 use std::sync::Arc;
+
+use zarrs::storage::Bytes;
 
 pub use input::ZarrInput;
 pub use inspect::inspect;
@@ -105,12 +108,34 @@ pub use source::ZarrSource;
 /// A zarr store: local directory or object storage, behind zarrs' synchronous storage traits.
 pub type Storage = Arc<dyn zarrs::storage::ReadableWritableListableStorageTraits>;
 
+/// A piece of an object to fetch ahead: its bytes, and the reader's units (a shard's inner
+/// chunks, numbered along the array) in it.
+pub(crate) type PieceAhead = (Range<u64>, Range<u64>);
+
 /// Storage that can start fetching whole objects before they are read: object storage, where
 /// a read waits a round trip and zarrs reads one chunk per thread at a time. A later `get`
 /// of a prefetched key takes the fetched object (once).
 pub(crate) trait Prefetch: Send + Sync {
     /// Starts fetching `keys` (those not already being fetched), up to a bounded number held.
     fn prefetch(&self, keys: Vec<zarrs::storage::StoreKey>);
+
+    /// Starts fetching `pieces` of the object at `key` (`size` bytes): per piece, its bytes
+    /// and the reader's units (a shard's inner chunks, numbered along the array) in it. A
+    /// partial read inside a piece is then answered from it. Pieces overlapping held ones
+    /// are not fetched again; held pieces of `key` outside the reader's `window` of units
+    /// (passed, or ahead of reads that went elsewhere) are let go.
+    fn prefetch_ranges(
+        &self,
+        key: &zarrs::storage::StoreKey,
+        size: u64,
+        pieces: Vec<PieceAhead>,
+        window: Range<u64>,
+    );
+
+    /// Holds `data`, bytes `bytes` of the object at `key` (`size` bytes), which the reader
+    /// will ask for again and again (a shard's index, read by zarrs on every read of the
+    /// shard): partial reads inside it are answered from memory.
+    fn keep(&self, key: &zarrs::storage::StoreKey, size: u64, bytes: Range<u64>, data: Bytes);
 }
 
 /// The key of `name` inside the node at `path` (`""` is the root): [`tree::join`].

@@ -7,7 +7,7 @@
 //! array but the members of a sparse matrix (`data`, `indices`, `indptr`), where a missing
 //! chunk, shard or inner chunk of a shard is an error: zeros there would be wrong data.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,9 +52,32 @@ pub(crate) struct ZArray {
     utf32: Option<usize>,
     /// 1-D numeric arrays: the decode unit the last read ended inside.
     edge: Option<EdgeCache>,
-    /// Object storage: whole chunks fetched ahead of the reads that need them.
+    /// Object storage: whole chunks (or a shard's inner chunks, as byte ranges) fetched
+    /// ahead of the reads that need them.
     prefetch: Option<std::sync::Arc<dyn super::Prefetch>>,
+    /// A sharded array's read-ahead so far.
+    ahead: Mutex<Ahead>,
 }
+
+/// Where a sharded array's read-ahead stands, in inner chunks numbered along the array.
+#[derive(Default)]
+struct Ahead {
+    /// The first inner chunk of the last read (a read before it starts a new pass).
+    reading: u64,
+    /// The first inner chunk not yet asked for.
+    next: u64,
+    /// The element after the last read: a read that starts there (or at 0) streams.
+    read_end: u64,
+}
+
+/// When reads follow each other (a pass streaming the array), a sharded array's inner
+/// chunks are fetched ahead up to this many bytes past the current read's start: enough
+/// requests in flight to cover a round trip, bounded. Other reads (a task scheduler's
+/// chunks) fetch their own inner chunks only.
+const READ_AHEAD_BYTES: u64 = 32 << 20;
+
+/// Adjacent inner chunks are fetched together in pieces of up to this many bytes.
+const PIECE_BYTES: u64 = 4 << 20;
 
 /// Presence checks of the chunks (shards) of a 1-D array, each done once.
 struct Strict {
@@ -63,6 +86,8 @@ struct Strict {
     chunk_len: u64,
     shard: Option<ShardCheck>,
     checked: Mutex<HashSet<u64>>,
+    /// The indexes of the shards checked, by shard number, when read ahead uses them.
+    indexes: Mutex<HashMap<u64, std::sync::Arc<ShardIndex>>>,
     /// Chunks are gzip streams, checked as zarr-python decodes them.
     gzip: bool,
 }
@@ -70,6 +95,12 @@ struct Strict {
 struct ShardCheck {
     codec: ShardingCodec,
     layout: ShardLayout,
+}
+
+/// A checked shard's size and decoded index (offset, length per inner chunk).
+struct ShardIndex {
+    size: u64,
+    entries: Vec<u64>,
 }
 
 /// Decodes `subset` straight into a new `Vec<T>` (`T` the array's element type).
@@ -365,26 +396,41 @@ impl ZArray {
             utf32,
             edge,
             prefetch: None,
+            ahead: Mutex::new(Ahead::default()),
         })
     }
 
-    /// Fetch the chunks of each read, and of the same number of elements after it, ahead
-    /// through `prefetch` (all at once, up to the storage's request limit; zarrs alone reads
-    /// one per thread at a time, so over a slow link reads wait a round trip each). For a
-    /// 1-D unsharded array (a shard's inner chunks are byte ranges, not objects), opened at
-    /// its own path.
+    /// Fetch ahead of the reads through `prefetch` (all at once, up to the storage's request
+    /// limit; zarrs alone reads one chunk per thread at a time, so over a slow link reads
+    /// wait a round trip each): the chunks of each read and of as many elements after it,
+    /// or, sharded, the inner chunks of the next [`READ_AHEAD_BYTES`] as byte ranges
+    /// ([`ZArray::fetch_inner_chunks_ahead`]). For a 1-D array opened at its own path
+    /// (sharded: a sparse matrix's member, whose shard indexes the reads check).
     pub fn read_ahead(&mut self, prefetch: std::sync::Arc<dyn super::Prefetch>, meta: &NodeMeta) {
         let direct = zarrs::node::NodePath::validate(&format!("/{}", self.path));
-        if self.shape.len() == 1 && meta.sharding().is_none() && direct && self.edge.is_some() {
+        let indexed = self.strict.as_ref().is_some_and(|s| s.shard.is_some());
+        if self.shape.len() == 1
+            && (meta.sharding().is_none() || indexed)
+            && direct
+            && self.edge.is_some()
+        {
             self.prefetch = Some(prefetch);
         }
     }
 
-    /// Starts fetching the chunks of `rows` and of as many elements after them.
+    /// Starts fetching what the read of `rows` and the reads after it need.
     fn fetch_ahead(&self, rows: &Range<u64>) {
         let (Some(prefetch), Some(edge)) = (&self.prefetch, &self.edge) else {
             return;
         };
+        if let Some((strict, shard)) = self
+            .strict
+            .as_ref()
+            .and_then(|s| s.shard.as_ref().map(|shard| (s, shard)))
+        {
+            self.fetch_inner_chunks_ahead(prefetch.as_ref(), strict, shard, rows);
+            return;
+        }
         let u = edge.unit_len;
         let end = (rows.end + (rows.end - rows.start)).min(self.n_rows());
         let kept = edge.kept();
@@ -393,6 +439,77 @@ impl ZArray {
             .map(|k| self.array.chunk_key(&[k]))
             .collect();
         prefetch.prefetch(keys);
+    }
+
+    /// Starts fetching the inner chunks of `rows` and, when the read continues the last one,
+    /// those after it up to [`READ_AHEAD_BYTES`] from its start (those asked for by earlier
+    /// reads are not asked again), as pieces of adjacent inner chunks; it stops at the first
+    /// shard not yet checked (its index is not known yet). The pieces hold exactly the byte
+    /// ranges zarrs reads.
+    fn fetch_inner_chunks_ahead(
+        &self,
+        prefetch: &dyn super::Prefetch,
+        strict: &Strict,
+        shard: &ShardCheck,
+        rows: &Range<u64>,
+    ) {
+        if rows.start >= rows.end {
+            return;
+        }
+        let (inner, per_shard) = (shard.layout.inner_len, shard.layout.per_shard);
+        let first = rows.start / inner;
+        let units = self.n_rows().div_ceil(inner);
+        let indexes = strict.indexes.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = |unit: u64| -> Option<(u64, u64, &ShardIndex)> {
+            let index = indexes.get(&(unit / per_shard))?;
+            let j = (2 * (unit % per_shard)) as usize;
+            match (index.entries.get(j), index.entries.get(j + 1)) {
+                (Some(&off), Some(&n)) if off != u64::MAX => Some((off, n, index)),
+                _ => None,
+            }
+        };
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        if first < ahead.reading {
+            ahead.next = first; // a new pass, or reads out of order
+        }
+        ahead.reading = first;
+        let streaming = rows.start == ahead.read_end || rows.start == 0;
+        ahead.read_end = rows.end;
+        let read_end = ((rows.end - 1) / inner + 1).min(units);
+        let limit = if streaming { units } else { read_end };
+        let mut unit = ahead.next.max(first);
+        // Bytes already asked for between the read's start and `unit`.
+        let mut window: u64 = (first..unit).filter_map(&entry).map(|(_, n, _)| n).sum();
+        // (shard, its size, pieces: (bytes, units)), in order.
+        let mut asks: Vec<(u64, u64, Vec<super::PieceAhead>)> = Vec::new();
+        while unit < limit && (unit < read_end || window < READ_AHEAD_BYTES) {
+            let Some((off, n, index)) = entry(unit) else {
+                break;
+            };
+            let k = unit / per_shard;
+            if asks.last().is_none_or(|(shard, _, _)| *shard != k) {
+                asks.push((k, index.size, Vec::new()));
+            }
+            let pieces = &mut asks.last_mut().expect("pushed above").2;
+            match pieces.last_mut() {
+                Some((bytes, covered))
+                    if bytes.end == off && bytes.end - bytes.start + n <= PIECE_BYTES =>
+                {
+                    bytes.end += n;
+                    covered.end = unit + 1;
+                }
+                _ if n > 0 => pieces.push((off..off + n, unit..unit + 1)),
+                _ => {}
+            }
+            window += n;
+            unit += 1;
+        }
+        ahead.next = unit;
+        drop(ahead);
+        drop(indexes);
+        for (k, size, pieces) in asks {
+            prefetch.prefetch_ranges(&self.array.chunk_key(&[k]), size, pieces, first..unit);
+        }
     }
 
     /// Rows along axis 0 (1 for a scalar).
@@ -455,7 +572,7 @@ impl ZArray {
             return by_dtype!(dtype, empty()).map_err(|e: String| self.fail(&rows, e));
         }
         if let Some(strict) = &self.strict {
-            strict.check(&self.path, &self.array, &rows)?;
+            strict.check(&self.path, &self.array, &rows, self.prefetch.as_deref())?;
         }
         let array = &self.array;
         self.fetch_ahead(&rows);
@@ -552,16 +669,19 @@ impl Strict {
             chunk_len,
             shard,
             checked: Mutex::new(HashSet::new()),
+            indexes: Mutex::new(HashMap::new()),
             gzip: meta.stored_as_gzip(),
         })
     }
 
-    /// Checks that every chunk (shard, inner chunk) holding elements `range` exists.
+    /// Checks that every chunk (shard, inner chunk) holding elements `range` exists. A
+    /// shard's index is kept (and handed to `prefetch`, for zarrs' reads of it).
     fn check(
         &self,
         path: &str,
         array: &Array<ZStore>,
         range: &Range<u64>,
+        prefetch: Option<&dyn super::Prefetch>,
     ) -> std::result::Result<(), Problem> {
         let first = range.start / self.chunk_len;
         let last = (range.end - 1) / self.chunk_len;
@@ -574,7 +694,7 @@ impl Strict {
         }
         let len = array.shape().first().copied().unwrap_or(0);
         todo.par_iter()
-            .try_for_each(|&k| self.check_one(path, array, k, len))?;
+            .try_for_each(|&k| self.check_one(path, array, k, len, prefetch))?;
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         checked.extend(todo);
         Ok(())
@@ -586,6 +706,7 @@ impl Strict {
         array: &Array<ZStore>,
         k: u64,
         array_len: u64,
+        prefetch: Option<&dyn super::Prefetch>,
     ) -> std::result::Result<(), Problem> {
         let key = array.chunk_key(&[k]);
         let what = if self.shard.is_some() {
@@ -681,6 +802,26 @@ impl Strict {
                     )))
                 }
             }
+        }
+        // Read ahead (object storage) works from the index; zarrs reads it again on
+        // every read of the shard, which `keep` answers from memory.
+        if let Some(prefetch) = prefetch {
+            let at = if shard.layout.index_at_start {
+                0..shard.layout.index_len
+            } else {
+                size - shard.layout.index_len..size
+            };
+            prefetch.keep(&key, size, at, bytes);
+            self.indexes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    k,
+                    std::sync::Arc::new(ShardIndex {
+                        size,
+                        entries: index,
+                    }),
+                );
         }
         Ok(())
     }

@@ -94,7 +94,12 @@ fn open_s3(
     let storage = super::s3::open(bucket, prefix, s3)?;
     match purpose {
         Purpose::Any => {}
-        Purpose::Input => storage.check_input()?,
+        Purpose::Input => {
+            storage.check_input()?;
+            // Nothing writes an input while atlasnorm runs: its metadata, sizes and
+            // listings are read once.
+            storage.remember_answers();
+        }
         Purpose::Output => storage.check_output()?,
     }
     Ok(storage)

@@ -18,16 +18,18 @@
 //! and for at most [`S3Config::retry_timeout`]; permanent ones (403, 404, no such bucket) are not.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::limit::LimitStore;
 use object_store::prefix::PrefixStore;
+use object_store::ObjectStore as _;
 use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
-use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::byte_range::{ByteRange, ByteRangeIterator};
 use zarrs::storage::{
     Bytes, ListableStorageTraits, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits,
     StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
@@ -38,12 +40,52 @@ use zarrs_storage::storage_adapter::async_to_sync::{
 };
 use zarrs_storage::{AsyncReadableStorageTraits, AsyncWritableStorageTraits};
 
+use super::held::HeldRanges;
+use super::known::Known;
 use super::S3Config;
 use crate::error::{Error, Result};
 use crate::store::zarr::{Prefetch, Storage};
 
 /// An object fetch running on the storage's runtime.
 type Fetch = tokio::task::JoinHandle<std::result::Result<zarrs::storage::MaybeBytes, StorageError>>;
+
+/// A held piece of an object (see [`super::held`]): fetched once, by whichever read needs it
+/// first; `None` when the fetch failed (reads inside it then go to the object itself, which
+/// reports the failure in its own words).
+struct Slot {
+    fetch: Mutex<Option<tokio::task::JoinHandle<Option<Bytes>>>>,
+    bytes: OnceLock<Option<Bytes>>,
+}
+
+impl Slot {
+    fn fetching(fetch: tokio::task::JoinHandle<Option<Bytes>>) -> Self {
+        Slot {
+            fetch: Mutex::new(Some(fetch)),
+            bytes: OnceLock::new(),
+        }
+    }
+
+    fn ready(bytes: Bytes) -> Self {
+        Slot {
+            fetch: Mutex::new(None),
+            bytes: OnceLock::from(Some(bytes)),
+        }
+    }
+
+    /// The piece's bytes, waiting for its fetch if it is still in flight.
+    fn bytes(&self, runtime: &Runtime) -> Option<&Bytes> {
+        self.bytes
+            .get_or_init(|| {
+                let fetch = self
+                    .fetch
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()?;
+                runtime.block_on(fetch).ok().flatten()
+            })
+            .as_ref()
+    }
+}
 
 /// Prefetched objects held at most, per request slot: a read range's chunks and the next
 /// range's, whatever their number, stay bounded.
@@ -65,7 +107,9 @@ impl S3Config {
     }
 }
 
-type Inner = AsyncObjectStore<LimitStore<PrefixStore<AmazonS3>>>;
+/// The S3 client with its request limit; zarrs' adapter over it.
+type Raw = LimitStore<PrefixStore<AmazonS3>>;
+type Inner = AsyncObjectStore<Arc<Raw>>;
 
 /// Runs zarrs' async storage calls to completion on the storage's own runtime.
 struct BlockOn(tokio::runtime::Handle);
@@ -82,6 +126,9 @@ pub struct S3Storage {
     bucket: String,
     endpoint: String,
     store: Arc<Inner>,
+    /// The client itself, for ranged reads of known objects: zarrs' adapter asks an object's
+    /// size (a HEAD, one more round trip) before every ranged read.
+    raw: Arc<Raw>,
     sync: AsyncToSyncStorageAdapter<Inner, BlockOn>,
     /// One permit per upload in flight.
     uploads: Arc<Semaphore>,
@@ -90,6 +137,12 @@ pub struct S3Storage {
     upload_error: Arc<Mutex<Option<String>>>,
     /// Objects being fetched ahead of their read (see [`Prefetch`]), by key.
     prefetched: Mutex<HashMap<String, Fetch>>,
+    /// Byte ranges of objects fetched ahead of partial reads, and shard indexes kept.
+    held: Mutex<HeldRanges<Arc<Slot>>>,
+    /// Metadata documents, object sizes and listings already read (see [`Known`]): kept for
+    /// an input only ([`S3Storage::remember_answers`]); an output may be written by other
+    /// processes too (Dask workers).
+    known: Mutex<Option<Known>>,
     /// Dropped last (fields drop in order).
     runtime: Runtime,
 }
@@ -154,10 +207,8 @@ pub fn open(bucket: &str, prefix: &str, config: &S3Config) -> Result<Arc<S3Stora
         .map_err(|e| fail(format!("cannot configure the S3 client: {e}")))?;
 
     let slots = config.max_concurrency.clamp(1, 4096);
-    let store = Arc::new(AsyncObjectStore::new(LimitStore::new(
-        PrefixStore::new(s3, prefix),
-        slots,
-    )));
+    let raw = Arc::new(LimitStore::new(PrefixStore::new(s3, prefix), slots));
+    let store = Arc::new(AsyncObjectStore::new(raw.clone()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.io_threads.max(1))
         .thread_name("atlasnorm-s3")
@@ -170,11 +221,14 @@ pub fn open(bucket: &str, prefix: &str, config: &S3Config) -> Result<Arc<S3Stora
         url,
         bucket: bucket.to_string(),
         store,
+        raw,
         sync,
         uploads: Arc::new(Semaphore::new(slots)),
         slots: slots as u32,
         upload_error: Arc::new(Mutex::new(None)),
         prefetched: Mutex::new(HashMap::new()),
+        held: Mutex::new(HeldRanges::default()),
+        known: Mutex::new(None),
         runtime,
     }))
 }
@@ -293,6 +347,7 @@ impl S3Storage {
     /// holds objects to delete by hand.
     pub fn discard(&self) -> std::result::Result<(), StorageError> {
         self.wait_for_uploads()?;
+        self.with_known(|k| k.erasing_prefix(""));
         self.sync.erase_prefix(&StorePrefix::root()).map_err(|e| {
             StorageError::Other(format!(
                 "{} (a partial store without root metadata is left under {}/: delete it, e.g. \
@@ -305,6 +360,15 @@ impl S3Storage {
     }
 
     /// True if any object exists under the prefix (for OUTPUT without `--force`).
+    /// Keeps the answers to metadata reads, size queries and listings from now on (see
+    /// [`Known`]): for an input, which nothing writes while atlasnorm runs.
+    pub fn remember_answers(&self) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.is_none() {
+            *known = Some(Known::default());
+        }
+    }
+
     pub fn exists(&self) -> std::result::Result<bool, StorageError> {
         let listing = self.list_dir(&StorePrefix::root())?;
         Ok(!listing.keys().is_empty() || !listing.prefixes().is_empty())
@@ -363,14 +427,28 @@ impl ReadableStorageTraits for S3Storage {
         byte_ranges: ByteRangeIterator<'a>,
     ) -> std::result::Result<MaybeBytesIterator<'a>, StorageError> {
         self.flush()?;
+        let ranges: Vec<ByteRange> = byte_ranges.collect();
+        if let Some(found) = self.held_ranges(key, &ranges) {
+            return Ok(Some(Box::new(
+                found.into_iter().map(Ok::<Bytes, StorageError>),
+            )));
+        }
+        if let Some(Some(size)) = self.with_known(|k| k.size(key.as_str())).flatten() {
+            return self.get_ranges(key, size, &ranges);
+        }
         self.sync
-            .get_partial_many(key, byte_ranges)
+            .get_partial_many(key, Box::new(ranges.into_iter()))
             .map_err(|e| self.err("read", e))
     }
 
     fn size_key(&self, key: &StoreKey) -> std::result::Result<Option<u64>, StorageError> {
         self.flush()?;
-        self.sync.size_key(key).map_err(|e| self.err("read", e))
+        if let Some(size) = self.with_known(|k| k.size(key.as_str())).flatten() {
+            return Ok(size);
+        }
+        let size = self.sync.size_key(key).map_err(|e| self.err("read", e))?;
+        self.with_known(|k| k.read_size(key.as_str(), size));
+        Ok(size)
     }
 
     fn supports_get_partial(&self) -> bool {
@@ -379,6 +457,17 @@ impl ReadableStorageTraits for S3Storage {
 
     fn get(&self, key: &StoreKey) -> std::result::Result<zarrs::storage::MaybeBytes, StorageError> {
         self.flush()?;
+        if is_metadata(key) {
+            if let Some(doc) = self.with_known(|k| k.document(key.as_str())).flatten() {
+                return Ok(doc);
+            }
+            let doc = self
+                .runtime
+                .block_on(self.store.get(key))
+                .map_err(|e| self.err("read", e))?;
+            self.with_known(|k| k.read_document(key.as_str(), doc.clone()));
+            return Ok(doc);
+        }
         let fetch = self.prefetched.lock().unwrap().remove(key.as_str());
         if let Some(fetch) = fetch {
             return match self.runtime.block_on(fetch) {
@@ -389,6 +478,81 @@ impl ReadableStorageTraits for S3Storage {
         self.runtime
             .block_on(self.store.get(key))
             .map_err(|e| self.err("read", e))
+    }
+}
+
+impl S3Storage {
+    /// `f` over what is known of the store, when answers are kept.
+    fn with_known<R>(&self, f: impl FnOnce(&mut Known) -> R) -> Option<R> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map(f)
+    }
+
+    /// `ranges` of the object at `key`, of known `size`, read from the store (without the
+    /// HEAD zarrs' adapter makes first).
+    fn get_ranges<'a>(
+        &self,
+        key: &StoreKey,
+        size: u64,
+        ranges: &[ByteRange],
+    ) -> std::result::Result<MaybeBytesIterator<'a>, StorageError> {
+        let mut within = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let (start, end) = (r.start(size), r.end(size));
+            if start > end || end > size {
+                return Err(self.err(
+                    "read",
+                    StorageError::Other(format!(
+                        "{key}: byte range {r} past the end ({size} bytes)"
+                    )),
+                ));
+            }
+            within.push(start..end);
+        }
+        let path = object_store::path::Path::from(key.as_str());
+        match self.runtime.block_on(self.raw.get_ranges(&path, &within)) {
+            Ok(got) => {
+                if let Some((r, b)) = within
+                    .iter()
+                    .zip(&got)
+                    .find(|(r, b)| b.len() as u64 != r.end - r.start)
+                {
+                    return Err(self.err(
+                        "read",
+                        StorageError::Other(format!(
+                            "{key}: {} bytes returned for a range of {}",
+                            b.len(),
+                            r.end - r.start
+                        )),
+                    ));
+                }
+                Ok(Some(Box::new(
+                    got.into_iter().map(Ok::<Bytes, StorageError>),
+                )))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("read", StorageError::Other(e.to_string()))),
+        }
+    }
+
+    /// `ranges` of `key` from the held pieces, when all lie inside them and their fetches
+    /// succeeded.
+    fn held_ranges(&self, key: &StoreKey, ranges: &[ByteRange]) -> Option<Vec<Bytes>> {
+        let served = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .serve(key.as_str(), ranges)?;
+        served
+            .into_iter()
+            .map(|(slot, within)| {
+                let bytes = slot.bytes(&self.runtime)?;
+                (within.end <= bytes.len()).then(|| bytes.slice(within))
+            })
+            .collect()
     }
 }
 
@@ -408,6 +572,49 @@ impl Prefetch for S3Storage {
             // Each request still passes the LimitStore: at most `slots` in flight in all.
             let fetch = self.runtime.spawn(async move { store.get(&key).await });
             held.insert(name, fetch);
+        }
+    }
+
+    fn prefetch_ranges(
+        &self,
+        key: &StoreKey,
+        size: u64,
+        pieces: Vec<crate::store::zarr::PieceAhead>,
+        window: Range<u64>,
+    ) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.forget_outside(key.as_str(), &window);
+        for (bytes, units) in pieces {
+            if !held.can_add(key.as_str(), size, &bytes) {
+                continue;
+            }
+            let raw = self.raw.clone();
+            let path = object_store::path::Path::from(key.as_str());
+            let range = bytes.clone();
+            let len = (bytes.end - bytes.start) as usize;
+            // Each request still passes the LimitStore: at most `slots` in flight in all.
+            let fetch = self.runtime.spawn(async move {
+                let got = raw.get_ranges(&path, std::slice::from_ref(&range)).await;
+                got.ok()?.pop().filter(|b| b.len() == len)
+            });
+            held.add(
+                key.as_str(),
+                size,
+                bytes,
+                units,
+                Arc::new(Slot::fetching(fetch)),
+            );
+        }
+    }
+
+    fn keep(&self, key: &StoreKey, size: u64, bytes: Range<u64>, data: Bytes) {
+        if data.len() as u64 == bytes.end - bytes.start {
+            self.held.lock().unwrap_or_else(|e| e.into_inner()).keep(
+                key.as_str(),
+                size,
+                bytes,
+                Arc::new(Slot::ready(data)),
+            );
         }
     }
 }
@@ -430,9 +637,15 @@ impl ListableStorageTraits for S3Storage {
         prefix: &StorePrefix,
     ) -> std::result::Result<StoreKeysPrefixes, StorageError> {
         self.flush()?;
-        self.sync
+        if let Some(answer) = self.with_known(|k| k.dir(prefix.as_str())).flatten() {
+            return Ok(answer);
+        }
+        let answer = self
+            .sync
             .list_dir(prefix)
-            .map_err(|e| self.err("list objects", e))
+            .map_err(|e| self.err("list objects", e))?;
+        self.with_known(|k| k.read_dir(prefix.as_str(), answer.clone()));
+        Ok(answer)
     }
 
     fn size_prefix(&self, prefix: &StorePrefix) -> std::result::Result<u64, StorageError> {
@@ -447,8 +660,14 @@ impl WritableStorageTraits for S3Storage {
     fn set(&self, key: &StoreKey, value: Bytes) -> std::result::Result<(), StorageError> {
         if is_metadata(key) {
             self.flush()?;
-            return self.sync.set(key, value).map_err(|e| self.err("write", e));
+            self.with_known(|k| k.writing(key.as_str()));
+            self.sync
+                .set(key, value.clone())
+                .map_err(|e| self.err("write", e))?;
+            self.with_known(|k| k.wrote_document(key.as_str(), value));
+            return Ok(());
         }
+        self.with_known(|k| k.writing(key.as_str()));
         self.failed()?;
         let permit = self
             .runtime
@@ -489,11 +708,13 @@ impl WritableStorageTraits for S3Storage {
 
     fn erase(&self, key: &StoreKey) -> std::result::Result<(), StorageError> {
         self.flush()?;
+        self.with_known(|k| k.writing(key.as_str()));
         self.sync.erase(key).map_err(|e| self.err("delete", e))
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> std::result::Result<(), StorageError> {
         self.flush()?;
+        self.with_known(|k| k.erasing_prefix(prefix.as_str()));
         self.sync
             .erase_prefix(prefix)
             .map_err(|e| self.err("delete", e))

@@ -10,6 +10,10 @@ use std::time::Duration;
 #[cfg(feature = "s3")]
 mod client;
 #[cfg(feature = "s3")]
+mod held;
+#[cfg(feature = "s3")]
+mod known;
+#[cfg(feature = "s3")]
 pub use client::{open, S3Storage};
 
 #[cfg(not(feature = "s3"))]
