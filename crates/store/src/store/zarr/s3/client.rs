@@ -22,6 +22,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::TryStreamExt as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::limit::LimitStore;
 use object_store::prefix::PrefixStore;
@@ -446,6 +447,9 @@ impl ReadableStorageTraits for S3Storage {
         if let Some(size) = self.with_known(|k| k.size(key.as_str())).flatten() {
             return Ok(size);
         }
+        if let Some(size) = self.size_from_listing(key) {
+            return Ok(size);
+        }
         let size = self.sync.size_key(key).map_err(|e| self.err("read", e))?;
         self.with_known(|k| k.read_size(key.as_str(), size));
         Ok(size)
@@ -482,6 +486,36 @@ impl ReadableStorageTraits for S3Storage {
 }
 
 impl S3Storage {
+    /// The size of the chunk at `key` (`None`: absent) from one listing of its directory
+    /// (`X/data/c/0`: everything under `X/data/c/`), when answers are kept and the directory
+    /// has not been listed yet: one request for all of an array's chunks instead of a HEAD
+    /// for each (the input check asks every chunk's size). `None` when it does not apply or
+    /// the listing failed (the caller then asks for the object itself).
+    fn size_from_listing(&self, key: &StoreKey) -> Option<Option<u64>> {
+        if is_metadata(key) {
+            return None;
+        }
+        let (dir, _) = key.as_str().rsplit_once('/')?;
+        let prefix = format!("{dir}/");
+        if self.with_known(|k| k.is_listed(&prefix))? {
+            return None;
+        }
+        let listing = self.raw.list(Some(&object_store::path::Path::from(dir)));
+        let objects: Vec<(String, u64)> = self
+            .runtime
+            .block_on(
+                listing
+                    .map_ok(|meta| (meta.location.to_string(), meta.size))
+                    .try_collect(),
+            )
+            .ok()?;
+        self.with_known(|k| {
+            k.read_listing(&prefix, objects);
+            k.size(key.as_str())
+        })
+        .flatten()
+    }
+
     /// `f` over what is known of the store, when answers are kept.
     fn with_known<R>(&self, f: impl FnOnce(&mut Known) -> R) -> Option<R> {
         self.known

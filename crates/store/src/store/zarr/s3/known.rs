@@ -22,6 +22,9 @@ pub(super) struct Known {
     sizes: HashMap<String, Option<u64>>,
     /// `list_dir` answers by prefix.
     dirs: HashMap<String, StoreKeysPrefixes>,
+    /// Prefixes (ending in `/`) whose objects have all been listed with their sizes: a key
+    /// under one that `sizes` lacks is absent.
+    listed: Vec<String>,
 }
 
 impl Known {
@@ -32,10 +35,24 @@ impl Known {
 
     /// The size of the object at `key`, if known (`Some(None)`: known to be absent).
     pub fn size(&self, key: &str) -> Option<Option<u64>> {
-        match self.documents.get(key) {
-            Some(doc) => Some(doc.as_ref().map(|d| d.len() as u64)),
-            None => self.sizes.get(key).copied(),
+        match (self.documents.get(key), self.sizes.get(key)) {
+            (Some(doc), _) => Some(doc.as_ref().map(|d| d.len() as u64)),
+            (None, Some(size)) => Some(*size),
+            (None, None) => self.is_listed(key).then_some(None),
         }
+    }
+
+    /// Whether every object under a prefix of `key` has been listed.
+    pub fn is_listed(&self, key: &str) -> bool {
+        self.listed.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// Every object under `prefix` (ending in `/`) with its size, as listed from the store.
+    pub fn read_listing(&mut self, prefix: &str, objects: impl IntoIterator<Item = (String, u64)>) {
+        for (key, size) in objects {
+            self.sizes.insert(key, Some(size));
+        }
+        self.listed.push(prefix.to_string());
     }
 
     pub fn dir(&self, prefix: &str) -> Option<StoreKeysPrefixes> {
@@ -61,6 +78,7 @@ impl Known {
         self.documents.remove(key);
         self.sizes.remove(key);
         self.dirs.clear();
+        self.listed.retain(|p| !key.starts_with(p.as_str()));
     }
 
     /// After a write of the metadata document at `key` succeeded.
@@ -73,6 +91,8 @@ impl Known {
         self.documents.retain(|key, _| !key.starts_with(prefix));
         self.sizes.retain(|key, _| !key.starts_with(prefix));
         self.dirs.clear();
+        self.listed
+            .retain(|p| !p.starts_with(prefix) && !prefix.starts_with(p.as_str()));
     }
 }
 
@@ -117,6 +137,27 @@ mod tests {
         assert_eq!(k.document("b/zarr.json"), None);
         k.wrote_document("b/zarr.json", Bytes::from_static(b"{\"x\":1}"));
         assert_eq!(k.size("b/zarr.json"), Some(Some(7)));
+    }
+
+    #[test]
+    fn a_listed_prefix_answers_sizes_and_absence_under_it() {
+        let mut k = Known::default();
+        k.read_listing(
+            "X/data/",
+            [("X/data/0".to_string(), 10), ("X/data/1".to_string(), 12)],
+        );
+        assert_eq!(k.size("X/data/1"), Some(Some(12)));
+        assert_eq!(k.size("X/data/7"), Some(None), "not listed: absent");
+        assert_eq!(k.size("X/indices/0"), None, "another prefix: not known");
+        assert!(k.is_listed("X/data/9") && !k.is_listed("X/dat"));
+        // A write under the prefix: sizes there are no longer all known.
+        k.writing("X/data/7");
+        assert_eq!(k.size("X/data/7"), None);
+        assert_eq!(k.size("X/data/0"), Some(Some(10)));
+        k.read_listing("X/data/", [("X/data/0".to_string(), 10)]);
+        k.erasing_prefix("X/");
+        assert_eq!(k.size("X/data/0"), None);
+        assert!(!k.is_listed("X/data/0"));
     }
 
     #[test]
