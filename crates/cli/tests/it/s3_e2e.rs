@@ -543,24 +543,9 @@ fn flags_override_the_environment() {
 #[test]
 fn an_s3_input_of_many_chunks_over_a_slow_link() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, zarr) = inputs(dir.path(), 4000, 2000);
-    let moto = Moto::start();
-    moto.create_bucket("input");
-    // Many chunks: a local copy re-chunked small, then uploaded.
-    let small = dir.path().join("small.zarr");
-    run_ok(
-        &moto.endpoint(),
-        &[
-            s(&zarr),
-            s(&small),
-            "--zarr-chunk",
-            "5000",
-            "--zarr-shard",
-            "0",
-            "--no-log1p",
-        ],
-    );
-    upload(&moto, &small, "input", "small.zarr");
+    // Many chunks: a local copy re-chunked small.
+    let args = ["--zarr-chunk", "5000", "--zarr-shard", "0", "--no-log1p"];
+    let (moto, _) = rechunked_input_on_s3(dir.path(), (4000, 2000), "small.zarr", &args);
     let proxy = SlowProxy::start(moto.port, Duration::from_millis(20));
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let t = Instant::now();
@@ -575,6 +560,26 @@ fn an_s3_input_of_many_chunks_over_a_slow_link() {
         proxy.connections()
     );
     assert!(out.join("zarr.json").exists());
+}
+
+/// Synthetic counts (`cells`, `genes`) re-chunked by `atlasnorm normalize IN LOCAL ARGS`
+/// into `dir/NAME` (a store of the layout a test needs), uploaded to `s3://input/NAME` on a
+/// fresh moto server.
+fn rechunked_input_on_s3(
+    dir: &Path,
+    (cells, genes): (u32, u32),
+    name: &str,
+    args: &[&str],
+) -> (Moto, PathBuf) {
+    let (_, zarr) = inputs(dir, cells, genes);
+    let moto = Moto::start();
+    moto.create_bucket("input");
+    let local = dir.join(name);
+    let mut all = vec![s(&zarr), s(&local)];
+    all.extend_from_slice(args);
+    run_ok(&moto.endpoint(), &all);
+    upload(&moto, &local, "input", name);
+    (moto, local)
 }
 
 /// Elements of the 1-D array at `array` (e.g. `X/data`) of a local zarr v3 store.
@@ -593,27 +598,13 @@ fn array_len(store: &Path, array: &str) -> u64 {
 #[test]
 fn a_sharded_s3_input_is_read_ahead_in_few_requests_and_gives_the_local_result() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, zarr) = inputs(dir.path(), 6000, 1500);
-    let moto = Moto::start();
-    moto.create_bucket("input");
-    let sharded = dir.path().join("sharded.zarr");
     let inner = 4096;
-    run_ok(
-        &moto.endpoint(),
-        &[
-            s(&zarr),
-            s(&sharded),
-            "--zarr-chunk",
-            &inner.to_string(),
-            "--zarr-shard",
-            &(32 * inner).to_string(),
-            "--no-log1p",
-        ],
-    );
+    let (chunk, shard) = (inner.to_string(), (32 * inner).to_string());
+    let args = ["--zarr-chunk", &chunk, "--zarr-shard", &shard, "--no-log1p"];
+    let (moto, sharded) = rechunked_input_on_s3(dir.path(), (6000, 1500), "sharded.zarr", &args);
     let nnz = array_len(&sharded, "X/data");
     let inner_chunks = nnz.div_ceil(inner) as usize;
     assert!(inner_chunks > 300, "{inner_chunks} inner chunks");
-    upload(&moto, &sharded, "input", "sharded.zarr");
     let proxy = SlowProxy::start(moto.port, Duration::ZERO);
     let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
     let cases: [&[&str]; 3] = [
