@@ -238,6 +238,11 @@ fn humantime(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
 
+/// Whether `object_store` spells `key` as it is (it percent-encodes `%`, `[`, `#`, `*`, ...).
+fn spelt_alike(key: &StoreKey) -> bool {
+    object_store::path::Path::from(key.as_str()).as_ref() == key.as_str()
+}
+
 /// True for the keys of metadata documents (written synchronously, after all chunk uploads).
 fn is_metadata(key: &StoreKey) -> bool {
     let name = key.as_str().rsplit('/').next().unwrap_or("");
@@ -444,10 +449,17 @@ impl ReadableStorageTraits for S3Storage {
 
     fn size_key(&self, key: &StoreKey) -> std::result::Result<Option<u64>, StorageError> {
         self.flush()?;
-        if let Some(size) = self.with_known(|k| k.size(key.as_str())).flatten() {
+        // A listing names objects as `object_store` spells paths: it answers for keys spelt
+        // the same (every zarr chunk key; not a group named with `[`, `%`, `#`, ...).
+        let listable = !is_metadata(key) && spelt_alike(key);
+        let known = self.with_known(|k| match listable || is_metadata(key) {
+            true => k.size(key.as_str()),
+            false => k.size_read(key.as_str()),
+        });
+        if let Some(size) = known.flatten() {
             return Ok(size);
         }
-        if let Some(size) = self.size_from_listing(key) {
+        if let Some(size) = listable.then(|| self.size_from_listing(key)).flatten() {
             return Ok(size);
         }
         let size = self.sync.size_key(key).map_err(|e| self.err("read", e))?;
@@ -492,9 +504,6 @@ impl S3Storage {
     /// for each (the input check asks every chunk's size). `None` when it does not apply or
     /// the listing failed (the caller then asks for the object itself).
     fn size_from_listing(&self, key: &StoreKey) -> Option<Option<u64>> {
-        if is_metadata(key) {
-            return None;
-        }
         let (dir, _) = key.as_str().rsplit_once('/')?;
         let prefix = format!("{dir}/");
         if self.with_known(|k| k.is_listed(&prefix))? {
@@ -838,6 +847,15 @@ mod tests {
             Problem::Unreachable
         ));
         assert!(matches!(classify("Unexpected length"), Problem::Other));
+    }
+
+    #[test]
+    fn listings_answer_only_for_keys_object_store_spells_as_they_are() {
+        let key = |k: &str| StoreKey::new(k).unwrap();
+        assert!(spelt_alike(&key("X/data/c/0")));
+        assert!(spelt_alike(&key("X/indices/0.1")));
+        assert!(!spelt_alike(&key("obs/a[b]/c/0")));
+        assert!(!spelt_alike(&key("obs/50%/0")));
     }
 
     #[test]

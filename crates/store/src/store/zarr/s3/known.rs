@@ -22,8 +22,10 @@ pub(super) struct Known {
     sizes: HashMap<String, Option<u64>>,
     /// `list_dir` answers by prefix.
     dirs: HashMap<String, StoreKeysPrefixes>,
+    /// Object sizes from listings, by the listed name.
+    listed_sizes: HashMap<String, u64>,
     /// Prefixes (ending in `/`) whose objects have all been listed with their sizes: a key
-    /// under one that `sizes` lacks is absent.
+    /// under one that no listing named is absent.
     listed: Vec<String>,
 }
 
@@ -35,10 +37,20 @@ impl Known {
 
     /// The size of the object at `key`, if known (`Some(None)`: known to be absent).
     pub fn size(&self, key: &str) -> Option<Option<u64>> {
-        match (self.documents.get(key), self.sizes.get(key)) {
-            (Some(doc), _) => Some(doc.as_ref().map(|d| d.len() as u64)),
-            (None, Some(size)) => Some(*size),
-            (None, None) => self.is_listed(key).then_some(None),
+        if let Some(size) = self.size_read(key) {
+            return Some(size);
+        }
+        match self.listed_sizes.get(key) {
+            Some(&size) => Some(Some(size)),
+            None => self.is_listed(key).then_some(None),
+        }
+    }
+
+    /// The size of the object at `key` as read for it alone (not from a listing).
+    pub fn size_read(&self, key: &str) -> Option<Option<u64>> {
+        match self.documents.get(key) {
+            Some(doc) => Some(doc.as_ref().map(|d| d.len() as u64)),
+            None => self.sizes.get(key).copied(),
         }
     }
 
@@ -49,9 +61,7 @@ impl Known {
 
     /// Every object under `prefix` (ending in `/`) with its size, as listed from the store.
     pub fn read_listing(&mut self, prefix: &str, objects: impl IntoIterator<Item = (String, u64)>) {
-        for (key, size) in objects {
-            self.sizes.insert(key, Some(size));
-        }
+        self.listed_sizes.extend(objects);
         self.listed.push(prefix.to_string());
     }
 
@@ -77,6 +87,7 @@ impl Known {
     pub fn writing(&mut self, key: &str) {
         self.documents.remove(key);
         self.sizes.remove(key);
+        self.listed_sizes.remove(key);
         self.dirs.clear();
         self.listed.retain(|p| !key.starts_with(p.as_str()));
     }
@@ -90,6 +101,7 @@ impl Known {
     pub fn erasing_prefix(&mut self, prefix: &str) {
         self.documents.retain(|key, _| !key.starts_with(prefix));
         self.sizes.retain(|key, _| !key.starts_with(prefix));
+        self.listed_sizes.retain(|key, _| !key.starts_with(prefix));
         self.dirs.clear();
         self.listed
             .retain(|p| !p.starts_with(prefix) && !prefix.starts_with(p.as_str()));
@@ -150,6 +162,9 @@ mod tests {
         assert_eq!(k.size("X/data/7"), Some(None), "not listed: absent");
         assert_eq!(k.size("X/indices/0"), None, "another prefix: not known");
         assert!(k.is_listed("X/data/9") && !k.is_listed("X/dat"));
+        assert_eq!(k.size_read("X/data/1"), None, "only from a listing");
+        k.read_size("X/data/1", Some(12));
+        assert_eq!(k.size_read("X/data/1"), Some(Some(12)));
         // A write under the prefix: sizes there are no longer all known.
         k.writing("X/data/7");
         assert_eq!(k.size("X/data/7"), None);
