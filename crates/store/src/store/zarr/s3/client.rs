@@ -439,7 +439,7 @@ impl ReadableStorageTraits for S3Storage {
                 found.into_iter().map(Ok::<Bytes, StorageError>),
             )));
         }
-        if let Some(Some(size)) = self.with_known(|k| k.size(key.as_str())).flatten() {
+        if let Some(Some(size)) = self.known_size(key) {
             return self.get_ranges(key, size, &ranges);
         }
         self.sync
@@ -449,16 +449,10 @@ impl ReadableStorageTraits for S3Storage {
 
     fn size_key(&self, key: &StoreKey) -> std::result::Result<Option<u64>, StorageError> {
         self.flush()?;
-        // A listing names objects as `object_store` spells paths: it answers for keys spelt
-        // the same (every zarr chunk key; not a group named with `[`, `%`, `#`, ...).
-        let listable = !is_metadata(key) && spelt_alike(key);
-        let known = self.with_known(|k| match listable || is_metadata(key) {
-            true => k.size(key.as_str()),
-            false => k.size_read(key.as_str()),
-        });
-        if let Some(size) = known.flatten() {
+        if let Some(size) = self.known_size(key) {
             return Ok(size);
         }
+        let listable = !is_metadata(key) && spelt_alike(key);
         if let Some(size) = listable.then(|| self.size_from_listing(key)).flatten() {
             return Ok(size);
         }
@@ -498,6 +492,18 @@ impl ReadableStorageTraits for S3Storage {
 }
 
 impl S3Storage {
+    /// The size of the object at `key` (`Some(None)`: absent) as already known. A listing
+    /// names objects as `object_store` spells paths, so it answers only for keys spelt the
+    /// same (every zarr chunk key; not one under a group named with `[`, `%`, `#`, ...).
+    fn known_size(&self, key: &StoreKey) -> Option<Option<u64>> {
+        let from_listings = is_metadata(key) || spelt_alike(key);
+        self.with_known(|k| match from_listings {
+            true => k.size(key.as_str()),
+            false => k.size_read(key.as_str()),
+        })
+        .flatten()
+    }
+
     /// The size of the chunk at `key` (`None`: absent) from one listing of its directory
     /// (`X/data/c/0`: everything under `X/data/c/`), when answers are kept and the directory
     /// has not been listed yet: one request for all of an array's chunks instead of a HEAD
