@@ -41,7 +41,7 @@ use zarrs_storage::storage_adapter::async_to_sync::{
 };
 use zarrs_storage::{AsyncReadableStorageTraits, AsyncWritableStorageTraits};
 
-use super::held::HeldRanges;
+use super::held::{absolute, HeldRanges};
 use super::known::Known;
 use super::S3Config;
 use crate::error::{Error, Result};
@@ -365,7 +365,6 @@ impl S3Storage {
         })
     }
 
-    /// True if any object exists under the prefix (for OUTPUT without `--force`).
     /// Keeps the answers to metadata reads, size queries and listings from now on (see
     /// [`Known`]): for an input, which nothing writes while atlasnorm runs.
     pub fn remember_answers(&self) {
@@ -375,6 +374,7 @@ impl S3Storage {
         }
     }
 
+    /// True if any object exists under the prefix (for OUTPUT without `--force`).
     pub fn exists(&self) -> std::result::Result<bool, StorageError> {
         let listing = self.list_dir(&StorePrefix::root())?;
         Ok(!listing.keys().is_empty() || !listing.prefixes().is_empty())
@@ -550,16 +550,15 @@ impl S3Storage {
     ) -> std::result::Result<MaybeBytesIterator<'a>, StorageError> {
         let mut within = Vec::with_capacity(ranges.len());
         for r in ranges {
-            let (start, end) = (r.start(size), r.end(size));
-            if start > end || end > size {
+            let Some(bytes) = absolute(r, size) else {
                 return Err(self.err(
                     "read",
                     StorageError::Other(format!(
                         "{key}: byte range {r} past the end ({size} bytes)"
                     )),
                 ));
-            }
-            within.push(start..end);
+            };
+            within.push(bytes);
         }
         let path = object_store::path::Path::from(key.as_str());
         match self.runtime.block_on(self.raw.get_ranges(&path, &within)) {

@@ -19,6 +19,17 @@ use zarrs::storage::byte_range::ByteRange;
 /// (twice the reader's window of 32 MiB).
 pub(super) const HELD_MAX_BYTES: u64 = 64 << 20;
 
+/// The bytes `range` names in an object of `size` bytes; `None` when they are not all in it.
+/// (zarrs' own `ByteRange::start` underflows on a suffix longer than the object.)
+pub(super) fn absolute(range: &ByteRange, size: u64) -> Option<Range<u64>> {
+    let (start, end) = match *range {
+        ByteRange::FromStart(offset, Some(len)) => (offset, offset.checked_add(len)?),
+        ByteRange::FromStart(offset, None) => (offset, size),
+        ByteRange::Suffix(len) => (size.checked_sub(len)?, size),
+    };
+    (start <= end && end <= size).then_some(start..end)
+}
+
 /// One object's held pieces.
 struct Object<S> {
     /// The object's size in bytes (suffix ranges are resolved against it).
@@ -157,14 +168,7 @@ impl<S: Clone> HeldRanges<S> {
         let size = object.size;
         let mut found = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let (start, end) = match *range {
-                ByteRange::FromStart(offset, Some(len)) => (offset, offset.checked_add(len)?),
-                ByteRange::FromStart(offset, None) => (offset, size),
-                ByteRange::Suffix(len) => (size.checked_sub(len)?, size),
-            };
-            if start > end || end > size {
-                return None;
-            }
+            let Range { start, end } = absolute(range, size)?;
             let at = object
                 .pieces
                 .iter()
@@ -278,6 +282,26 @@ mod tests {
             .serve("k", &[ByteRange::FromStart(990, Some(20))])
             .is_none());
         assert_eq!(h.held(), 200);
+    }
+
+    #[test]
+    fn byte_ranges_resolve_inside_the_object_or_not_at_all() {
+        assert_eq!(
+            absolute(&ByteRange::FromStart(10, Some(5)), 100),
+            Some(10..15)
+        );
+        assert_eq!(
+            absolute(&ByteRange::FromStart(90, None), 100),
+            Some(90..100)
+        );
+        assert_eq!(absolute(&ByteRange::Suffix(4), 100), Some(96..100));
+        assert_eq!(absolute(&ByteRange::Suffix(101), 100), None);
+        assert_eq!(absolute(&ByteRange::FromStart(99, Some(2)), 100), None);
+        assert_eq!(absolute(&ByteRange::FromStart(101, None), 100), None);
+        assert_eq!(
+            absolute(&ByteRange::FromStart(u64::MAX, Some(2)), 100),
+            None
+        );
     }
 
     #[test]
